@@ -1,0 +1,78 @@
+"""Atomic report writing and run metadata (every report header records
+seed, config and library versions)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+
+
+def atomic_write(path: str, data: str | bytes):
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``:
+    readers never see a partly written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_json(path: str, obj):
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def atomic_savefig(fig, path: str, **kw):
+    """Save a matplotlib figure atomically (PNG)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", **kw)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _jsonable(x):
+    try:
+        import torch
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import numpy as np
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, np.generic):
+            return x.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(x)
+
+
+def versions() -> dict:
+    import numpy, scipy, sympy, torch
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "sympy": sympy.__version__}
+
+
+def run_header(command: str, args=None) -> str:
+    """Markdown header: the reproducing command, config and versions."""
+    lines = ["", f"Reproduce: `{command}`", ""]
+    if args is not None:
+        cfg = {k: v for k, v in sorted(vars(args).items()) if k not in ("func", "command")}
+        lines.append("Config: `" + json.dumps(cfg, default=str) + "`")
+        lines.append("")
+    lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    lines.append("")
+    return "\n".join(lines)

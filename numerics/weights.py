@@ -1,0 +1,56 @@
+"""Weight files: ``.npz`` with arrays ``P`` and ``V``, each ``D x D`` in the
+THEORY.md layout, loaded with ``allow_pickle=False`` and validated."""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+import torch
+
+from numerics import DTYPE
+from numerics.errors import InputError
+
+
+def load_weights(path: str, D: int, dtype=DTYPE, device=None):
+    """``(P, V)`` from ``path``; raises :class:`InputError` naming the problem."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("P", "V") if k not in z.files]
+            if missing:
+                raise InputError("weights", f"{path} lacks array(s) {', '.join(missing)}; expected P and V")
+            arrays = {k: z[k] for k in ("P", "V")}
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError("weights", f"no such file {path}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise InputError("weights", f"{path} is not a readable .npz file of numeric arrays ({e})") from None
+    out = []
+    for k in ("P", "V"):
+        a = arrays[k]
+        if a.dtype.kind not in "fiu":
+            raise InputError(f"weights.{k}", f"expected a numeric array, got dtype {a.dtype}")
+        if a.shape != (D, D):
+            raise InputError(f"weights.{k}", f"expected shape ({D}, {D}) for this layout, got {a.shape}")
+        if not np.isfinite(a).all():
+            raise InputError(f"weights.{k}", "contains NaN or infinity")
+        out.append(torch.as_tensor(a, dtype=dtype, device=device))
+    return tuple(out)
+
+
+def save_weights(path: str, P: torch.Tensor, V: torch.Tensor, **extra):
+    """Write ``P``, ``V`` (and extra arrays) atomically as ``.npz``."""
+    arrays = {"P": P.detach().cpu().numpy(), "V": V.detach().cpu().numpy()}
+    arrays.update({k: np.asarray(v) for k, v in extra.items()})
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
