@@ -22,6 +22,7 @@ COMMANDS = {
     "prove": ("theory.prove", "prove symbolically that weights implement the update (every d and n)"),
     "richness": ("numerics.richness", "Hessian spectrum on the optimal set: is the MDP distribution rich?"),
     "train": ("numerics.train", "train a block (or an MLP / LSTM baseline) by teacher mimicking (Algorithm 1)"),
+    "ablation": ("numerics.ablation", "richness ablation: train on narrow and rich distributions, compare with verdicts"),
     "flow": ("numerics.flow", "gradient flow near the optimal set: measured vs predicted rate, basin"),
     "control": ("numerics.control", "in-context control on unseen MDPs and Gymnasium tabular environments"),
     "claims": ("numerics.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
