@@ -1,0 +1,83 @@
+"""Throughput of ``icrl-verify check``: the batched Lemma C.1 read-out
+against a per-prompt loop over the literal block formula (paper eq. 1).
+
+Both paths check the same prompts (Section 4.1 sizes, SARSA, constructed
+weights) against the same teacher targets, in this process.  ``ratio`` =
+reference time / ours for the check itself (read-out + comparison);
+``end_to_end_s`` is ``run_check`` on the same number of prompts including
+sampling the MDPs and windows (Algorithm 1).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from benchmarks._common import parser, report, timed  # noqa: E402
+from numerics.block import block_literal, readout_fast, split_full  # noqa: E402
+from numerics.check import run_check  # noqa: E402
+from numerics.constructions import constructed_weights  # noqa: E402
+from numerics.distributions import MDPDistribution  # noqa: E402
+from numerics.prompts import assemble_prompt, build_context  # noqa: E402
+from numerics.sampler import frames  # noqa: E402
+from numerics.teachers import teacher_update, window_features  # noqa: E402
+
+
+def sample_prompts(prompts: int, mdps: int, seed: int = 0):
+    dist = MDPDistribution()
+    gen = torch.Generator().manual_seed(seed)
+    mdp, F = dist.sample(mdps, gen)
+    teacher = lambda th, w: teacher_update("sarsa", F, w, th, mdp.gamma, 0.1, 0.2)
+    Xs, wts, wants = [], [], []
+    for theta, win in frames("sarsa", mdp, F, 20, 0.1, prompts // mdps, gen, teacher):
+        feats = window_features("sarsa", F, win, theta, 0.1)
+        X, wt = build_context("sarsa", F, win, theta, mdp.gamma, 0.1, feats=feats)
+        Xs.append(X)
+        wts.append(wt)
+        wants.append(teacher_update("sarsa", F, win, theta, mdp.gamma, 0.1, 0.2, feats=feats))
+    return torch.cat(Xs), torch.cat(wts), torch.cat(wants), dist.d
+
+
+def batched(X, wt, want, P, V):
+    got = readout_fast(X, wt, *split_full(P, V, X.shape[-1]))
+    return float((got - want).abs().max())
+
+
+def looped(X, wt, want, P, V):
+    q = wt.shape[-1] - 1
+    worst = 0.0
+    for i in range(X.shape[0]):
+        H = assemble_prompt(X[i:i + 1], wt[i:i + 1])[0]
+        got = block_literal(P, V, H)[-q:, -1]
+        worst = max(worst, float((got - want[i]).abs().max()))
+    return worst
+
+
+def main():
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--prompts", type=int, default=100_000)
+    p.add_argument("--mdps", type=int, default=1000)
+    args = p.parse_args()
+    sampling_s, (X, wt, want, d) = timed(sample_prompts, args.prompts, args.mdps)
+    P, V = constructed_weights("sarsa", d, 0.2)
+    ours_s, err_ours = timed(batched, X, wt, want, P, V, repeat=3)
+    reference_s, err_ref = timed(looped, X, wt, want, P, V)
+    e2e_s, res = timed(run_check, "sarsa", MDPDistribution(), prompts=args.prompts, mdps=args.mdps)
+    result = dict(name="check_throughput", prompts=int(X.shape[0]), d=d, n=20,
+                  ours_s=ours_s, reference_s=reference_s, ratio=reference_s / ours_s,
+                  sampling_s=sampling_s, end_to_end_s=e2e_s, end_to_end_holds=res.holds,
+                  max_abs_error_ours=err_ours, max_abs_error_reference=err_ref,
+                  threads=torch.get_num_threads())
+    lines = [f"{result['prompts']} prompts, d = {d}, n = 20 (Section 4.1), SARSA construction",
+             f"batched Lemma C.1 read-out + compare: {ours_s:.3f} s   (max error {err_ours:.2e})",
+             f"per-prompt literal block loop:       {reference_s:.3f} s   (max error {err_ref:.2e})",
+             f"ratio (reference / ours): {result['ratio']:.1f}x",
+             f"end to end (sampling MDPs + windows + check): {e2e_s:.2f} s, holds = {res.holds}"]
+    report(result, lines, args.json)
+
+
+if __name__ == "__main__":
+    main()
