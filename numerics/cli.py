@@ -7,6 +7,7 @@ JSON object with the result.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import json
@@ -54,18 +55,19 @@ def progress_bar(total=None, desc="", disable=False, unit="it"):
         bar.close()
 
 
-def build_parser():
+def build_parser(command: str | None = None):
+    """The parser; only the chosen command's module is imported (a command
+    with heavy imports costs nothing to the others)."""
     parser = ArgumentParser(prog="icrl-verify", description=__doc__.split("\n\n")[0],
                             epilog="Run 'icrl-verify COMMAND --help' for a command's options.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for name, (module, help_) in COMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:   # a command whose module is not part of this build
-                continue
-            raise
-        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
+        if name != command:
+            sub.add_parser(name, help=help_)
+            continue
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(func=mod.run)
     return parser
@@ -74,7 +76,8 @@ def build_parser():
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        parser = build_parser()
+        command = next((a for a in argv if not a.startswith("-")), None)
+        parser = build_parser(command if command in COMMANDS else None)
         args = parse_with_config(parser, argv)
         if not getattr(args, "func", None):
             parser.print_help()

@@ -1,0 +1,70 @@
+"""`icrl-verify claims`: the verdict machinery (fast tier).
+
+The full quick report takes minutes; here the registry is exercised claim by
+claim on the cheap numeric checks, and a planted fault in the single source
+of the constructions must turn the affected verdicts to `fails`.
+"""
+import dataclasses
+import json
+
+import pytest
+import sympy as sp
+
+import theory.constructions as tc
+from numerics import claim_registry
+from numerics.claims import FAILS, HOLDS, NOT_CHECKED, Evidence, Settings, all_pass, evaluate, run_checks
+from numerics.cli import main
+
+
+def _flip_p12_sign(monkeypatch, algorithm):
+    c = tc.CONSTRUCTIONS[algorithm]
+    flipped = tuple((k, -v) if k == ("phi", "w") else (k, v) for k, v in c.p12)
+    monkeypatch.setitem(tc.CONSTRUCTIONS, algorithm, dataclasses.replace(c, p12=flipped))
+
+
+def _claims(*ids):
+    return [c for c in claim_registry.CLAIMS if c.id in ids]
+
+
+def test_numeric_claims_hold_on_the_code_as_shipped():
+    claims = _claims("lemma-c1", "theorem-3.1", "theorem-3.3", "prop-3.1")
+    ev = run_checks(dict.fromkeys(n for c in claims for n in c.checks), Settings())
+    verdicts = {r["id"]: r["verdict"] for r in evaluate(claims, ev)}
+    assert verdicts == {c.id: HOLDS for c in claims}
+
+
+def test_wrong_sign_in_the_construction_turns_theorem_3_1_to_fails(monkeypatch):
+    _flip_p12_sign(monkeypatch, "sarsa")
+    claims = _claims("theorem-3.1", "theorem-3.3")
+    ev = run_checks(dict.fromkeys(n for c in claims for n in c.checks), Settings())
+    verdicts = {r["id"]: r["verdict"] for r in evaluate(claims, ev)}
+    assert verdicts["theorem-3.1"] == FAILS
+    assert verdicts["theorem-3.3"] == HOLDS   # actor-critic has its own table, untouched
+
+
+def test_a_check_that_cannot_run_is_not_checked_never_holds():
+    e_ok = Evidence("a", "numeric", True, "", "")
+    e_none = Evidence("b", "numeric", None, "could not run", "")
+    e_bad = Evidence("c", "numeric", False, "", "")
+    assert all_pass({"a": e_ok, "b": e_none})[0] == NOT_CHECKED
+    assert all_pass({"a": e_ok, "c": e_bad})[0] == FAILS
+    assert all_pass({"a": e_ok})[0] == HOLDS
+
+
+def test_claims_cli_writes_json_with_required_keys(tmp_path, capsys):
+    rc = main(["claims", "--only", "lemma-c1", "prop-3.1", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    doc = json.loads((tmp_path / "claims.json").read_text())
+    for row in doc["claims"]:
+        assert {"id", "statement", "verdict", "evidence", "command"} <= row.keys()
+        assert row["verdict"] == HOLDS
+    assert (tmp_path / "claims.md").read_text().startswith("# Claim-by-claim verdict")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last)["claims"] == {"lemma-c1": HOLDS, "prop-3.1": HOLDS}
+
+
+def test_claims_cli_unknown_claim_id_exits_2(tmp_path, capsys):
+    rc = main(["claims", "--only", "no-such-claim", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "only" in err[0]
+    assert not (tmp_path / "claims.md").exists()
