@@ -9,7 +9,7 @@ from ``theory``) or ``--weights FILE.npz``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -18,6 +18,7 @@ from numerics.block import readout_fast, split_full
 from numerics.config import add_common, device_from_args, distribution_from_args, positive_int
 from numerics.constructions import constructed_weights
 from numerics.distributions import MDPDistribution
+from numerics.mdp_file import load_mdp_file
 from numerics.prompts import build_context
 from numerics.sampler import frames
 from numerics.teachers import teacher_update, window_features
@@ -54,17 +55,24 @@ class CheckResult:
 def run_check(algorithm: str, dist: MDPDistribution, *, prompts: int = 10_000, mdps: int = 100, n: int = 20,
               epsilon: float = 0.1, alpha: float = 0.2, beta: float = 0.2, seed: int = 0,
               weights: tuple[torch.Tensor, torch.Tensor] | None = None, device=None,
-              progress=None) -> CheckResult:
+              progress=None, mdp=None, features=None) -> CheckResult:
     """Compare ``TF(H)`` with the teacher on ``prompts`` prompts.
+
+    ``mdp`` (and ``features``) replace the sampled MDPs: every frame then
+    checks one prompt per given MDP.
 
     Holds when, for every prompt, ``|TF(H) - teacher|_inf`` is below
     :func:`numerics.tolerances.readout_tolerance` of that prompt's term scale.
     """
     device = torch.device(device or "cpu")
     gen = torch.Generator(device=device).manual_seed(seed)
-    mdp, F = dist.sample(mdps, gen, device=device)
+    if mdp is None:
+        mdp, F = dist.sample(mdps, gen, device=device)
+    else:
+        F = features if features is not None else dist._raw_features(mdp.batch, gen, device)
+        mdps = mdp.batch
     lay = layout(algorithm)
-    d = dist.d
+    d = F.shape[-1]
     m = lay.m(d)
     if weights is None:
         weights = constructed_weights(algorithm, d, alpha, beta, device=device)
@@ -105,6 +113,9 @@ def add_arguments(p):
     p.add_argument("--prompts", type=positive_int, default=10_000, help="number of prompts to check (10000)")
     p.add_argument("--weights", metavar="FILE.npz", default=None,
                    help="check these weights (arrays P and V, each D x D) instead of the construction")
+    p.add_argument("--mdp", metavar="FILE.npz", default=None,
+                   help="check on these MDPs (arrays T, R, gamma, optional rho0, features; see numerics/mdp_file.py) "
+                        "instead of sampled ones")
 
 
 def run(args) -> int:
@@ -112,13 +123,18 @@ def run(args) -> int:
     dist = distribution_from_args(args)
     device = device_from_args(args)
     lay = layout(args.algorithm)
-    weights = load_weights(args.weights, lay.D(dist.d), device=device) if args.weights else None
+    mdp, F = load_mdp_file(args.mdp, device=device) if args.mdp else (None, None)
+    if mdp is not None and F is None and (mdp.states, mdp.actions) != (dist.states, dist.actions):
+        dist = replace(dist, states=mdp.states, actions=mdp.actions)
+    d = F.shape[-1] if F is not None else dist.d
+    weights = load_weights(args.weights, lay.D(d), device=device) if args.weights else None
     with progress_bar(total=args.prompts, desc=f"check {args.algorithm}", disable=args.json) as bar:
         res = run_check(args.algorithm, dist, prompts=args.prompts, mdps=args.mdps, n=args.context,
                         epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
-                        weights=weights, device=device, progress=bar.update)
+                        weights=weights, device=device, progress=bar.update, mdp=mdp, features=F)
     src = args.weights or f"construction ({'Theorem 3.3' if args.algorithm == 'actor-critic' else 'Theorem 3.1'})"
-    lines = [f"check {args.algorithm}: {res.prompts} prompts, {dist.describe()}, n = {args.context}",
+    what = f"MDPs from {args.mdp}" if args.mdp else dist.describe()
+    lines = [f"check {args.algorithm}: {res.prompts} prompts, {what}, n = {args.context}",
              f"weights: {src}",
              f"max |TF(H) - teacher| = {res.max_abs_error:.3e}; tolerance {res.tolerance:.3e} "
              f"({READOUT_FACTOR:g} (m+n) eps x term scale, per prompt)",

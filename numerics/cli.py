@@ -45,10 +45,12 @@ def _default(x):
 
 @contextlib.contextmanager
 def progress_bar(total=None, desc="", disable=False, unit="it"):
-    """A tqdm progress bar on stderr (quiet with ``--json`` or when not a TTY
-    under CI)."""
+    """A tqdm progress bar on stderr; quiet with ``--json`` and when stderr is
+    not a terminal (set ICRL_PROGRESS=1 to force it on)."""
+    import os
     from tqdm import tqdm
-    bar = tqdm(total=total, desc=desc, disable=disable, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    quiet = disable or not (sys.stderr.isatty() or os.environ.get("ICRL_PROGRESS") == "1")
+    bar = tqdm(total=total, desc=desc, disable=quiet, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
     try:
         yield bar
     finally:
