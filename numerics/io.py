@@ -8,6 +8,16 @@ import platform
 import tempfile
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Mode of written reports: what ``open`` would give (mkstemp makes 0600).
+_FILE_MODE = _umask_mode()
+
+
 def atomic_write(path: str, data: str | bytes):
     """Write ``data`` to ``path`` via a temporary file and ``os.replace``:
     readers never see a partly written file."""
@@ -18,6 +28,7 @@ def atomic_write(path: str, data: str | bytes):
     try:
         with os.fdopen(fd, mode) as fh:
             fh.write(data)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -36,6 +47,7 @@ def atomic_savefig(fig, path: str, **kw):
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", **kw)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -51,3 +51,84 @@ def symmetry_tangent_dim(algorithm: str, parameterization: str, dim=d):
     never_read = D * m + m * D + D           # P[:, :m], V[:m, :], V[m, :]
     antisym_p22 = p * (p - 1) / 2
     return sp.expand(1 + never_read + antisym_p22)
+
+
+def prove_scaling_invariance(algorithm: str = "sarsa") -> bool:
+    """Scaling symmetry ``(P, V) -> (c P, V / c)``, ``c != 0``, proven.
+
+    True when both proofs succeed: (1) general ``d`` and ``n``, arbitrary
+    ``P``, ``V`` (3 x 3 blocks of symbolic size, :func:`theory.symbolic.prove_scaling`):
+    ``H + (1/n)((V/c) H)(H^T (c P) H)`` equals ``H + (1/n)(V H)(H^T P H)``;
+    (2) the construction entrywise at ``d = 1, 2``, ``n = 2``: the literal
+    read-out of ``(c P*, V*/c)`` with a symbolic ``c`` minus that of
+    ``(P*, V*)`` expands to zero.
+    """
+    from theory import concrete as C
+    from theory import symbolic as S
+    from theory.constructions import full_pv
+
+    lay = get(algorithm).layout
+    general = S.prove_scaling(lay)
+    c = sp.Symbol("c", nonzero=True)
+    concrete = True
+    for dim in (1, 2):
+        P, V = full_pv(algorithm, dim)
+        pr = C.concrete_prompt(lay, dim, 2)
+        diff = C.literal_readout(c * P, V / c, pr.H, lay.q(dim)) - C.literal_readout(P, V, pr.H, lay.q(dim))
+        concrete = concrete and C.is_zero_matrix(C.expand_matrix(diff))
+    return bool(general and concrete)
+
+
+def verify_symmetry_family(algorithm: str, parameterization: str, dim: int = 1, cols: int = 2) -> dict:
+    """Check :func:`symmetry_tangent_dim` at ``d = dim``: the symmetry family is
+    exact and its tangent generators have the rank the formula gives.
+
+    Exactness: with a symbolic ``c`` scaling the construction, every never-read
+    entry (full parameterisation) its own symbol, and ``P22 = A - A^T`` with
+    ``A`` symbolic, the literal read-out minus the teacher expands to zero for a
+    prompt of ``cols`` columns with symbolic entries (so the whole family, not
+    only its tangent, implements the update).  Rank: the generators at
+    ``theta*`` (scaling ``(P*, -V*)``, one unit direction per never-read entry,
+    ``E_jk - E_kj`` in ``P22``) as vectors of the parameter space.
+
+    Returns ``{"formula": int, "rank": int, "exact": bool, "parameters": int}``.
+    """
+    from theory import concrete as C
+    from theory.constructions import full_pv
+
+    lay = get(algorithm).layout
+    m, p = lay.m(dim), lay.p(dim)
+    D = m + p
+    P0, V0 = full_pv(algorithm, dim)
+    c = sp.Symbol("c", nonzero=True)
+    P, V = c * P0, V0 / c
+    gens = []
+
+    def unit(which, i, j):
+        v = sp.zeros(1, 2 * D * D)
+        v[(0 if which == "P" else D * D) + i * D + j] = 1
+        return v
+
+    scale = sp.Matrix([list(P0) + [-e for e in V0]])
+    gens.append(scale)
+    if parameterization == "full":
+        for i in range(D):
+            for j in range(D):
+                if j < m:
+                    P[i, j] = sp.Symbol(f"u{i}_{j}", real=True)
+                    gens.append(unit("P", i, j))
+                if i <= m:
+                    V[i, j] = sp.Symbol(f"v{i}_{j}", real=True)
+                    gens.append(unit("V", i, j))
+        A = sp.Matrix(p, p, lambda i, j: sp.Symbol(f"a{i}_{j}", real=True))
+        P[m:, m:] = P[m:, m:] + A - A.T
+        for i in range(p):
+            for j in range(i + 1, p):
+                gens.append(unit("P", m + i, m + j) - unit("P", m + j, m + i))
+    elif parameterization != "reduced":
+        raise ValueError(f"parameterization: unknown {parameterization!r}")
+    res = C.construction_residual(algorithm, dim, cols, P, V)
+    from theory.constructions import alpha, beta
+    rank = sp.Matrix.vstack(*gens).subs({alpha: 1, beta: 1}).rank()   # generic step sizes: any nonzero value
+    return {"formula": int(symmetry_tangent_dim(algorithm, parameterization, dim)), "rank": int(rank),
+            "exact": C.is_zero_matrix(res), "parameters": int(parameter_count(algorithm, parameterization, dim))}

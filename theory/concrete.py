@@ -1,0 +1,203 @@
+"""Concrete-size proofs: every entry a symbol, exact arithmetic, literal block.
+
+Independent of :mod:`theory.symbolic`: here the prompt ``H`` is an explicit
+``D x (n+1)`` SymPy matrix whose entries are symbols (``phi_i_k``,
+``phin_i_k`` for ``phi+``, ``r_i``, ``g_i_k``, ``w_k``, ``lam_k``,
+``gamma``), the block ``H + (1/n)(V H)(H^T P H)`` is multiplied out entry by
+entry, and the read-out minus the teacher update (written as a loop over the
+window, THEORY.md section 2) is expanded to a polynomial.  The polynomial is
+zero exactly when the identity holds for every prompt of that size.
+
+:func:`weights_residual` proves user weights for every ``n`` at the weights'
+``d`` by the linearity of the window sum (see its docstring).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sympy as sp
+
+from theory.constructions import alpha, beta, full_pv, gamma, get
+from theory.layout import Layout
+
+
+@dataclass
+class ConcretePrompt:
+    """A prompt of size ``d``, ``n`` with symbolic entries."""
+
+    H: sp.Matrix           # D x (n+1)
+    X: sp.Matrix           # m x n, column i = x_i
+    wt: sp.Matrix          # p x 1, [1; theta]
+    cols: list             # per column: {"phi": [...], "phi_next": [...], "r": r_i, "g": [...]}
+    params: dict           # {"w": [...], "lam": [...]}
+    symbols: list          # every free symbol of the prompt, in a fixed order (gamma last)
+
+
+def _vec(name, i, d):
+    return [sp.Symbol(f"{name}{i}_{k}", real=True) for k in range(1, d + 1)]
+
+
+def concrete_prompt(layout: Layout, d: int, n: int) -> ConcretePrompt:
+    """``H`` with ``x_i = [phi_i; gamma phin_i; r_i (; g_i)]`` over zeros and ``[0; 1; w (; lam)]``."""
+    cols, X_cols, syms = [], [], []
+    for i in range(1, n + 1):
+        col = {"phi": _vec("phi", i, d), "phi_next": _vec("phin", i, d), "r": sp.Symbol(f"r{i}", real=True),
+               "g": _vec("g", i, d)}
+        values = {"phi": col["phi"], "gphi_next": [gamma * v for v in col["phi_next"]], "r": [col["r"]], "g": col["g"]}
+        x = []
+        for b, _ in layout.context:
+            x += values[b]
+            syms += col["phi_next"] if b == "gphi_next" else values[b]
+        cols.append(col)
+        X_cols.append(x)
+    params = {b: [sp.Symbol(f"{b}_{k}", real=True) for k in range(1, d + 1)] for b, _ in layout.params[1:]}
+    wt = [sp.Integer(1)] + [v for b, _ in layout.params[1:] for v in params[b]]
+    syms += wt[1:] + [gamma]
+    m, p = layout.m(d), layout.p(d)
+    X = sp.Matrix(m, n, lambda r, c: X_cols[c][r])
+    H = sp.zeros(m + p, n + 1)
+    H[:m, :n] = X
+    H[m:, n] = sp.Matrix(wt)
+    return ConcretePrompt(H, X, sp.Matrix(wt), cols, params, syms)
+
+
+def literal_readout(P: sp.Matrix, V: sp.Matrix, H: sp.Matrix, q: int) -> sp.Matrix:
+    """Last ``q`` entries of the last column of ``H + (1/n)(V H)(H^T P H)`` (paper eq. 1)."""
+    n = H.shape[1] - 1
+    Hout = H + (V * H) * (H.T * P * H) / n
+    return Hout[-q:, n]
+
+
+def lemma_c1_readout(P: sp.Matrix, V: sp.Matrix, X: sp.Matrix, wt: sp.Matrix) -> sp.Matrix:
+    """``theta + Vbar21 Sigma P12 w~ + (1/n) Vbar22 w~ w~^T P22 w~`` (Lemma C.1)."""
+    m, n = X.shape
+    P12, P22, Vbar21, Vbar22 = P[:m, m:], P[m:, m:], V[m + 1:, :m], V[m + 1:, m:]
+    Sigma = X * X.T / n
+    return wt[1:, :] + Vbar21 * Sigma * P12 * wt + Vbar22 * wt * (wt.T * P22 * wt)[0, 0] / n
+
+
+def teacher(algorithm: str, pr: ConcretePrompt, a=alpha, b=beta) -> sp.Matrix:
+    """THEORY.md section 2, as a loop over the window:
+    ``delta_i = r_i + gamma w.phi+_i - w.phi_i``; ``w + (a/n) sum delta_i phi_i``;
+    actor-critic also ``lam + (b/n) sum delta_i g_i``."""
+    w = sp.Matrix(pr.params["w"])
+    n = len(pr.cols)
+    new_w, new_lam = w.copy(), sp.Matrix(pr.params["lam"]) if "lam" in pr.params else None
+    for col in pr.cols:
+        phi, phin = sp.Matrix(col["phi"]), sp.Matrix(col["phi_next"])
+        delta = col["r"] + gamma * (w.T * phin)[0, 0] - (w.T * phi)[0, 0]
+        new_w += a / n * delta * phi
+        if new_lam is not None:
+            new_lam += b / n * delta * sp.Matrix(col["g"])
+    return new_w if new_lam is None else new_w.col_join(new_lam)
+
+
+def expand_matrix(M: sp.Matrix) -> sp.Matrix:
+    return M.applyfunc(sp.expand)
+
+
+def is_zero_matrix(M: sp.Matrix) -> bool:
+    return all(e == 0 for e in M)
+
+
+def construction_residual(algorithm: str, d: int, n: int, P=None, V=None, a=alpha, b=beta) -> sp.Matrix:
+    """Literal read-out minus teacher, expanded, for the construction (or ``P``, ``V``)."""
+    lay = get(algorithm).layout
+    if P is None or V is None:
+        P, V = full_pv(algorithm, d)
+    pr = concrete_prompt(lay, d, n)
+    return expand_matrix(literal_readout(P, V, pr.H, lay.q(d)) - teacher(algorithm, pr, a, b))
+
+
+@lru_cache(maxsize=None)
+def lemma_c1_concrete(layout: Layout, d: int, n: int) -> bool:
+    """Lemma C.1 at size ``d``, ``n`` with every entry of ``P``, ``V`` and ``H`` a symbol."""
+    D = layout.D(d)
+    P = sp.Matrix(D, D, lambda i, j: sp.Symbol(f"P{i}_{j}", real=True))
+    V = sp.Matrix(D, D, lambda i, j: sp.Symbol(f"V{i}_{j}", real=True))
+    pr = concrete_prompt(layout, d, n)
+    res = expand_matrix(literal_readout(P, V, pr.H, layout.q(d)) - lemma_c1_readout(P, V, pr.X, pr.wt))
+    return is_zero_matrix(res)
+
+
+def general_weights(layout: Layout, d: int):
+    """``P``, ``V`` with every entry its own symbol."""
+    D = layout.D(d)
+    return (sp.Matrix(D, D, lambda i, j: sp.Symbol(f"P{i}_{j}", real=True)),
+            sp.Matrix(D, D, lambda i, j: sp.Symbol(f"V{i}_{j}", real=True)))
+
+
+# ---- user weights for every n ----------------------------------------------------
+
+@dataclass
+class WeightsResidual:
+    """``n (TF(H) - teacher) = sum_i h(x_i) + g`` for every window (Lemma C.1)."""
+
+    per_column: sp.Matrix   # h(x): residual contributed by one context column x (generic symbols)
+    constant: sp.Matrix     # g: the column-independent cubic term Vbar22 w~ (w~^T P22 w~)
+    prompt: ConcretePrompt  # the one-column prompt whose symbols h uses
+    layout_blocks: tuple = ("phi", "gphi_next", "r")
+
+    @property
+    def ok(self) -> bool:
+        return is_zero_matrix(self.per_column) and is_zero_matrix(self.constant)
+
+    def text(self) -> str:
+        parts = []
+        if not is_zero_matrix(self.per_column):
+            names = {"phi": "phi1_*", "gphi_next": "gamma phin1_*", "r": "r1", "g": "g1_*"}
+            x = "; ".join(names[b] for b in self.layout_blocks)
+            parts.append(f"(1/n) sum_i h(x_i) with h(x) = {list(self.per_column)}  "
+                         f"(x = [{x}] one context column, parameters w_*{', lam_*' if 'g' in self.layout_blocks else ''})")
+        if not is_zero_matrix(self.constant):
+            parts.append(f"(1/n) {list(self.constant)}  (the cubic term Vbar22 w~ w~^T P22 w~)")
+        return " + ".join(parts) if parts else "0"
+
+
+def weights_residual(algorithm: str, P: sp.Matrix, V: sp.Matrix, a=alpha, b=beta) -> WeightsResidual:
+    """Read-out minus teacher for the given exact weights, for every ``n`` and every prompt.
+
+    By Lemma C.1 (proven for arbitrary ``P``, ``V`` and every ``d``, ``n`` in
+    :func:`theory.symbolic.derive_lemma_c1`) and the teacher's window sum,
+    ``n (TF(H) - teacher) = sum_i h(x_i) + g(w~)`` with
+    ``h(x) = Vbar21 x x^T P12 w~ - a delta(x) phi`` (and ``- b delta(x) g`` for
+    the actor) and ``g = Vbar22 w~ w~^T P22 w~``.  This vanishes for every ``n``
+    and every prompt exactly when ``h`` and ``g`` are the zero polynomials
+    (``n = 1`` with ``x = 0`` forces ``g = 0``; then ``h = 0``; the converse is
+    immediate), so expanding the two polynomials at one generic column proves or
+    refutes the identity for all ``n`` at once.
+    """
+    lay = get(algorithm).layout
+    D = P.shape[0]
+    d = (D - lay.D(1)) // (lay.D(2) - lay.D(1)) + 1
+    m = lay.m(d)
+    pr = concrete_prompt(lay, d, 1)
+    x = pr.X[:, 0]
+    P12, P22, Vbar21, Vbar22 = P[:m, m:], P[m:, m:], V[m + 1:, :m], V[m + 1:, m:]
+    col = pr.cols[0]
+    w = sp.Matrix(pr.params["w"])
+    delta = col["r"] + gamma * (w.T * sp.Matrix(col["phi_next"]))[0, 0] - (w.T * sp.Matrix(col["phi"]))[0, 0]
+    t = a * delta * sp.Matrix(col["phi"])
+    if algorithm == "actor-critic":
+        t = t.col_join(b * delta * sp.Matrix(col["g"]))
+    h = expand_matrix(Vbar21 * x * (x.T * P12 * pr.wt) - t)
+    g = expand_matrix(Vbar22 * pr.wt * (pr.wt.T * P22 * pr.wt))
+    return WeightsResidual(h, g, pr, tuple(b for b, _ in lay.context))
+
+
+def literal_readout_function(layout: Layout, d: int, n: int):
+    """A NumPy function ``f(P, V, H) -> q x 1``: the literal block read-out with
+    every entry of ``P``, ``V``, ``H`` a symbol, lambdified (cross-check of the
+    exact expression against ``numerics.block``)."""
+    D = layout.D(d)
+    P, V = general_weights(layout, d)
+    Hs = sp.Matrix(D, n + 1, lambda i, j: sp.Symbol(f"H{i}_{j}", real=True))
+    expr = literal_readout(P, V, Hs, layout.q(d))
+    f = sp.lambdify([list(P), list(V), list(Hs)], expr, modules="numpy")
+
+    def evaluate(Pn, Vn, Hn):
+        import numpy as np
+        return np.asarray(f(list(Pn.ravel()), list(Vn.ravel()), list(Hn.ravel())), dtype=float).reshape(-1, 1)
+
+    return evaluate
