@@ -82,16 +82,16 @@ def _coerce(action: argparse.Action, key: str, value):
         if action.choices is not None and v not in action.choices:
             raise InputError(f"config key {key!r}", f"unknown value {v!r}; expected one of {', '.join(map(str, action.choices))}")
         return v
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise InputError(f"config key {key!r}", f"expected true or false, got {value!r}")
+        return value
     if action.nargs is not None and action.nargs not in ("?",):
         if not isinstance(value, list):
             raise InputError(f"config key {key!r}", f"expected a list, got {value!r}")
         if isinstance(action.nargs, int) and len(value) != action.nargs:
             raise InputError(f"config key {key!r}", f"expected {action.nargs} values, got {len(value)}")
         return [one(v) for v in value]
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-        if not isinstance(value, bool):
-            raise InputError(f"config key {key!r}", f"expected true or false, got {value!r}")
-        return value
     return one(value)
 
 
@@ -108,14 +108,19 @@ def parse_with_config(parser: argparse.ArgumentParser, argv) -> argparse.Namespa
         raise InputError("config", f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError("config", f"{path} is not valid TOML: {e}") from None
-    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "command")}
+    # The options live on the chosen subcommand's parser, not the top level.
+    target = parser
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction) and getattr(args, a.dest, None) in a.choices:
+            target = a.choices[getattr(args, a.dest)]
+    actions = {a.dest: a for a in target._actions if a.dest not in ("help", "config", "command")}
     defaults = {}
     for key, value in data.items():
         dest = key.replace("-", "_")
         if dest not in actions:
             raise InputError("config", f"unknown key {key!r} in {path}")
         defaults[dest] = _coerce(actions[dest], key, value)
-    parser.set_defaults(**defaults)
+    target.set_defaults(**defaults)
     return parser.parse_args(argv)
 
 
