@@ -54,6 +54,82 @@ KERNEL_RTOL = 1e-9
 #: Symbolic vs numeric read-out (float64 evaluation of an exact expression).
 SYMBOLIC_NUMERIC_RTOL = 1e-12
 
+# ---- property_tests (issue 6) ----------------------------------------------
+
+#: Exact policy evaluation (a linear solve of ``(I - gamma P_pi) V = r_pi``)
+#: against another exact evaluation or the policy improvement inequality:
+#: the solve is backward stable, its sup-norm condition number is at most
+#: ``(1 + gamma) / (1 - gamma)``, so the error of ``V`` is about
+#: ``S * eps * |V|_max * 2 / (1 - gamma)``; 16 is headroom for LU pivoting
+#: growth at the small sizes the properties draw.
+POLICY_EVAL_FACTOR = 16.0
+
+
+def policy_value_tolerance(value_scale: float, states: int, gamma_max: float, dtype=torch.float64) -> float:
+    """Absolute tolerance on values ``V^pi`` computed by a linear solve.
+
+    ``value_scale`` bounds ``|V|`` (e.g. ``max|r| / (1 - gamma)``)."""
+    return POLICY_EVAL_FACTOR * states * eps(dtype) * max(1.0, value_scale) * 2.0 / (1.0 - gamma_max)
+
+
+#: Gradient of the teacher-mimicking loss on the optimal set: the exact
+#: gradient is ``mean_b J_b^T r_b`` with every residual ``|r_b|`` below its
+#: read-out tolerance, so ``|grad| <= mean_b |J_b|^T tol_b``; the computed
+#: gradient adds its own rounding, at most ``(m + n) eps`` times the same
+#: bound.  Factor 2 covers both.
+GRADIENT_ON_MANIFOLD_FACTOR = 2.0
+
+#: Primal and dual feasibility tolerance passed to HiGHS (scipy linprog) when
+#: it solves the LP for V* as the independent check of value iteration.  The
+#: default, 1e-7 absolute, lets a constraint be violated by 1e-7 and so V* be
+#: off by 1e-7 / (1 - gamma) (a reward of 1e-7 vanished in a Hypothesis
+#: counterexample); 1e-10 makes LP_VALUE_RTOL's premise (~1e-9) true.
+LP_FEASIBILITY_TOL = 1e-10
+
+# ---- training and structure recovery (numerics/train.py, recovery.py, ablation.py; issue 5)
+
+#: A trained block "recovers the construction" when its (P12, Vbar21) lies
+#: within this relative distance of M* (issue 5 acceptance: below 5%).
+STRUCTURE_RECOVERY_RTOL = 0.05
+
+#: The ablation calls a held-out loss "zero" when it is below this fraction
+#: of the identity map's loss (w -> w): float64 training stalls around
+#: 1e-8..1e-10 of it (Adam noise), so 1e-6 is reached only on the zero set.
+ZERO_LOSS_RTOL = 1e-6
+
+#: Checkpoint/resume must reproduce an uninterrupted run exactly: same
+#: float64 operations in the same order, so the weights agree bitwise.
+RESUME_ATOL = 0.0
+
+# ---- richness and flow (issues 4, 5) ----------------------------------------
+
+#: Shift of the shift-invert Lanczos used for large Hessians: sigma =
+#: RICHNESS_SHIFT_RTOL * lambda_max keeps H + sigma I well conditioned
+#: (cond <= 1e8) while sitting far below the smallest nonzero eigenvalues
+#: seen (>= 1e-6 lambda_max); eigenvalues are then recomputed as Rayleigh
+#: quotients with H itself, so the shift does not bias them.
+RICHNESS_SHIFT_RTOL = 1e-8
+
+#: Flatness of a kernel direction: the Gram matrix of the second-order term
+#: of the read-out (projected off the range of J) has an eigenvalue below
+#: FLAT_RTOL * its largest.  The projection applies H^+ (condition up to
+#: ~1e6 on the range), so cancellation errors reach ~1e-10 relative; 1e-8
+#: leaves headroom.  The gap actually observed is reported.
+FLAT_RTOL = 1e-8
+
+#: A finite step along a flat direction leaves the loss "exactly zero": below
+#: FLAT_STEP_RTOL times the loss of the zero update (the sample's scale).
+#: The residual is a sum of O(m) products of O(1) numbers per prompt, so
+#: float64 rounding gives ~1e-30 relative loss; 1e-20 is headroom.
+FLAT_STEP_RTOL = 1e-20
+
+#: Distance to M* below which a gradient-flow run counts as having ended on
+#: the optimal manifold (relative, numerics.manifold.distance_to_manifold).
+FLOW_MANIFOLD_RTOL = 1e-3
+
+#: Issue 5 acceptance: measured loss-decay rate within 20% of 2 mu.
+FLOW_RATE_RTOL = 0.20
+
 
 def close(a: torch.Tensor, b: torch.Tensor, atol: float) -> bool:
     return bool(torch.all(torch.abs(a - b) <= atol))

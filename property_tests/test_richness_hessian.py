@@ -1,0 +1,190 @@
+"""Richness (issue 4): the closed-form Gauss-Newton Hessian against autograd,
+the iterative spectrum against the dense one, the kernel classification
+against the known answers of THEORY.md section 5, and bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from numerics.block import embed_reduced, readout_literal
+from numerics.distributions import MDPDistribution
+from numerics.errors import InputError
+from numerics.hessian import (full_index, gauss_newton_reduced, hessian_operator, join_reduced, loss, sample_prompts,
+                              split_reduced, structure)
+from numerics.prompts import assemble_prompt
+from numerics import richness as rich_mod
+from numerics.richness import Spectrum, richness
+from numerics.tolerances import HESSIAN_RTOL
+
+
+# torch.func.hessian goes through torch.jit internally, which warns on torch 2.13;
+# that warning is torch's, not ours.
+TORCH_JIT = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
+def small(features="onehot", **kw):
+    return MDPDistribution(states=2, actions=2, gamma=0.5, features=features, **kw)
+
+
+@pytest.fixture(scope="module")
+def onehot_sample():
+    return sample_prompts("sarsa", small(), mdps=10, frames_per_mdp=10, n=6, seed=3)
+
+
+@TORCH_JIT
+def test_lemma_c1_gauss_newton_equals_autograd_hessian_reduced(onehot_sample):
+    S = onehot_sample
+    H = gauss_newton_reduced(structure(S))
+    P12s, V21s = S.construction()
+    f = lambda v: loss(S, *split_reduced(v, S.m, S.p))
+    Ha = torch.func.hessian(f)(join_reduced(P12s, V21s)).numpy()
+    assert np.abs(H - Ha).max() <= HESSIAN_RTOL * np.abs(Ha).max()
+
+
+@TORCH_JIT
+def test_lemma_c1_gauss_newton_equals_autograd_hessian_full_literal_block():
+    """Full (P, V): the closed form (reduced block + zero rows) against the
+    Hessian of the loss through the literal block (paper eq. 1)."""
+    S = sample_prompts("sarsa", small("dense"), mdps=6, frames_per_mdp=6, n=5, seed=1)
+    m, p = S.m, S.p
+    D = m + p
+    H = gauss_newton_reduced(structure(S))
+    Hp = assemble_prompt(S.X, S.wt)
+    Ps, Vs = embed_reduced(*S.construction())
+
+    def f(v):
+        r = readout_literal(v[:D * D].reshape(D, D), v[D * D:].reshape(D, D), Hp, p - 1) - S.target
+        return 0.5 * (r * r).sum(-1).mean()
+    Ha = torch.func.hessian(f)(torch.cat([Ps.reshape(-1), Vs.reshape(-1)])).numpy()
+    Hc = np.zeros_like(Ha)
+    idx = full_index(m, p)
+    Hc[np.ix_(idx, idx)] = H
+    assert np.abs(Hc - Ha).max() <= HESSIAN_RTOL * np.abs(Ha).max()
+
+
+@TORCH_JIT
+def test_gauss_newton_detects_a_wrong_construction(onehot_sample):
+    """Off the optimal set (flipped sign of Vbar21*) the residual is not zero
+    and the autograd Hessian differs from E[J^T J]: the comparison can fail."""
+    S = onehot_sample
+    P12s, V21s = S.construction()
+    H = gauss_newton_reduced(structure(S, P12s, -V21s))
+    f = lambda v: loss(S, *split_reduced(v, S.m, S.p))
+    Ha = torch.func.hessian(f)(join_reduced(P12s, -V21s)).numpy()
+    assert np.abs(H - Ha).max() > 1e3 * HESSIAN_RTOL * np.abs(Ha).max()
+
+
+def test_matrix_free_operator_and_lanczos_match_dense(onehot_sample, monkeypatch):
+    S = onehot_sample
+    st = structure(S)
+    H = gauss_newton_reduced(st)
+    x = np.random.default_rng(0).standard_normal((H.shape[0], 3))
+    op = hessian_operator(st)
+    assert np.abs(op.matmat(x) - H @ x).max() <= 1e-12 * np.abs(H).max() * np.abs(x).max() * H.shape[0]
+    dense = Spectrum(H)
+    monkeypatch.setattr(rich_mod, "DENSE_EIGH_LIMIT", 10)
+    lanczos = Spectrum(H)
+    assert not lanczos.dense and dense.dense
+    assert lanczos.kernel.shape[1] == dense.kernel.shape[1] == 10
+    assert abs(lanczos.mu - dense.mu) <= 1e-9 * dense.lam_max
+    # residual of the Lanczos eigenpair with H itself
+    v = lanczos.vectors[:, lanczos.values >= lanczos.threshold][:, 0]
+    assert np.linalg.norm(H @ v - lanczos.mu * v) <= 1e-8 * dense.lam_max
+
+
+def test_section_5_onehot_fixed_gamma_is_morse_bott_with_2d_plus_1_invariances(onehot_sample):
+    res = richness(None, "sarsa", "reduced", sample=onehot_sample, bootstrap=0)
+    d = onehot_sample.d
+    assert res["verdict"] == "morse-bott"
+    assert res["kernel_dim"] == 10 and res["symmetry_dim"] == 1
+    assert res["data_invariance_dim"] == 2 * d + 1 and res["nonflat_dim"] == 0
+    dt = res["details"]
+    assert dt["finite_step_max_rel_loss"] <= dt["finite_step_rtol"]
+    assert dt["straight_flat_dim"] == 2 * d + 1
+    inv = dt["invariances"]
+    assert inv["explained"] == inv["found"] == 2 * d + 1
+    assert any("(gamma 1, -1, 0)" in s for s in inv["sentences"])
+    assert dt["spectral_gap"] > 1e6
+
+
+@pytest.mark.parametrize("dist", [small("onehot", gamma_range=(0.2, 0.8)), small("dense")], ids=["gamma-range", "dense"])
+def test_section_5_rich_distributions_are_identifiable(dist):
+    res = richness(dist, "sarsa", "reduced", mdps=10, frames=10, n=6, bootstrap=3)
+    assert res["verdict"] == "identifiable"
+    assert res["kernel_dim"] == 1 and res["data_invariance_dim"] == 0 and res["nonflat_dim"] == 0
+    lo, hi = res["mu_ci95"]
+    assert 0 < lo <= hi and np.isfinite(res["mu"]) and res["mu"] > 0
+
+
+def test_section_5_full_parameterisation_fails_through_p22_and_vbar22():
+    res = richness(small("dense"), "sarsa", "full", mdps=10, frames=10, n=6, bootstrap=0)
+    p, q = 5, 4
+    assert res["verdict"] == "fails"
+    assert res["nonflat_dim"] == p * (p + 1) // 2 + q * p
+    dt = res["details"]
+    assert res["symmetry_dim"] == dt["symmetry_formula"]
+    assert dt["full_symmetry_check"]["max_readout_change"] <= 1e-12 * dt["full_symmetry_check"]["readout_scale"]
+    qr = dt["quartic_rise_p22_vbar22"]
+    # the loss rises as t^4 (constant ratio) and no second-order bend removes it
+    assert qr["projected_quartic"] > 0
+    assert abs(qr["loss_over_t4"][1] / qr["loss_over_t4"][2] - 1) < 1e-6
+    assert dt["flat_alone"]["p22"] <= 1e-28 and dt["flat_alone"]["vbar22"] <= 1e-28
+
+
+def test_degenerate_distribution_is_not_identifiable():
+    """gamma = 0 with one-hot features: the gphi_next block of every context
+    column is zero, so the kernel has d (p + q) extra flat dimensions."""
+    res = richness(MDPDistribution(states=2, actions=2, gamma=0.0, features="onehot"), "sarsa", "reduced",
+                   mdps=10, frames=10, n=6, bootstrap=0)
+    assert res["verdict"] != "identifiable"
+    assert res["data_invariance_dim"] >= 4 * (5 + 4)
+    assert any("gphi_next is zero" in s for s in res["details"]["invariances"]["sentences"])
+
+
+def test_bad_input_raises_input_error():
+    with pytest.raises(InputError):
+        richness(small(), "sarsa", "reduced", mdps=0, frames=10)
+    with pytest.raises(InputError):
+        richness(small(), "sarsa", "sideways", mdps=5, frames=5)
+    with pytest.raises(InputError):
+        richness(small(), "sarsa", "reduced", mdps=1, frames=2, n=4)     # too few prompts for a rank decision
+    with pytest.raises(InputError):
+        MDPDistribution(states=2, actions=2, gamma_range=(0.5, 1.0))
+
+
+@pytest.mark.parametrize("argv", [["--mdps", "0"], ["--gamma-range", "0.5", "1.5"], ["--states", "0"],
+                                  ["--parameterization", "sideways"], ["--bootstrap", "-1"]])
+def test_cli_bad_input_exits_2_with_one_line(argv, capsys, tmp_path):
+    from numerics.cli import main
+    rc = main(["richness", "--out", str(tmp_path)] + argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_report_and_exit_codes(capsys, tmp_path):
+    from numerics.cli import main
+    base = ["richness", "--states", "2", "--actions", "2", "--mdps", "10", "--frames", "10", "--context", "6",
+            "--bootstrap", "2", "--out", str(tmp_path), "--json"]
+    assert main(base + ["--features", "onehot", "--name", "oh"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out) >= {"parameterization", "parameters", "kernel_dim", "symmetry_dim", "data_invariance_dim",
+                        "nonflat_dim", "mu", "mu_ci95", "verdict", "report"}
+    assert out["verdict"] == "morse-bott"
+    for ext in (".md", ".json", ".png"):
+        assert (tmp_path / f"oh{ext}").exists()
+    assert "gamma 1, -1, 0" in (tmp_path / "oh.md").read_text()
+    assert main(base + ["--parameterization", "full", "--name", "full"]) == 1
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["verdict"] == "fails"
+
+
+def test_richness_refuses_a_sample_the_construction_does_not_fit(onehot_sample):
+    """A wrong teacher (targets shifted) leaves a residual at theta*: the
+    Gauss-Newton identity no longer holds and the analysis says so."""
+    import dataclasses
+    bad = dataclasses.replace(onehot_sample, target=onehot_sample.target + 1e-3)
+    with pytest.raises(AssertionError, match="does not fit"):
+        richness(None, "sarsa", "reduced", sample=bad, bootstrap=0)
