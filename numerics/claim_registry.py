@@ -2,6 +2,8 @@
 them (used by ``icrl-verify claims``; see ``numerics.claims``)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from numerics.claims import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Claim, Evidence, Settings, all_pass, check
@@ -168,6 +170,237 @@ def _prove_scaling(s: Settings) -> Evidence:
                     command="icrl-verify prove --algorithm sarsa", data={"scaling": ok})
 
 
+# =========================================================================== richness and flow
+_RICH: dict = {}
+
+
+def _richness(name: str, s: Settings) -> dict:
+    from numerics.distributions import MDPDistribution
+    from numerics.richness import richness
+    key = (name, s)
+    if key not in _RICH:
+        dist, par, kw = {
+            "section41-reduced": (MDPDistribution(), "reduced", {}),
+            "section41-full": (MDPDistribution(), "full", {}),
+            "onehot-fixed-gamma": (MDPDistribution(states=2, actions=2, features="onehot"), "reduced", {}),
+            "onehot-gamma-range": (MDPDistribution(states=2, actions=2, features="onehot", gamma_range=(0.3, 0.7)),
+                                   "reduced", {}),
+        }[name]
+        big = dist.d >= 20
+        _RICH[key] = richness(dist, "sarsa", par, seed=s.seed, bootstrap=s.pick(3 if big else 10, 5 if big else 20),
+                              keep=True, **kw)
+    return _RICH[key]
+
+
+def _fig(s: Settings, *parts) -> str:
+    import os
+    return os.path.join(s.out, "figures", *parts)
+
+
+def _richness_evidence(name: str, s: Settings, expect: str) -> Evidence:
+    r = _richness(name, s)
+    lo, hi = r["mu_ci95"] if r.get("mu_ci95") else (math.nan, math.nan)
+    summ = (f"{r['parameterization']} parameterisation, {r['parameters']} parameters: kernel {r['kernel_dim']} = "
+            f"{r['symmetry_dim']} symmetry + {r['data_invariance_dim']} data invariance + {r['nonflat_dim']} non-flat; "
+            f"verdict **{r['verdict']}**; mu = {r['mu']:.3g} (95% interval [{lo:.3g}, {hi:.3g}]), predicted local "
+            f"rate 2 mu = {2 * r['mu']:.3g}")
+    sentences = r.get("details", {}).get("invariance_sentences") or []
+    if sentences:
+        summ += "; " + "; ".join(str(x) for x in sentences[:2])
+    flag = "--features onehot --states 2 --actions 2" if "onehot" in name else ""
+    if "gamma-range" in name:
+        flag += " --gamma-range 0.3 0.7"
+    cmd = f"icrl-verify richness --parameterization {r['parameterization']} {flag} --seed {s.seed}".replace("  ", " ")
+    data = {k: v for k, v in r.items() if not k.startswith("_") and k != "details"}
+    from numerics.richness import write_report
+    write_report(r, _fig(s, "richness"), f"sarsa-{name}", cmd)
+    return Evidence("", "", r["verdict"] == expect, summ + f" (expected by THEORY.md section 5: {expect})",
+                    command=cmd, data=data, figures=[_fig(s, "richness", f"sarsa-{name}.png")])
+
+
+check("richness-section41-reduced", "numeric")(lambda s: _richness_evidence("section41-reduced", s, "identifiable"))
+check("richness-section41-full", "numeric")(lambda s: _richness_evidence("section41-full", s, "fails"))
+check("richness-onehot-fixed-gamma", "numeric")(lambda s: _richness_evidence("onehot-fixed-gamma", s, "morse-bott"))
+check("richness-onehot-gamma-range", "numeric")(lambda s: _richness_evidence("onehot-gamma-range", s, "identifiable"))
+
+
+def _flow_evidence(par: str, s: Settings, expect_exponential: bool) -> Evidence:
+    """Passes when the measured rate matches the prediction of the richness
+    verdict: within FLOW_RATE_RTOL of 2 mu where the analysis predicts a
+    local exponential rate (reduced), clearly slower where it predicts none
+    (full: the loss is quartic along P22 with Vbar22)."""
+    from numerics.distributions import MDPDistribution
+    from numerics.flow import flow_experiment
+    from numerics.tolerances import FLOW_RATE_RTOL
+    dist = MDPDistribution(states=3, actions=2)
+    radii = s.pick((0.01, 0.1, 0.3, 1.0), (0.01, 0.1, 0.3, 1.0, 3.0)) if par == "reduced" else (0.01, 0.1)
+    r = flow_experiment(dist, "sarsa", par, seed=s.seed, radii=radii, trials=s.pick(4, 8), keep=True)
+    within = abs(r["rate_ratio"] - 1) <= FLOW_RATE_RTOL
+    slower = r["rate_ratio"] < 1 - FLOW_RATE_RTOL
+    basin = ", ".join(f"r={b['radius']:g}: {b['fraction']:.2f}" for b in r["basin"])
+    summ = (f"gradient flow on {dist.describe()} ({par}): measured loss-decay rate {r['measured_rate']:.3g} vs "
+            f"predicted 2 mu = {r['predicted_rate']:.3g}, ratio {r['rate_ratio']:.3f} "
+            f"({'within' if within else 'outside'} {FLOW_RATE_RTOL:.0%}); fraction of perturbations of relative "
+            f"radius r whose flow ends on M*: {basin}")
+    summ += ("; the richness analysis predicts a local exponential rate 2 mu here" if expect_exponential else
+             "; the richness analysis predicts no local exponential rate here (verdict fails), so a measured rate "
+             "well below 2 mu is the expected outcome")
+    cmd = f"icrl-verify flow --states 3 --actions 2 --parameterization {par} --seed {s.seed}"
+    from numerics.flow import write_report
+    write_report(r, _fig(s, "flow"), f"sarsa-{par}", cmd)
+    return Evidence("", "", bool(within if expect_exponential else slower), summ, command=cmd,
+                    data={k: v for k, v in r.items() if k != "details" and not k.startswith("_")},
+                    figures=[_fig(s, "flow", f"sarsa-{par}.png")])
+
+
+check("flow-reduced", "experiment")(lambda s: _flow_evidence("reduced", s, True))
+check("flow-full", "experiment")(lambda s: _flow_evidence("full", s, False))
+
+
+# =========================================================================== training and control
+_TRAINED: dict = {}
+
+
+def _trained(kind: str, s: Settings) -> dict:
+    """Section 4.1 teacher mimicking at the documented CPU scale (``lsa``);
+    the baselines and their LSA reference share one data budget:
+    ``quick`` a tenth of the CPU scale, ``full`` the whole of it."""
+    from numerics.train import CPU_SCALE, TrainConfig, train_block
+    key = (kind, s)
+    if key not in _TRAINED:
+        if kind == "lsa":
+            cfg = TrainConfig(seed=s.seed)
+        else:
+            model, scale = kind.split("@")
+            frac = s.pick(10, 1)
+            cfg = TrainConfig(model=model, seed=s.seed, mdps=CPU_SCALE["mdps"] // frac)
+        _TRAINED[key] = train_block(cfg)
+        _TRAINED[key]["config_used"] = cfg.as_dict()
+    return _TRAINED[key]
+
+
+@check("train-section41", "experiment")
+def _train_check(s: Settings) -> Evidence:
+    from numerics.tolerances import STRUCTURE_RECOVERY_RTOL
+    r = _trained("lsa", s)
+    cfg = r["config_used"]
+    ok = r["distance_to_manifold"] < STRUCTURE_RECOVERY_RTOL
+    from numerics.recovery import plot_heatmaps
+    from numerics.train import TrainConfig
+    fig = _fig(s, "train-section41-heatmaps.png")
+    plot_heatmaps(r["model"], TrainConfig.from_dict(cfg), fig, "learned vs constructed (Section 4.1)")
+    return Evidence("", "", bool(ok), figures=[fig], summary=
+                    f"Algorithm 1 on Section 4.1 ({cfg['mdps']} MDPs x {cfg['frames']} frames, {cfg['batch_mdps']} MDPs "
+                    f"per Adam step, {r['seconds']:.0f} s): held-out loss {r['final_loss']:.2e} (identity map "
+                    f"{r['identity_loss']:.2e}); relative distance of (P12, Vbar21) to M* = "
+                    f"{100 * r['distance_to_manifold']:.3f}% at fitted c = {r['scale_c']:.4f} "
+                    f"(threshold {STRUCTURE_RECOVERY_RTOL:.0%})",
+                    command=f"icrl-verify train --seed {s.seed}",
+                    data=dict(final_loss=r["final_loss"], identity_loss=r["identity_loss"],
+                              distance_to_manifold=r["distance_to_manifold"], scale_c=r["scale_c"], config=cfg))
+
+
+_CONTROL: dict = {}
+
+
+def _control(s: Settings, baselines: bool) -> dict:
+    from numerics.control import run_control
+    key = (s, baselines)
+    if key not in _CONTROL:
+        models = {"trained": _trained("lsa", s)["model"]}
+        if baselines:
+            models = {"trained": _trained("lsa@budget", s)["model"], "mlp": _trained("mlp@budget", s)["model"],
+                      "lstm": _trained("lstm@budget", s)["model"]}
+        _CONTROL[key] = run_control("random", "sarsa", seeds=10, mdps=100, rounds=50, seed=s.seed, models=models)
+    return _CONTROL[key]
+
+
+@check("control-section41", "experiment")
+def _control_check(s: Settings) -> Evidence:
+    r = _control(s, baselines=False)
+    M, diff = r["methods"], r["difference_vs_teacher"]["trained"]
+    gap = M["trained"]["final_normalized_return"] - M["teacher"]["final_normalized_return"]
+    ok = abs(gap) <= 0.02 and r["reproduces_teacher"]
+    from numerics.control import plot_curves
+    fig = _fig(s, "control-section41.png")
+    plot_curves(r, fig)
+    fmt = lambda k: f"{M[k]['final_normalized_return']:.3f} [{M[k]['ci95'][0]:.3f}, {M[k]['ci95'][1]:.3f}]"
+    return Evidence("", "", bool(ok), figures=[fig], summary=
+                    f"100 unseen Section 4.1 MDPs x 10 seeds, 50 rounds, closed loop: normalised return after 50 "
+                    f"rounds: trained {fmt('trained')}, teacher {fmt('teacher')}, constructed {fmt('constructed')}, "
+                    f"uniform 0, oracle 1 (95% t-intervals over seeds); trained - teacher = {gap:+.4f} (paired 95% "
+                    f"interval [{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]; criterion |gap| <= 0.02); constructed "
+                    f"block reproduces the teacher: max |w difference| = "
+                    f"{r['max_abs_weight_diff_constructed_vs_teacher']:.1e}",
+                    command=f"icrl-verify train --seed {s.seed} --out runs/train/sarsa-lsa && icrl-verify control "
+                            f"--weights runs/train/sarsa-lsa/lsa.npz --seed {s.seed}",
+                    data={k: v for k, v in r.items() if k != "methods"} | {
+                        "final": {k: {kk: vv for kk, vv in v.items() if kk in ("final_normalized_return", "ci95")}
+                                  for k, v in M.items()}})
+
+
+@check("control-gymnasium", "experiment")
+def _control_gym(s: Settings) -> Evidence:
+    from numerics.control import run_control
+    envs = s.pick(("FrozenLake-v1", "CliffWalking-v1"), ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4"))
+    model = _trained("lsa", s)["model"]
+    out, ok, worst = {}, True, 0.0
+    for env in envs:
+        r = run_control(env, "sarsa", seeds=s.pick(3, 10), mdps=s.pick(20, 100), rounds=50, seed=s.seed,
+                        models={"trained": model})
+        M = r["methods"]
+        out[env] = {k: M[k]["final_normalized_return"] for k in ("trained", "teacher", "constructed")}
+        out[env]["max_abs_weight_diff_constructed_vs_teacher"] = r["max_abs_weight_diff_constructed_vs_teacher"]
+        ok = ok and r["reproduces_teacher"]
+        worst = max(worst, r["max_abs_weight_diff_constructed_vs_teacher"])
+    summ = "; ".join(f"{e}: trained {v['trained']:.3f}, teacher {v['teacher']:.3f}" for e, v in out.items())
+    return Evidence("", "", bool(ok),
+                    f"out of distribution (Gymnasium tables, gamma 0.9, d = 36 dense features): {summ}; constructed block "
+                    f"reproduces the teacher on every environment (max |w difference| {worst:.1e} <= 1e-12)",
+                    command=" && ".join(f"icrl-verify control --env {e} --weights runs/train/sarsa-lsa/lsa.npz" for e in envs),
+                    data=out)
+
+
+@check("baselines", "experiment")
+def _baselines(s: Settings) -> Evidence:
+    r = _control(s, baselines=True)
+    M, D = r["methods"], r["difference_vs_teacher"]
+    budget = _trained("mlp@budget", s)["config_used"]["mdps"]
+    fmt = lambda k: f"{M[k]['final_normalized_return']:.3f} [{M[k]['ci95'][0]:.3f}, {M[k]['ci95'][1]:.3f}]"
+    loss = {k: _trained(f"{k}@budget", s)["final_loss"] for k in ("lsa", "mlp", "lstm")}
+    better = all(D["trained"]["ci95"][0] > D[k]["ci95"][1] for k in ("mlp", "lstm"))
+    from numerics.control import plot_curves
+    fig = _fig(s, "baselines.png")
+    plot_curves(r, fig)
+    return Evidence("", "", bool(better), figures=[fig], summary=
+                    f"same objective and data budget ({budget} MDPs x 100 frames each): held-out mimicking loss LSA "
+                    f"{loss['lsa']:.2e}, MLP {loss['mlp']:.2e}, LSTM {loss['lstm']:.2e}; normalised return after 50 rounds "
+                    f"(10 seeds x 100 unseen MDPs): LSA {fmt('trained')}, MLP {fmt('mlp')}, LSTM {fmt('lstm')}, "
+                    f"teacher {fmt('teacher')}; the attention block beats both baselines with non-overlapping paired "
+                    f"intervals: {better}",
+                    command=f"icrl-verify train --model mlp --mdps {budget} --out runs/mlp && icrl-verify train --model "
+                            f"lstm --mdps {budget} --out runs/lstm && icrl-verify control --mlp runs/mlp/mlp.npz --lstm "
+                            f"runs/lstm/lstm.npz", data={"loss": loss, "difference_vs_teacher": D})
+
+
+@check("ablation", "experiment")
+def _ablation(s: Settings) -> Evidence:
+    from numerics.ablation import classify_run, consistent, run_ablation
+    r = run_ablation(seeds=s.pick((s.seed,), (s.seed, s.seed + 1)))
+    rows = []
+    for row in r["rows"]:
+        d = [run["distance_to_manifold"] for run in row["runs"]]
+        rows.append(f"{row['name']} ({row['verdict']}, {row['data_invariance_dim']} invariances, mu {row['mu']:.2g}): "
+                    f"distance to M* {', '.join(f'{100 * x:.1f}%' for x in d)}; {classify_run(row['runs'][0])}")
+    ok = consistent(r)
+    from numerics.ablation import plot_ablation
+    fig = _fig(s, "ablation.png")
+    plot_ablation(r, fig)
+    return Evidence("", "", bool(ok), figures=[fig], summary="training on narrow and rich distributions: " + "; ".join(rows) +
+                    f"; consistent with the richness verdicts: {ok}",
+                    command="icrl-verify ablation", data={"rows": [{k: v for k, v in row.items()} for row in r["rows"]]})
+
+
 # =========================================================================== claims
 CLAIMS: list[Claim] = [
     Claim("lemma-c1", "Lemma C.1: read-out identity", "paper, Lemma C.1",
@@ -192,4 +425,99 @@ CLAIMS: list[Claim] = [
           "corresponding batch update.",
           ("prove-expected-sarsa", "check-expected-sarsa", "prove-q-learning", "check-q-learning", "prove-td", "check-td"),
           lambda ev: all_pass(ev)),
+]
+
+
+# =========================================================================== decision rules
+def _ran(ev) -> list[str]:
+    return [k for k, e in ev.items() if e.passed is None]
+
+
+def _decide_theorem_3_2(ev):
+    if _ran(ev):
+        return NOT_CHECKED, f"not run: {', '.join(_ran(ev))}"
+    red, full = ev["richness-section41-reduced"], ev["richness-section41-full"]
+    fr, ff = ev["flow-reduced"], ev["flow-full"]
+    if not (red.passed and fr.passed):
+        return FAILS, ("the Section 4.1 distribution is not identifiable in the reduced parameterisation"
+                       if not red.passed else "the measured local rate does not match 2 mu in the reduced parameterisation")
+    if full.data.get("verdict") == "fails":
+        return QUALIFIED, (f"holds under Proposition 3.1's restriction (reduced (P12, Vbar21)): Section 4.1 is "
+                           f"identifiable (mu = {red.data['mu']:.3g}) and the measured decay matches 2 mu "
+                           f"(ratio {fr.data['rate_ratio']:.2f}); in the full (P, V) parameterisation the zero set "
+                           f"is not a manifold at theta* (P22 with Vbar22 makes the loss quartic, "
+                           f"{full.data['nonflat_dim']} non-flat kernel directions) and the measured rate is "
+                           f"{ff.data['rate_ratio']:.3f} of 2 mu: no local exponential rate there")
+    return HOLDS, "identifiable and the measured rate matches 2 mu in both parameterisations"
+
+
+def _decide_referee_richness(ev):
+    if _ran(ev):
+        return NOT_CHECKED, f"not run: {', '.join(_ran(ev))}"
+    red = ev["richness-section41-reduced"]
+    discriminates = ev["richness-onehot-fixed-gamma"].passed and ev["richness-onehot-gamma-range"].passed
+    if not red.passed:
+        return FAILS, "the random tabular generator (Section 4.1) does not satisfy the checkable condition"
+    if not discriminates:
+        return FAILS, "the condition does not reproduce the known answers on one-hot features (THEORY.md section 5)"
+    return QUALIFIED, ("answered: the checkable condition (ker E[J^T J] at theta* = symmetry tangent; extra kernel "
+                       "directions exactly flat => Morse-Bott) holds for the Section 4.1 generator with "
+                       f"mu = {red.data['mu']:.3g} in the reduced parameterisation; it correctly flags one-hot "
+                       "features with one fixed gamma (Morse-Bott, 2d+1 data invariances) and the full "
+                       "parameterisation (fails)")
+
+
+def _decide_basin(ev):
+    if _ran(ev):
+        return NOT_CHECKED, f"not run: {', '.join(_ran(ev))}"
+    basin = ev["flow-reduced"].data["basin"]
+    trained = ev["train-section41"]
+    inside = [b["radius"] for b in basin if b["fraction"] == 1.0]
+    if not trained.passed:
+        return FAILS, "training from the Section 4.1 initialisation does not reach M*"
+    fractions = ", ".join(f"{b['radius']:g}: {b['fraction']:.2f}" for b in basin)
+    text = (f"flow from theta* + a perturbation of relative radius r ends on M* for every trial up to r = "
+            f"{max(inside) if inside else 'none'} ({fractions}); "
+            f"Adam from the paper's initialisation (Xavier-normal, gain 0.1, far outside that radius) reaches M* "
+            f"({100 * trained.data['distance_to_manifold']:.2f}%): the basin is local but typical initialisations "
+            f"reach the manifold in practice")
+    return QUALIFIED, text
+
+
+def _decide_experiments(ev):
+    if _ran(ev):
+        return NOT_CHECKED, f"not run: {', '.join(_ran(ev))}"
+    failed = [k for k, e in ev.items() if e.passed is False]
+    if failed:
+        return FAILS, f"failed: {', '.join(failed)}"
+    return HOLDS, ("answered: 10 seeds with 95% intervals, richness ablation consistent with the verdicts, and the "
+                   "attention block beats MLP and LSTM baselines trained with the same objective and data budget")
+
+
+CLAIMS += [
+    Claim("theorem-3.2", "Theorem 3.2: local exponential convergence of gradient flow", "paper, Theorem 3.2",
+          "If the training distribution is rich, gradient flow on the teacher-mimicking loss converges locally and "
+          "exponentially to the optimal manifold M* = {(c P12*, Vbar21*/c)}.",
+          ("richness-section41-reduced", "richness-section41-full", "flow-reduced", "flow-full"), _decide_theorem_3_2),
+    Claim("structure-recovery", "Trained blocks recover the construction", "paper, Section 4.1 (experiments)",
+          "A block trained by teacher mimicking on random tabular MDPs recovers the parameter structure of the "
+          "construction (up to the scaling symmetry).", ("train-section41",), lambda ev: all_pass(ev)),
+    Claim("control", "Trained blocks control unseen MDPs", "paper, Section 4.1 (experiments)",
+          "Deployed in closed loop on unseen MDPs, the trained block performs in-context policy improvement as well as "
+          "the SARSA teacher; the constructed block reproduces the teacher exactly.",
+          ("control-section41", "control-gymnasium"), lambda ev: all_pass(ev)),
+    Claim("referee-richness", "Referee: an explicit, checkable richness condition, verified for the generator",
+          "referee, major comment 1",
+          "The richness condition should be stated explicitly and verified for the randomly generated tabular MDPs "
+          "used in the experiments.",
+          ("richness-section41-reduced", "richness-onehot-fixed-gamma", "richness-onehot-gamma-range"),
+          _decide_referee_richness),
+    Claim("referee-basin", "Referee: size of the basin of attraction", "referee, major comment 2",
+          "The analysis is local; do typical initialisations lie inside the basin of attraction?",
+          ("flow-reduced", "train-section41"), _decide_basin),
+    Claim("referee-experiments", "Referee: error bars, richness ablation, non-attention baselines",
+          "referee, major comment 3",
+          "The experimental claims should hold with error bars over seeds, under an ablation of richness, and against "
+          "non-transformer baselines (MLP, LSTM) trained with the same objective.",
+          ("control-section41", "ablation", "baselines"), _decide_experiments),
 ]
