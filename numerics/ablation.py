@@ -201,7 +201,6 @@ def plot_ablation(result: dict, path: str):
 
 def write_report(result: dict, out_dir: str, command: str, args=None) -> str:
     from numerics.io import atomic_write, atomic_write_json, run_header
-    from numerics.tolerances import STRUCTURE_RECOVERY_RTOL
     base = os.path.join(out_dir, "ablation")
     plot_ablation(result, base + ".png")
     cfg = result["config"]

@@ -12,15 +12,12 @@ check could not run, 2 on bad input.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Callable
-
-import torch
 
 from numerics.errors import InputError
 

@@ -22,7 +22,6 @@ the teacher's by more than ``CLOSED_LOOP_ATOL`` (or its actions differ).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import shlex
@@ -35,11 +34,12 @@ from numerics import DTYPE
 from numerics.algorithms import check_algorithm, layout, split_theta
 from numerics.block import readout_fast
 from numerics.constructions import constructed_blocks
+from numerics.io import torch_threads
 from numerics.distributions import MDPDistribution
-from numerics.envs import FEATURE_KINDS, TabularEnv, broadcast_mdp, env_features, load_gym_env
+from numerics.envs import FEATURE_KINDS, broadcast_mdp, env_features, load_gym_env
 from numerics.errors import InputError
-from numerics.mdp import (MDP, discounted_return, evaluate_policy, greedy_policy, normalized_return,
-                          uniform_policy, value_iteration)
+from numerics.mdp import (MDP, discounted_return, greedy_policy, uniform_policy,
+                          value_iteration)
 from numerics.prompts import build_context
 from numerics.sampler import frames
 from numerics.teachers import teacher_update
@@ -194,19 +194,6 @@ def _deterministic_values(idx: torch.Tensor, rr: torch.Tensor, g: torch.Tensor, 
 # ---------------------------------------------------------------------------
 # problems (MDPs + features), in chunks of seeds
 
-@contextlib.contextmanager
-def _cpu_threads(device, threads):
-    if threads is None or device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -330,7 +317,7 @@ def run_control(env: str = "random", algorithm: str = "sarsa", *, dist: MDPDistr
     nonfinite = {m: 0 for m in loop_methods}
     max_diff, max_abs_w, actions_identical = 0.0, 0.0, True
 
-    with torch.no_grad(), _cpu_threads(device, threads):
+    with torch.no_grad(), torch_threads(threads, device):
         for c0 in range(0, seeds, chunk):
             ns = min(chunk, seeds - c0)
             B = ns * mdps

@@ -114,12 +114,9 @@ def run_flow(sample: PromptSample, blocks: list[torch.Tensor], spec, t_end: floa
     ``(blocks, times K x T, losses K x T)`` (T = steps + 1; a run that has
     reached ``t_end`` repeats its last value).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)       # these are small batched ops: one thread is fastest
-    try:
+    from numerics.io import torch_threads
+    with torch_threads(1):         # these are small batched ops: one thread is fastest
         return _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):

@@ -2,6 +2,7 @@
 seed, config and library versions)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -52,6 +53,40 @@ def atomic_savefig(fig, path: str, **kw):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_savez(path: str, **arrays):
+    """``numpy.savez`` to ``path`` atomically (no pickled objects)."""
+    import numpy as np
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None, device=None):
+    """Run with ``threads`` intra-op CPU threads (None, or a non-CPU device:
+    leave as is), restoring the previous setting.  The batched operations of
+    training, flow and control are small (~10^5 numbers); on a busy 2-core
+    machine two OpenMP threads made them 5-10x slower than one."""
+    import torch
+    if threads is None or (device is not None and torch.device(device).type != "cpu"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _jsonable(x):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zipfile
 
 import numpy as np
@@ -40,7 +39,7 @@ from numerics import DTYPE
 from numerics.algorithms import layout
 from numerics.block import LSABlock
 from numerics.errors import InputError
-from numerics.io import atomic_write_json
+from numerics.io import atomic_savez, atomic_write_json
 from numerics.weights import load_weights, save_weights
 
 MODEL_KINDS = ("lsa", "mlp", "lstm")
@@ -219,23 +218,9 @@ def save_model(path: str, model: nn.Module, meta: dict | None = None) -> str:
     if meta["model"]["kind"] == "lsa":
         save_weights(path, torch.as_tensor(arrays["P"]), torch.as_tensor(arrays["V"]))
     else:
-        _save_npz(path, arrays)
+        atomic_savez(path, **arrays)
     atomic_write_json(path + ".json", meta)
     return path
-
-
-def _save_npz(path: str, arrays: dict):
-    import tempfile
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_meta(path: str) -> dict:

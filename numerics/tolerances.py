@@ -110,6 +110,14 @@ RESUME_ATOL = 0.0
 #: quotients with H itself, so the shift does not bias them.
 RICHNESS_SHIFT_RTOL = 1e-8
 
+#: Lanczos tolerance for lambda_max of a parametric-bootstrap replicate of H
+#: (large sizes only).  lambda_max only sets that replicate's kernel threshold
+#: KERNEL_RTOL * lambda_max and the shift above, and the spectral gaps seen
+#: are >= 1e6 (1e13 at d = 36), so a relative error of 1e-3 cannot move an
+#: eigenvalue across the threshold; it halves the Lanczos cost (measured:
+#: 4e-7 actual relative error at d = 36).
+RICHNESS_LAMMAX_RTOL = 1e-3
+
 #: Flatness of a kernel direction: the Gram matrix of the second-order term
 #: of the read-out (projected off the range of J) has an eigenvalue below
 #: FLAT_RTOL * its largest.  The projection applies H^+ (condition up to

@@ -20,7 +20,6 @@ same numbers as an uninterrupted run), and the report
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -34,6 +33,7 @@ import torch
 
 from numerics import DTYPE
 from numerics.algorithms import behaviour_probs
+from numerics.io import atomic_savez, torch_threads
 from numerics.distributions import FEATURE_KINDS, MDPDistribution
 from numerics.errors import InputError
 from numerics.mdp import MDP
@@ -215,8 +215,7 @@ def save_checkpoint(path: str, cfg: TrainConfig, model, opt: torch.optim.Optimiz
     header = dict(config=cfg.as_dict(), next_batch=next_batch, curve=curve, elapsed_s=elapsed,
                   lr=opt.param_groups[0]["lr"])
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    from numerics.models import _save_npz
-    _save_npz(path, arrays)
+    atomic_savez(path, **arrays)
 
 
 def load_checkpoint(path: str, cfg: TrainConfig, model, opt: torch.optim.Optimizer, gen: torch.Generator):
@@ -293,24 +292,6 @@ def evaluate(model, cfg: TrainConfig, device, num_mdps: int | None = None) -> di
             tot += float(mimic_loss(model, X, wt, target))
             ident += float(0.5 * ((wt[:, 1:] - target) ** 2).sum(-1).mean())
     return {"loss": tot / cfg.frames, "identity_loss": ident / cfg.frames}
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run with ``threads`` intra-op threads (None: leave as is), restoring
-    the previous setting.  The trainer's tensors are small (a step touches
-    ~10^5 numbers), so extra threads only add synchronisation: measured on
-    the shared 2-core machine, 1 thread took 3.6 ms CPU per step, 2 threads
-    33 ms (OpenMP threads contending with other processes)."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def init_generator(cfg: TrainConfig, device) -> torch.Generator:

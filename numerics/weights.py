@@ -2,8 +2,6 @@
 THEORY.md layout, loaded with ``allow_pickle=False`` and validated."""
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 
 import numpy as np
@@ -42,15 +40,7 @@ def load_weights(path: str, D: int, dtype=DTYPE, device=None):
 
 def save_weights(path: str, P: torch.Tensor, V: torch.Tensor, **extra):
     """Write ``P``, ``V`` (and extra arrays) atomically as ``.npz``."""
+    from numerics.io import atomic_savez
     arrays = {"P": P.detach().cpu().numpy(), "V": V.detach().cpu().numpy()}
     arrays.update({k: np.asarray(v) for k, v in extra.items()})
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_savez(path, **arrays)

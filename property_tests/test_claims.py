@@ -7,8 +7,6 @@ of the constructions must turn the affected verdicts to `fails`.
 import dataclasses
 import json
 
-import pytest
-import sympy as sp
 
 import theory.constructions as tc
 from numerics import claim_registry

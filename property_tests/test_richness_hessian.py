@@ -119,6 +119,63 @@ def test_section_5_rich_distributions_are_identifiable(dist):
     assert 0 < lo <= hi and np.isfinite(res["mu"]) and res["mu"] > 0
 
 
+def test_parametric_bootstrap_draws_fresh_samples_deterministically():
+    """Each replicate is a fresh sample of the same size from the distribution
+    (seed + BOOTSTRAP_SEED_OFFSET + k): its mu is recomputed here
+    independently (dense eigvalsh of the closed-form H of that sample, its
+    own lambda_max); same seed, same numbers; replicate k does not depend on
+    how many replicates were asked for."""
+    dist = small("dense")
+    kw = dict(mdps=10, frames=10, n=6, seed=5)
+    res = richness(dist, "sarsa", "reduced", bootstrap=3, **kw)
+    dt = res["details"]
+    off = rich_mod.BOOTSTRAP_SEED_OFFSET
+    assert dt["bootstrap_seeds"] == [5 + off + k for k in range(3)]
+    for k, seed in enumerate(dt["bootstrap_seeds"]):
+        S = sample_prompts("sarsa", dist, mdps=10, frames_per_mdp=10, n=6, seed=seed)
+        vals = np.linalg.eigvalsh(gauss_newton_reduced(structure(S)))
+        nz = vals[vals >= rich_mod.KERNEL_RTOL * vals[-1]]
+        assert abs(dt["bootstrap_mus"][k] - nz[0]) <= 1e-9 * nz[0]
+        assert abs(dt["bootstrap_lambda_max"][k] - vals[-1]) <= 1e-12 * vals[-1]
+    again = richness(dist, "sarsa", "reduced", bootstrap=3, **kw)
+    assert again["mu_ci95"] == res["mu_ci95"] and again["details"]["bootstrap_mus"] == dt["bootstrap_mus"]
+    one = richness(dist, "sarsa", "reduced", bootstrap=1, **kw)
+    assert one["details"]["bootstrap_mus"] == dt["bootstrap_mus"][:1]
+    other = richness(dist, "sarsa", "reduced", bootstrap=3, **{**kw, "seed": 6})
+    assert other["details"]["bootstrap_mus"] != dt["bootstrap_mus"]
+
+
+def _interval_reflects_sampling_variability(res) -> bool:
+    """The checks a main-sample-only interval cannot pass: positive width,
+    and replicate mus that are not the main sample's mu."""
+    lo, hi = res["mu_ci95"]
+    mus = np.array(res["details"]["bootstrap_mus"])
+    return bool(hi - lo > 1e-3 * res["mu"] and np.all(np.abs(mus - res["mu"]) > 1e-6 * res["mu"])
+                and res["details"]["bootstrap_mu_rel_spread"] > 1e-3)
+
+
+def test_bootstrap_interval_is_not_computed_from_the_main_sample(monkeypatch):
+    dist = small("onehot", gamma_range=(0.2, 0.8))
+    kw = dict(mdps=10, frames=10, n=6, seed=2, bootstrap=4)
+    res = richness(dist, "sarsa", "reduced", **kw)
+    assert _interval_reflects_sampling_variability(res)
+    dt = res["details"]
+    assert abs(dt["bootstrap_mu_mean"] - np.mean(dt["bootstrap_mus"])) <= 1e-15 * dt["bootstrap_mu_mean"]
+    assert dt["mu_in_ci95"] == (res["mu_ci95"][0] <= res["mu"] <= res["mu_ci95"][1])
+    # a broken bootstrap that reuses the main sample (every 'fresh' draw
+    # replaced by the main seed's sample) gives a zero-width interval: caught
+    real = rich_mod.sample_prompts
+    monkeypatch.setattr(rich_mod, "sample_prompts", lambda *a, **k: real(*a, **{**k, "seed": 2}))
+    broken = richness(dist, "sarsa", "reduced", **kw)
+    assert broken["mu_ci95"][1] - broken["mu_ci95"][0] == 0.0
+    assert not _interval_reflects_sampling_variability(broken)
+
+
+def test_bootstrap_needs_the_distribution(onehot_sample):
+    with pytest.raises(InputError, match="fresh samples"):
+        richness(None, "sarsa", "reduced", sample=onehot_sample, bootstrap=2)
+
+
 def test_section_5_full_parameterisation_fails_through_p22_and_vbar22():
     res = richness(small("dense"), "sarsa", "full", mdps=10, frames=10, n=6, bootstrap=0)
     p, q = 5, 4
