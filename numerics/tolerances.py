@@ -141,3 +141,44 @@ FLOW_RATE_RTOL = 0.20
 
 def close(a: torch.Tensor, b: torch.Tensor, atol: float) -> bool:
     return bool(torch.all(torch.abs(a - b) <= atol))
+
+# ---- comparisons made by the tests (property_tests/) ----------------------
+# Each test compares against one of these, never a literal.
+
+#: Two float64 evaluations of one closed-form quantity in different operation
+#: orders (up to a few thousand operations on O(1) numbers): ~1e4 eps.
+REORDER_RTOL = 1e-12
+
+#: A handful of float64 operations on O(1) numbers: a few eps.
+FEW_OPS_ATOL = 1e-15
+
+#: An iterative solver (Lanczos / eigsh at tol 1e-12, a sparse fixed point,
+#: value iteration at VI_TOL, HiGHS at LP_FEASIBILITY_TOL) against a dense or
+#: closed-form answer, relative to the problem's scale.
+ITERATIVE_RTOL = 1e-9
+
+#: Residual |H v - lambda v| of a Lanczos pair relative to lambda_max:
+#: ARPACK at tol 1e-12 leaves ~1e-10; 1e-8 is headroom.
+EIGEN_RESIDUAL_RTOL = 1e-8
+
+#: Quantities obtained through a projection or least-squares fit (invariance
+#: components, fitted scales of synthetic weights): conditioning up to ~1e6
+#: on the ~1e-12 rounding above.
+FIT_RTOL = 1e-6
+
+#: A difference a test requires to be *visible* (a planted fault, distinct
+#: bootstrap replicates, a clearly worse policy): far above every rounding
+#: tolerance above, far below the planted effects (>= 1e-2 relative).
+VISIBLE_RTOL = 1e-3
+VISIBLE_ABS = 1e-6
+
+#: A loss that is zero in float64: squared residuals of size ~1e-14 summed.
+ZERO_LOSS_ABS = 1e-28
+
+#: loss / t^4 at t = 1e-3, 1e-2, 1e-1 along a quartic direction: equal up to
+#: the cancellation in a loss of size ~1e-12 * scale (relative ~1e-7).
+POWER_LAW_RTOL = 1e-6
+
+#: A training run "fitted" the teacher: held-out loss below this fraction of
+#: the identity map's (w -> w) loss.
+TRAINED_LOSS_RATIO = 1e-3

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import numerics.control as control
+from numerics.tolerances import ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_ABS
 from numerics.cli import main
 from numerics.constructions import constructed_blocks
 from numerics.distributions import MDPDistribution
@@ -35,7 +36,7 @@ def test_constructed_block_reproduces_teacher_on_gym_envs(env_id):
     r = control.run_control(env_id, "sarsa", seeds=2, mdps=3, rounds=3)
     assert r["reproduces_teacher"], r["max_abs_weight_diff_constructed_vs_teacher"]
     assert r["feature_dim"] == 36 and r["gamma"] == control.GYM_DEFAULT_GAMMA
-    assert r["methods"]["oracle"]["final_normalized_return"] == pytest.approx(1.0, abs=1e-9)
+    assert r["methods"]["oracle"]["final_normalized_return"] == pytest.approx(1.0, abs=ITERATIVE_RTOL)
     assert r["methods"]["uniform"]["final_normalized_return"] == 0.0
 
 
@@ -124,11 +125,11 @@ def test_evaluator_random_equals_normalized_return_per_mdp():
     got = ev.normalized(acts)
     for b in range(6):
         pi = torch.nn.functional.one_hot(acts[b:b + 1], 4).double()
-        assert abs(float(got[b]) - float(normalized_return(mdp[b], pi))) < 1e-12
-    assert torch.allclose(ev.normalized(ev.opt_actions), torch.ones(6, dtype=torch.float64), atol=1e-9, rtol=0)
+        assert abs(float(got[b]) - float(normalized_return(mdp[b], pi))) < REORDER_RTOL
+    assert torch.allclose(ev.normalized(ev.opt_actions), torch.ones(6, dtype=torch.float64), atol=ITERATIVE_RTOL, rtol=0)
     # a deliberately bad policy (argmin of Q*) scores below the optimum on every MDP
     _, Qs = value_iteration(mdp)
-    assert torch.all(ev.normalized(Qs.argmin(-1)) < 1 - 1e-6)
+    assert torch.all(ev.normalized(Qs.argmin(-1)) < 1 - VISIBLE_ABS)
 
 
 @pytest.mark.parametrize("env_id", ["FrozenLake-v1", "Taxi-v4"])
@@ -142,14 +143,14 @@ def test_table_evaluation_equals_linear_solve_per_copy(env_id):
     scale = float(tab.mdp.R.abs().max()) / (1 - 0.9)
     for b in range(B):
         J = discounted_return(tab.mdp, torch.nn.functional.one_hot(acts[b:b + 1], tab.actions).double())
-        assert abs(float(got[b]) - float(J)) <= 10 * VI_TOL * 0.9 / (1 - 0.9) + 1e-12 * scale
+        assert abs(float(got[b]) - float(J)) <= 10 * VI_TOL * 0.9 / (1 - 0.9) + REORDER_RTOL * scale
     # a wrong evaluation (gamma 0.5 instead of 0.9) is caught by the same comparison
     opt = ev.opt_actions
     wrong = control.sparse_policy_return(*control._sparse_table(tab.mdp), tab.mdp.expected_reward()[0],
                                          torch.full((B,), 0.5, dtype=torch.float64), ev.mdp.rho0, opt)
     J0 = discounted_return(tab.mdp, torch.nn.functional.one_hot(opt[:1], tab.actions).double())
-    assert abs(float(ev.returns(opt)[0]) - float(J0)) <= 1e-9 * scale
-    assert abs(float(wrong[0]) - float(J0)) > 1e-6
+    assert abs(float(ev.returns(opt)[0]) - float(J0)) <= ITERATIVE_RTOL * scale
+    assert abs(float(wrong[0]) - float(J0)) > VISIBLE_ABS
 
 
 def test_t_interval_matches_scipy():
@@ -158,7 +159,7 @@ def test_t_interval_matches_scipy():
     mean, lo, hi = control._t_interval(x)
     for j in range(3):
         want = stats.t.interval(0.95, 9, loc=x[:, j].mean(), scale=stats.sem(x[:, j]))
-        assert lo[j] == pytest.approx(want[0], abs=1e-12) and hi[j] == pytest.approx(want[1], abs=1e-12)
+        assert lo[j] == pytest.approx(want[0], abs=REORDER_RTOL) and hi[j] == pytest.approx(want[1], abs=REORDER_RTOL)
 
 
 # ---- trained models ---------------------------------------------------------

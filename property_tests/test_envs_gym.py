@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from numerics.tolerances import FEW_OPS_ATOL, REORDER_RTOL
 from numerics.cli import main
 from numerics.envs import broadcast_mdp, env_features, load_gym_env, table_to_mdp
 from numerics.errors import InputError
@@ -39,10 +40,10 @@ def test_gym_table_matches_plain_loop(env_id):
     for (s, a, t), p in T_ref.items():
         want[s, a, S0 if t == -1 else t] += p
     want[S0, :, S0] = 1.0
-    np.testing.assert_allclose(T, want, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(T, want, rtol=0, atol=FEW_OPS_ATOL)
     er = tab.mdp.expected_reward()[0].numpy()
     for (s, a), v in ER_ref.items():
-        assert abs(er[s, a] - v) <= 1e-12 * max(1.0, abs(v))
+        assert abs(er[s, a] - v) <= REORDER_RTOL * max(1.0, abs(v))
     assert np.all(er[S0] == 0)                                   # absorbing: zero reward
     rho = tab.mdp.rho0[0].numpy()
     np.testing.assert_array_equal(rho[:S0], np.asarray(u.initial_state_distrib, dtype=np.float64))
@@ -60,8 +61,8 @@ def test_duplicate_next_states_merge_with_weighted_reward():
     tab = table_to_mdp(P, 2, 1, [1.0, 0.0], 0.5)
     assert tab.absorbing is None and tab.states == 2
     assert float(tab.mdp.T[0, 0, 0, 1]) == 0.75
-    assert abs(float(tab.mdp.R[0, 0, 0, 1]) - 3.0) < 1e-15           # (0.25*1 + 0.5*4) / 0.75
-    assert float(tab.mdp.expected_reward()[0, 0, 0]) == pytest.approx(0.25 + 2.0 - 0.5, abs=1e-15)
+    assert abs(float(tab.mdp.R[0, 0, 0, 1]) - 3.0) < FEW_OPS_ATOL           # (0.25*1 + 0.5*4) / 0.75
+    assert float(tab.mdp.expected_reward()[0, 0, 0]) == pytest.approx(0.25 + 2.0 - 0.5, abs=FEW_OPS_ATOL)
 
 
 def test_terminal_transition_keeps_reward_and_absorbs():
@@ -73,7 +74,7 @@ def test_terminal_transition_keeps_reward_and_absorbs():
     # J = 0.5 * 10 + 0.5 * 0.9 * J  =>  J = 5 / 0.55
     from numerics.mdp import discounted_return
     J = discounted_return(tab.mdp, torch.ones(1, 3, 1, dtype=torch.float64))
-    assert abs(float(J) - 5 / 0.55) < 1e-12
+    assert abs(float(J) - 5 / 0.55) < REORDER_RTOL
 
 
 @pytest.mark.parametrize("P, msg", [
@@ -154,12 +155,12 @@ def test_conversion_keeps_mass_expected_reward_and_terminals(table):
     S, A, P = table
     tab = table_to_mdp(P, S, A, np.full(S, 1.0 / S), 0.7)
     T, er = tab.mdp.T[0].numpy(), tab.mdp.expected_reward()[0].numpy()
-    np.testing.assert_allclose(T.sum(-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(T.sum(-1), 1.0, atol=REORDER_RTOL)
     for s in range(S):
         for a in range(A):
-            assert abs(er[s, a] - sum(p * r for p, _, r, _ in P[s][a])) <= 1e-12
+            assert abs(er[s, a] - sum(p * r for p, _, r, _ in P[s][a])) <= REORDER_RTOL
             p_term = sum(p for p, _, _, t in P[s][a] if t)
             if tab.absorbing is not None:
-                assert abs(T[s, a, tab.absorbing] - p_term) <= 1e-12
+                assert abs(T[s, a, tab.absorbing] - p_term) <= REORDER_RTOL
             else:
                 assert p_term == 0

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from numerics.tolerances import REORDER_RTOL
 from numerics.algorithms import layout
 from numerics.check import run_check
 from numerics.constructions import constructed_weights
@@ -83,7 +84,7 @@ def test_models_lsa_readout_is_lemma_c1():
     from numerics.block import readout_literal
     from numerics.prompts import assemble_prompt
     want = readout_literal(m.P, m.V, assemble_prompt(X, wt), d)
-    assert torch.allclose(m.readout(X, wt), want, rtol=0, atol=1e-13)
+    assert torch.allclose(m.readout(X, wt), want, rtol=0, atol=REORDER_RTOL)
 
 
 @pytest.mark.parametrize("mutate,field", [

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from numerics.tolerances import EIGEN_RESIDUAL_RTOL, FEW_OPS_ATOL, ITERATIVE_RTOL, POWER_LAW_RTOL, REORDER_RTOL, VISIBLE_ABS, VISIBLE_RTOL, ZERO_LOSS_ABS
 from numerics.block import embed_reduced, readout_literal
 from numerics.distributions import MDPDistribution
 from numerics.errors import InputError
@@ -83,16 +84,16 @@ def test_matrix_free_operator_and_lanczos_match_dense(onehot_sample, monkeypatch
     H = gauss_newton_reduced(st)
     x = np.random.default_rng(0).standard_normal((H.shape[0], 3))
     op = hessian_operator(st)
-    assert np.abs(op.matmat(x) - H @ x).max() <= 1e-12 * np.abs(H).max() * np.abs(x).max() * H.shape[0]
+    assert np.abs(op.matmat(x) - H @ x).max() <= REORDER_RTOL * np.abs(H).max() * np.abs(x).max() * H.shape[0]
     dense = Spectrum(H)
     monkeypatch.setattr(rich_mod, "DENSE_EIGH_LIMIT", 10)
     lanczos = Spectrum(H)
     assert not lanczos.dense and dense.dense
     assert lanczos.kernel.shape[1] == dense.kernel.shape[1] == 10
-    assert abs(lanczos.mu - dense.mu) <= 1e-9 * dense.lam_max
+    assert abs(lanczos.mu - dense.mu) <= ITERATIVE_RTOL * dense.lam_max
     # residual of the Lanczos eigenpair with H itself
     v = lanczos.vectors[:, lanczos.values >= lanczos.threshold][:, 0]
-    assert np.linalg.norm(H @ v - lanczos.mu * v) <= 1e-8 * dense.lam_max
+    assert np.linalg.norm(H @ v - lanczos.mu * v) <= EIGEN_RESIDUAL_RTOL * dense.lam_max
 
 
 def test_section_5_onehot_fixed_gamma_is_morse_bott_with_2d_plus_1_invariances(onehot_sample):
@@ -135,8 +136,8 @@ def test_parametric_bootstrap_draws_fresh_samples_deterministically():
         S = sample_prompts("sarsa", dist, mdps=10, frames_per_mdp=10, n=6, seed=seed)
         vals = np.linalg.eigvalsh(gauss_newton_reduced(structure(S)))
         nz = vals[vals >= rich_mod.KERNEL_RTOL * vals[-1]]
-        assert abs(dt["bootstrap_mus"][k] - nz[0]) <= 1e-9 * nz[0]
-        assert abs(dt["bootstrap_lambda_max"][k] - vals[-1]) <= 1e-12 * vals[-1]
+        assert abs(dt["bootstrap_mus"][k] - nz[0]) <= ITERATIVE_RTOL * nz[0]
+        assert abs(dt["bootstrap_lambda_max"][k] - vals[-1]) <= REORDER_RTOL * vals[-1]
     again = richness(dist, "sarsa", "reduced", bootstrap=3, **kw)
     assert again["mu_ci95"] == res["mu_ci95"] and again["details"]["bootstrap_mus"] == dt["bootstrap_mus"]
     one = richness(dist, "sarsa", "reduced", bootstrap=1, **kw)
@@ -150,8 +151,8 @@ def _interval_reflects_sampling_variability(res) -> bool:
     and replicate mus that are not the main sample's mu."""
     lo, hi = res["mu_ci95"]
     mus = np.array(res["details"]["bootstrap_mus"])
-    return bool(hi - lo > 1e-3 * res["mu"] and np.all(np.abs(mus - res["mu"]) > 1e-6 * res["mu"])
-                and res["details"]["bootstrap_mu_rel_spread"] > 1e-3)
+    return bool(hi - lo > VISIBLE_RTOL * res["mu"] and np.all(np.abs(mus - res["mu"]) > VISIBLE_ABS * res["mu"])
+                and res["details"]["bootstrap_mu_rel_spread"] > VISIBLE_RTOL)
 
 
 def test_bootstrap_interval_is_not_computed_from_the_main_sample(monkeypatch):
@@ -160,7 +161,7 @@ def test_bootstrap_interval_is_not_computed_from_the_main_sample(monkeypatch):
     res = richness(dist, "sarsa", "reduced", **kw)
     assert _interval_reflects_sampling_variability(res)
     dt = res["details"]
-    assert abs(dt["bootstrap_mu_mean"] - np.mean(dt["bootstrap_mus"])) <= 1e-15 * dt["bootstrap_mu_mean"]
+    assert abs(dt["bootstrap_mu_mean"] - np.mean(dt["bootstrap_mus"])) <= FEW_OPS_ATOL * dt["bootstrap_mu_mean"]
     assert dt["mu_in_ci95"] == (res["mu_ci95"][0] <= res["mu"] <= res["mu_ci95"][1])
     # a broken bootstrap that reuses the main sample (every 'fresh' draw
     # replaced by the main seed's sample) gives a zero-width interval: caught
@@ -183,12 +184,12 @@ def test_section_5_full_parameterisation_fails_through_p22_and_vbar22():
     assert res["nonflat_dim"] == p * (p + 1) // 2 + q * p
     dt = res["details"]
     assert res["symmetry_dim"] == dt["symmetry_formula"]
-    assert dt["full_symmetry_check"]["max_readout_change"] <= 1e-12 * dt["full_symmetry_check"]["readout_scale"]
+    assert dt["full_symmetry_check"]["max_readout_change"] <= REORDER_RTOL * dt["full_symmetry_check"]["readout_scale"]
     qr = dt["quartic_rise_p22_vbar22"]
     # the loss rises as t^4 (constant ratio) and no second-order bend removes it
     assert qr["projected_quartic"] > 0
-    assert abs(qr["loss_over_t4"][1] / qr["loss_over_t4"][2] - 1) < 1e-6
-    assert dt["flat_alone"]["p22"] <= 1e-28 and dt["flat_alone"]["vbar22"] <= 1e-28
+    assert abs(qr["loss_over_t4"][1] / qr["loss_over_t4"][2] - 1) < POWER_LAW_RTOL
+    assert dt["flat_alone"]["p22"] <= ZERO_LOSS_ABS and dt["flat_alone"]["vbar22"] <= ZERO_LOSS_ABS
 
 
 def test_degenerate_distribution_is_not_identifiable():

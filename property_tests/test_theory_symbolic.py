@@ -9,6 +9,7 @@ import pytest
 import sympy as sp
 import torch
 
+from numerics.tolerances import VISIBLE_RTOL
 from numerics.block import readout_fast, readout_literal, split_full
 from numerics.tolerances import SYMBOLIC_NUMERIC_RTOL
 from theory import concrete as C
@@ -155,7 +156,7 @@ def test_symbolic_readout_detects_numeric_fault():
     Pt, Vt = torch.tensor(Pn), torch.tensor(Vn)
     wrong = (H + (Vt @ H) @ (H.transpose(-1, -2) @ Pt @ H))[0, -q:, -1].numpy().reshape(-1, 1)
     got = S.general_readout_function(lay, d, n)(Pn, Vn, Xn, th)
-    assert np.abs(got - wrong).max() > 1e-3
+    assert np.abs(got - wrong).max() > VISIBLE_RTOL
 
 
 def test_weights_residual_per_column_argument():

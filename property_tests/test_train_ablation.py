@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from numerics.tolerances import FIT_RTOL
 from numerics.ablation import (ABLATION_SCALE, classify_run, consistent, invariance_component,
                                richness_and_kernel)
 from numerics.cli import main
@@ -45,7 +46,7 @@ def test_train_ablation_offset_along_invariances_is_recognised(onehot_kernel):
     from numerics.manifold import distance_to_manifold
     rel, cfit = distance_to_manifold(P, V, P12s, Vbar21s)
     comp = invariance_component(P, V, cfit, P12s, Vbar21s, basis)
-    assert rel > STRUCTURE_RECOVERY_RTOL and comp["other_component"] < 1e-6 and abs(comp["fit_c"] - c) < 1e-6
+    assert rel > STRUCTURE_RECOVERY_RTOL and comp["other_component"] < FIT_RTOL and abs(comp["fit_c"] - c) < FIT_RTOL
     run = dict(distance_to_manifold=rel, final_loss=0.0, identity_loss=1.0, **comp)
     assert classify_run(run) == "invariance"
     wrong = invariance_component(c * P12s, 2 * Vbar21s / c, c, P12s, Vbar21s, basis)
