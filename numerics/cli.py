@@ -1,4 +1,6 @@
-"""``icrl-verify``: the toolkit's command line.
+"""icrl-verify: check what one linear self-attention block can do as an in-context
+reinforcement learner (Liang & Lai, 2026): proofs, numerics, richness, training,
+control and a claim-by-claim verdict.
 
 Exit status: 0 the claim holds / the job succeeded; 1 it does not hold (a
 counterexample is printed); 2 bad input or usage (one line on stderr naming
