@@ -25,33 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks._common import parser, report  # noqa: E402
-from numerics.models import build_model  # noqa: E402
-from numerics.prompts import build_context  # noqa: E402
-from numerics.sampler import frames  # noqa: E402
-from numerics.teachers import teacher_update  # noqa: E402
 from numerics.train import TrainConfig, train  # noqa: E402
-
-
-def reference_loop(cfg: TrainConfig) -> int:
-    """Algorithm 1 as written: one MDP at a time, one Adam step per frame."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model("lsa", cfg.algorithm, cfg.d, cfg.n, gen=torch.Generator().manual_seed(cfg.seed + 2_000_003))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    dist = cfg.distribution()
-    done = 0
-    for j in range(cfg.mdps):
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * cfg.lr_decay ** (j // cfg.lr_every)
-        mdp, F = dist.sample(1, gen)
-        teach = lambda th, w: teacher_update(cfg.algorithm, F, w, th, mdp.gamma, cfg.epsilon, cfg.alpha)
-        for theta, win in frames(cfg.algorithm, mdp, F, cfg.n, cfg.epsilon, cfg.frames, gen, teach):
-            X, wt = build_context(cfg.algorithm, F, win, theta, mdp.gamma, cfg.epsilon)
-            loss = 0.5 * ((model.readout(X, wt) - teach(theta, win)) ** 2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            done += 1
-    return done
+from property_tests.references import algorithm1_loop  # noqa: E402
 
 
 def main():
@@ -72,7 +47,7 @@ def main():
     ours_raw = time.perf_counter() - t0
     ours_frames = info["mdp_frames"]
     t0 = time.perf_counter()
-    ref_frames = reference_loop(ref_cfg)
+    _, ref_frames = algorithm1_loop(ref_cfg)
     ref_raw = time.perf_counter() - t0
     fps_ours, fps_ref = ours_frames / ours_raw, ref_frames / ref_raw
     ours_s, reference_s = 1e4 / fps_ours, 1e4 / fps_ref

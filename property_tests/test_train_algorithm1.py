@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from property_tests.references import algorithm1_loop
 from numerics.tolerances import FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, TRAINED_LOSS_RATIO, VISIBLE_ABS, ZERO_LOSS_ABS
 from numerics.cli import main
 from numerics.constructions import constructed_weights
 from numerics.errors import InputError
 from numerics.models import build_model, load_model
-from numerics.prompts import build_context
 from numerics.recovery import plot_heatmaps, recovery_summary
-from numerics.sampler import frames, initial_state, sample_window
-from numerics.teachers import teacher_update
+from numerics.sampler import initial_state, sample_window
 from numerics.tolerances import RESUME_ATOL, STRUCTURE_RECOVERY_RTOL
 from numerics.train import FrameStream, TrainConfig, evaluate, fast_window, mimic_loss, train, train_block
 
@@ -48,22 +47,7 @@ def test_train_batch_of_one_is_algorithm_1_literally():
     w <- teacher, s_0 <- s_n), to the last bit."""
     cfg = dataclasses.replace(TINY, mdps=3, frames=4, batch_mdps=1, lr_every=2, lr_decay=0.5)
     model, _ = train(cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    ref = build_model("lsa", cfg.algorithm, cfg.d, cfg.n, gen=torch.Generator().manual_seed(cfg.seed + 2_000_003))
-    opt = torch.optim.Adam(ref.parameters(), lr=cfg.lr, foreach=False)
-    dist = cfg.distribution()
-    for j in range(cfg.mdps):
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * cfg.lr_decay ** (j // cfg.lr_every)
-        mdp, F = dist.sample(1, gen)
-        teach = lambda th, w: teacher_update(cfg.algorithm, F, w, th, mdp.gamma, cfg.epsilon, cfg.alpha)
-        for theta, win in frames(cfg.algorithm, mdp, F, cfg.n, cfg.epsilon, cfg.frames, gen, teach):
-            X, wt = build_context(cfg.algorithm, F, win, theta, mdp.gamma, cfg.epsilon)
-            target = teach(theta, win)
-            loss = 0.5 * ((ref.readout(X, wt) - target) ** 2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    ref, _ = algorithm1_loop(cfg, foreach=False)
     assert torch.equal(model.P12.detach(), ref.P12.detach())
     assert torch.equal(model.Vbar21.detach(), ref.Vbar21.detach())
 
