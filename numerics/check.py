@@ -69,7 +69,7 @@ def run_check(algorithm: str, dist: MDPDistribution, *, prompts: int = 10_000, m
     if mdp is None:
         mdp, F = dist.sample(mdps, gen, device=device)
     else:
-        F = features if features is not None else dist._raw_features(mdp.batch, gen, device)
+        F = features if features is not None else dist.draw_features(mdp.batch, gen, device)
         mdps = mdp.batch
     lay = layout(algorithm)
     d = F.shape[-1]

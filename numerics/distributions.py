@@ -73,7 +73,9 @@ class MDPDistribution:
         return (f"{self.states} states, {self.actions} actions, {g}, Dirichlet({self.dirichlet}) "
                 f"transitions and start, rewards Unif(-1,1) per (s,a,s'), {self.features} {kind} features, d = {self.d}")
 
-    def _raw_features(self, B, gen, device):
+    def draw_features(self, B: int, gen: torch.Generator, device=None) -> torch.Tensor:
+        """Features ``B x S x A x d`` of this distribution's kind (also used
+        for a user's MDPs that come without features)."""
         S, A, d = self.states, self.actions, self.d
         rows = S if self.state_features else S * A
         if self.features == "onehot":
@@ -105,5 +107,5 @@ class MDPDistribution:
             g = lo + (hi - lo) * torch.rand(num, generator=gen, dtype=DTYPE, device=device)
         else:
             g = torch.full((num,), float(self.gamma), dtype=DTYPE, device=device)
-        F = self._raw_features(num, gen, device)
+        F = self.draw_features(num, gen, device)
         return MDP(T, R, g, rho), F
