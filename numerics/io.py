@@ -55,6 +55,26 @@ def atomic_savefig(fig, path: str, **kw):
             os.unlink(tmp)
 
 
+def load_npz(path: str, field: str) -> dict:
+    """Every array of the ``.npz`` file ``path`` (``allow_pickle=False``),
+    each numeric; anything else raises :class:`InputError` naming ``field``
+    (or ``field.KEY`` for a non-numeric array)."""
+    import zipfile
+    import numpy as np
+    from numerics.errors import InputError
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise InputError(field, f"no such file {path}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise InputError(field, f"{path} is not a readable .npz file of numeric arrays ({e})") from None
+    for k, a in arrays.items():
+        if a.dtype.kind not in "fiu":
+            raise InputError(f"{field}.{k}", f"expected a numeric array, got dtype {a.dtype}")
+    return arrays
+
+
 def atomic_savez(path: str, **arrays):
     """``numpy.savez`` to ``path`` atomically (no pickled objects)."""
     import numpy as np

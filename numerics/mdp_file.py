@@ -10,8 +10,6 @@ Arrays (loaded with ``allow_pickle=False``):
 """
 from __future__ import annotations
 
-import zipfile
-
 import numpy as np
 import torch
 
@@ -24,24 +22,14 @@ KEYS = ("T", "R", "gamma", "rho0", "features")
 
 def load_mdp_file(path: str, device=None):
     """``(MDP, features or None)`` from ``path``; InputError names the bad field."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            unknown = [k for k in z.files if k not in KEYS]
-            if unknown:
-                raise InputError("mdp", f"{path}: unknown array {unknown[0]!r}; expected {', '.join(KEYS)}")
-            missing = [k for k in ("T", "R", "gamma") if k not in z.files]
-            if missing:
-                raise InputError("mdp", f"{path} lacks array {missing[0]!r}")
-            arr = {k: z[k] for k in z.files}
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError("mdp", f"no such file {path}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise InputError("mdp", f"{path} is not a readable .npz file of numeric arrays ({e})") from None
-    for k, a in arr.items():
-        if a.dtype.kind not in "fiu":
-            raise InputError(k if k != "T" else "transitions", f"expected a numeric array, got dtype {a.dtype}")
+    from numerics.io import load_npz
+    arr = load_npz(path, "mdp")
+    unknown = [k for k in arr if k not in KEYS]
+    if unknown:
+        raise InputError("mdp", f"{path}: unknown array {unknown[0]!r}; expected {', '.join(KEYS)}")
+    missing = [k for k in ("T", "R", "gamma") if k not in arr]
+    if missing:
+        raise InputError("mdp", f"{path} lacks array {missing[0]!r}")
     T = torch.as_tensor(arr["T"], dtype=DTYPE, device=device)
     if T.ndim == 3:
         T = T.unsqueeze(0)

@@ -2,8 +2,6 @@
 THEORY.md layout, loaded with ``allow_pickle=False`` and validated."""
 from __future__ import annotations
 
-import zipfile
-
 import numpy as np
 import torch
 
@@ -13,23 +11,14 @@ from numerics.errors import InputError
 
 def load_weights(path: str, D: int, dtype=DTYPE, device=None):
     """``(P, V)`` from ``path``; raises :class:`InputError` naming the problem."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("P", "V") if k not in z.files]
-            if missing:
-                raise InputError("weights", f"{path} lacks array(s) {', '.join(missing)}; expected P and V")
-            arrays = {k: z[k] for k in ("P", "V")}
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError("weights", f"no such file {path}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise InputError("weights", f"{path} is not a readable .npz file of numeric arrays ({e})") from None
+    from numerics.io import load_npz
+    arrays = load_npz(path, "weights")
+    missing = [k for k in ("P", "V") if k not in arrays]
+    if missing:
+        raise InputError("weights", f"{path} lacks array(s) {', '.join(missing)}; expected P and V")
     out = []
     for k in ("P", "V"):
         a = arrays[k]
-        if a.dtype.kind not in "fiu":
-            raise InputError(f"weights.{k}", f"expected a numeric array, got dtype {a.dtype}")
         if a.shape != (D, D):
             raise InputError(f"weights.{k}", f"expected shape ({D}, {D}) for this layout, got {a.shape}")
         if not np.isfinite(a).all():
