@@ -17,13 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks._common import parser, report, timed  # noqa: E402
-from numerics.block import block_literal, readout_fast, split_full  # noqa: E402
-from numerics.check import run_check  # noqa: E402
-from numerics.constructions import constructed_weights  # noqa: E402
-from numerics.distributions import MDPDistribution  # noqa: E402
-from numerics.prompts import assemble_prompt, build_context  # noqa: E402
-from numerics.sampler import frames  # noqa: E402
-from numerics.teachers import teacher_update, window_features  # noqa: E402
+from numerics.core.block import block_literal, readout_fast, split_full  # noqa: E402
+from numerics.analysis.check import run_check  # noqa: E402
+from numerics.core.constructions import constructed_weights  # noqa: E402
+from numerics.core.distributions import MDPDistribution  # noqa: E402
+from numerics.core.prompts import assemble_prompt, build_context  # noqa: E402
+from numerics.core.stream import frames  # noqa: E402
+from numerics.core.teachers import teacher_update, window_features  # noqa: E402
 
 
 def sample_prompts(prompts: int, mdps: int, seed: int = 0):

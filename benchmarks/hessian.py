@@ -25,10 +25,10 @@ import scipy.linalg  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._common import parser, report, timed  # noqa: E402
-from numerics.block import embed_reduced, readout_literal  # noqa: E402
-from numerics.distributions import MDPDistribution  # noqa: E402
-from numerics.hessian import gauss_newton_reduced, sample_prompts, structure  # noqa: E402
-from numerics.prompts import assemble_prompt  # noqa: E402
+from numerics.core.block import embed_reduced, readout_literal  # noqa: E402
+from numerics.core.distributions import MDPDistribution  # noqa: E402
+from numerics.analysis.hessian import gauss_newton_reduced, sample_prompts, structure  # noqa: E402
+from numerics.core.prompts import assemble_prompt  # noqa: E402
 
 
 def ours(S):

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks._common import parser, report  # noqa: E402
-from numerics.train import TrainConfig, train  # noqa: E402
+from numerics.analysis.train import TrainConfig, train  # noqa: E402
 from property_tests.references import algorithm1_loop  # noqa: E402
 
 

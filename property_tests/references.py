@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from numerics.models import build_model
-from numerics.prompts import build_context
-from numerics.sampler import frames
-from numerics.teachers import teacher_update
+from numerics.core.models import build_model
+from numerics.core.prompts import build_context
+from numerics.core.stream import frames
+from numerics.core.teachers import teacher_update
 
 
 def algorithm1_loop(cfg, foreach: bool | None = None):

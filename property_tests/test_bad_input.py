@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from numerics import DTYPE
-from numerics.cli import main
-from numerics.errors import InputError
-from numerics.mdp import MDP
+from numerics.core.tolerances import DTYPE
+from numerics.commands.cli import main
+from theory.errors import InputError
+from numerics.core.mdp import MDP
 from property_tests.test_check_cli import console_script
 
 

@@ -19,16 +19,16 @@ import subprocess
 import pytest
 import torch
 
-from numerics import DTYPE
+from numerics.core.tolerances import DTYPE
 from numerics.algorithms import layout
-from numerics.block import embed_reduced, readout_fast
-from numerics.check import term_scale
-from numerics.cli import main
-from numerics.constructions import constructed_blocks, constructed_weights, symmetry_member
-from numerics.prompts import build_context
-from numerics.teachers import teacher_update, window_features
-from numerics.tolerances import readout_tolerance
-from numerics.weights import save_weights
+from numerics.core.block import embed_reduced, readout_fast
+from numerics.analysis.check import term_scale
+from numerics.commands.cli import main
+from numerics.core.constructions import constructed_blocks, constructed_weights, symmetry_member
+from numerics.core.prompts import build_context
+from numerics.core.teachers import teacher_update, window_features
+from numerics.core.tolerances import readout_tolerance
+from numerics.io.weights import save_weights
 from property_tests.strategies import section_4_1_case
 from theory.constructions import ALGORITHMS
 

@@ -11,7 +11,7 @@ import json
 import theory.constructions as tc
 from numerics import claim_registry
 from numerics.claims import FAILS, HOLDS, NOT_CHECKED, Evidence, Settings, all_pass, evaluate, run_checks
-from numerics.cli import main
+from numerics.commands.cli import main
 
 
 def _flip_p12_sign(monkeypatch, algorithm):

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import numerics.control as control
-from numerics.tolerances import ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_ABS
-from numerics.cli import main
-from numerics.constructions import constructed_blocks
-from numerics.distributions import MDPDistribution
-from numerics.envs import broadcast_mdp, load_gym_env
-from numerics.errors import InputError
-from numerics.mdp import discounted_return, greedy_policy, normalized_return, value_iteration
-from numerics.tolerances import CLOSED_LOOP_ATOL, VI_TOL
+from numerics.core.tolerances import ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_ABS
+from numerics.commands.cli import main
+from numerics.core.constructions import constructed_blocks
+from numerics.core.distributions import MDPDistribution
+from numerics.io.envs import broadcast_mdp, load_gym_env
+from theory.errors import InputError
+from numerics.core.mdp import discounted_return, greedy_policy, normalized_return, value_iteration
+from numerics.core.tolerances import CLOSED_LOOP_ATOL, VI_TOL
 
 SMALL = dict(seeds=2, mdps=4, rounds=4)
 
@@ -165,8 +165,8 @@ def test_t_interval_matches_scipy():
 # ---- trained models ---------------------------------------------------------
 
 def test_trained_models_run_in_closed_loop(tmp_path, capsys):
-    from numerics.block import embed_reduced
-    from numerics.models import build_model, save_model
+    from numerics.core.block import embed_reduced
+    from numerics.core.models import build_model, save_model
     gen = torch.Generator().manual_seed(0)
     lsa = build_model("lsa", "sarsa", 36, 20, "full", gen=gen)
     lsa.set_weights(*embed_reduced(*constructed_blocks("sarsa", 36, 0.2)))
@@ -183,7 +183,7 @@ def test_trained_models_run_in_closed_loop(tmp_path, capsys):
     assert out["methods"]["trained"]["curve"] == out["methods"]["teacher"]["curve"]
     assert out["difference_vs_teacher"]["trained"]["mean"] == 0.0
     # Gymnasium env: d inferred from the trained block (36), bare .npz accepted
-    from numerics.weights import save_weights
+    from numerics.io.weights import save_weights
     P, V = embed_reduced(*constructed_blocks("sarsa", 5, 0.2))
     save_weights(str(tmp_path / "bare5.npz"), P, V)
     rc = main(["control", "--env", "FrozenLake-v1", "--seeds", "2", "--mdps", "2", "--rounds", "2", "--json",
@@ -211,7 +211,7 @@ def test_cli_bad_input_exits_2(argv, field, capsys):
 
 
 def test_models_of_wrong_size_or_algorithm_are_rejected(tmp_path):
-    from numerics.models import build_model
+    from numerics.core.models import build_model
     gen = torch.Generator().manual_seed(0)
     with pytest.raises(InputError, match="d = 20"):
         control.run_control("random", "sarsa", models={"trained": build_model("lsa", "sarsa", 20, 20, gen=gen)}, **SMALL)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.tolerances import FEW_OPS_ATOL, REORDER_RTOL
-from numerics.cli import main
-from numerics.envs import broadcast_mdp, env_features, load_gym_env, table_to_mdp
-from numerics.errors import InputError
+from numerics.core.tolerances import FEW_OPS_ATOL, REORDER_RTOL
+from numerics.commands.cli import main
+from numerics.io.envs import broadcast_mdp, env_features, load_gym_env, table_to_mdp
+from theory.errors import InputError
 
 GYM_IDS = ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4")
 
@@ -72,7 +72,7 @@ def test_terminal_transition_keeps_reward_and_absorbs():
     assert float(tab.mdp.T[0, 0, 0, 2]) == 0.5 and float(tab.mdp.R[0, 0, 0, 2]) == 10.0
     assert float(tab.mdp.T[0, 2, 0, 2]) == 1.0
     # J = 0.5 * 10 + 0.5 * 0.9 * J  =>  J = 5 / 0.55
-    from numerics.mdp import discounted_return
+    from numerics.core.mdp import discounted_return
     J = discounted_return(tab.mdp, torch.ones(1, 3, 1, dtype=torch.float64))
     assert abs(float(J) - 5 / 0.55) < REORDER_RTOL
 

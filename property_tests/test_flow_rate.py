@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.tolerances import FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_RTOL
-from numerics.constructions import constructed_blocks
-from numerics.distributions import MDPDistribution
-from numerics.errors import InputError
-from numerics.flow import batched_grad, batched_loss, fit_rate, flow_experiment
-from numerics.hessian import sample_prompts
-from numerics.manifold import distance_to_manifold
-from numerics.tolerances import FLOW_RATE_RTOL
+from numerics.core.tolerances import FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_RTOL
+from numerics.core.constructions import constructed_blocks
+from numerics.core.distributions import MDPDistribution
+from theory.errors import InputError
+from numerics.analysis.flow import batched_grad, batched_loss, fit_rate, flow_experiment
+from numerics.analysis.hessian import sample_prompts
+from numerics.analysis.manifold import distance_to_manifold
+from numerics.core.tolerances import FLOW_RATE_RTOL
 
 
 def test_flow_gradient_equals_autograd():

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.tolerances import REORDER_RTOL
+from numerics.core.tolerances import REORDER_RTOL
 from numerics.algorithms import layout
-from numerics.check import run_check
-from numerics.constructions import constructed_weights
-from numerics.distributions import MDPDistribution
-from numerics.errors import InputError
-from numerics.models import INIT_GAIN, build_model, load_model, save_model
-from numerics.prompts import build_context
-from numerics.sampler import frames
-from numerics.weights import load_weights
+from numerics.analysis.check import run_check
+from numerics.core.constructions import constructed_weights
+from numerics.core.distributions import MDPDistribution
+from theory.errors import InputError
+from numerics.core.models import INIT_GAIN, build_model, load_model, save_model
+from numerics.core.prompts import build_context
+from numerics.core.stream import frames
+from numerics.io.weights import load_weights
 
 
 def _prompts(algorithm, B=5, n=4, states=3, actions=2, seed=0):
@@ -81,8 +81,8 @@ def test_models_lsa_init_is_section_4_1_xavier():
 def test_models_lsa_readout_is_lemma_c1():
     X, wt, d = _prompts("sarsa")
     m = build_model("lsa", "sarsa", d, X.shape[1], "full", gen=torch.Generator().manual_seed(1))
-    from numerics.block import readout_literal
-    from numerics.prompts import assemble_prompt
+    from numerics.core.block import readout_literal
+    from numerics.core.prompts import assemble_prompt
     want = readout_literal(m.P, m.V, assemble_prompt(X, wt), d)
     assert torch.allclose(m.readout(X, wt), want, rtol=0, atol=REORDER_RTOL)
 

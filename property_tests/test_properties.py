@@ -18,19 +18,19 @@ from hypothesis import assume, example, given, note
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from numerics import DTYPE
+from numerics.core.tolerances import DTYPE
 from numerics.algorithms import layout
-from numerics.block import embed_reduced, readout_fast, readout_literal, split_full
-from numerics.check import term_scale
-from numerics.constructions import constructed_blocks, constructed_weights, symmetry_member, unread_mask
-from numerics.distributions import MDPDistribution
-from numerics.hessian import (full_index, gauss_newton_reduced, join_reduced, loss as hessian_loss, sample_prompts,
+from numerics.core.block import embed_reduced, readout_fast, readout_literal, split_full
+from numerics.analysis.check import term_scale
+from numerics.core.constructions import constructed_blocks, constructed_weights, symmetry_member, unread_mask
+from numerics.core.distributions import MDPDistribution
+from numerics.analysis.hessian import (full_index, gauss_newton_reduced, join_reduced, loss as hessian_loss, sample_prompts,
                               split_reduced, structure)
-from numerics.mdp import MDP, evaluate_policy, greedy_policy, value_iteration
-from numerics.prompts import assemble_prompt, build_context
-from numerics.sampler import initial_state, sample_window
-from numerics.teachers import teacher_update, window_features
-from numerics.tolerances import (GRADIENT_ON_MANIFOLD_FACTOR, HESSIAN_RTOL, KERNEL_RTOL, LP_FEASIBILITY_TOL,
+from numerics.core.mdp import MDP, evaluate_policy, greedy_policy, value_iteration
+from numerics.core.prompts import assemble_prompt, build_context
+from numerics.core.stream import initial_state, sample_window
+from numerics.core.teachers import teacher_update, window_features
+from numerics.core.tolerances import (GRADIENT_ON_MANIFOLD_FACTOR, HESSIAN_RTOL, KERNEL_RTOL, LP_FEASIBILITY_TOL,
                                  LP_VALUE_RTOL, SYMBOLIC_NUMERIC_RTOL, VI_TOL, policy_value_tolerance,
                                  readout_tolerance)
 from property_tests.strategies import (Case, draw_floats, cases, mdps, off_orbit_perturbations,

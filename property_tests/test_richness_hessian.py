@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.tolerances import EIGEN_RESIDUAL_RTOL, FEW_OPS_ATOL, ITERATIVE_RTOL, POWER_LAW_RTOL, REORDER_RTOL, VISIBLE_ABS, VISIBLE_RTOL, ZERO_LOSS_ABS
-from numerics.block import embed_reduced, readout_literal
-from numerics.distributions import MDPDistribution
-from numerics.errors import InputError
-from numerics.hessian import (full_index, gauss_newton_reduced, hessian_operator, join_reduced, loss, sample_prompts,
+from numerics.core.tolerances import EIGEN_RESIDUAL_RTOL, FEW_OPS_ATOL, ITERATIVE_RTOL, POWER_LAW_RTOL, REORDER_RTOL, VISIBLE_ABS, VISIBLE_RTOL, ZERO_LOSS_ABS
+from numerics.core.block import embed_reduced, readout_literal
+from numerics.core.distributions import MDPDistribution
+from theory.errors import InputError
+from numerics.analysis.hessian import (full_index, gauss_newton_reduced, hessian_operator, join_reduced, loss, sample_prompts,
                               split_reduced, structure)
-from numerics.prompts import assemble_prompt
+from numerics.core.prompts import assemble_prompt
 from numerics import richness as rich_mod
-from numerics.richness import Spectrum, richness
-from numerics.tolerances import HESSIAN_RTOL
+from numerics.analysis.richness import Spectrum, richness
+from numerics.core.tolerances import HESSIAN_RTOL
 
 
 # torch.func.hessian goes through torch.jit internally, which warns on torch 2.13;
@@ -216,7 +216,7 @@ def test_bad_input_raises_input_error():
 @pytest.mark.parametrize("argv", [["--mdps", "0"], ["--gamma-range", "0.5", "1.5"], ["--states", "0"],
                                   ["--parameterization", "sideways"], ["--bootstrap", "-1"]])
 def test_cli_bad_input_exits_2_with_one_line(argv, capsys, tmp_path):
-    from numerics.cli import main
+    from numerics.commands.cli import main
     rc = main(["richness", "--out", str(tmp_path)] + argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
@@ -224,7 +224,7 @@ def test_cli_bad_input_exits_2_with_one_line(argv, capsys, tmp_path):
 
 
 def test_cli_report_and_exit_codes(capsys, tmp_path):
-    from numerics.cli import main
+    from numerics.commands.cli import main
     base = ["richness", "--states", "2", "--actions", "2", "--mdps", "10", "--frames", "10", "--context", "6",
             "--bootstrap", "2", "--out", str(tmp_path), "--json"]
     assert main(base + ["--features", "onehot", "--name", "oh"]) == 0

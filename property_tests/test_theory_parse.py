@@ -7,7 +7,7 @@ import json
 import pytest
 import sympy as sp
 
-from numerics.errors import InputError
+from theory.errors import InputError
 from theory.constructions import alpha, beta, full_pv, gamma
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT
 from theory.parse import feature_dim, parse_exact, parse_step, parse_weights, weights_to_json

@@ -14,7 +14,7 @@ import os
 import pytest
 import sympy as sp
 
-from numerics.cli import main
+from numerics.commands.cli import main
 from theory import constructions
 from theory import symbolic as S
 from theory.constructions import ALGORITHMS, alpha, beta, full_pv, get
@@ -201,6 +201,6 @@ def test_api_step_sizes_exact():
     for a in ("1/5", 0.2, Fraction(1, 5), sp.Rational(1, 5)):
         assert prove("sarsa", weights=(P, V), alpha=a, out=None)["general"] is True
     assert prove("sarsa", weights=(P, V), alpha=0.25, out=None)["general"] is False
-    from numerics.errors import InputError
+    from theory.errors import InputError
     with pytest.raises(InputError, match="exact"):
         prove("sarsa", weights=(P.evalf(), V.evalf()), out=None)

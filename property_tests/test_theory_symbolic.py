@@ -9,9 +9,9 @@ import pytest
 import sympy as sp
 import torch
 
-from numerics.tolerances import VISIBLE_RTOL
-from numerics.block import readout_fast, readout_literal, split_full
-from numerics.tolerances import SYMBOLIC_NUMERIC_RTOL
+from numerics.core.tolerances import VISIBLE_RTOL
+from numerics.core.block import readout_fast, readout_literal, split_full
+from numerics.core.tolerances import SYMBOLIC_NUMERIC_RTOL
 from theory import concrete as C
 from theory import constructions
 from theory import symbolic as S

@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from numerics.tolerances import FIT_RTOL
-from numerics.ablation import (ABLATION_SCALE, classify_run, consistent, invariance_component,
+from numerics.core.tolerances import FIT_RTOL
+from numerics.analysis.ablation import (ABLATION_SCALE, classify_run, consistent, invariance_component,
                                richness_and_kernel)
-from numerics.cli import main
-from numerics.constructions import constructed_blocks
-from numerics.hessian import split_reduced
-from numerics.tolerances import STRUCTURE_RECOVERY_RTOL
-from numerics.train import TrainConfig
+from numerics.commands.cli import main
+from numerics.core.constructions import constructed_blocks
+from numerics.analysis.hessian import split_reduced
+from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
+from numerics.analysis.train import TrainConfig
 
 SMALL = TrainConfig(**{**ABLATION_SCALE, "states": 2, "actions": 2, "mdps": 320, "frames": 20})
 
@@ -43,7 +43,7 @@ def test_train_ablation_offset_along_invariances_is_recognised(onehot_kernel):
     c = -0.6
     P = c * (P12s + (dP * a[:, None, None]).sum(0))
     V = (Vbar21s + (dV * a[:, None, None]).sum(0)) / c
-    from numerics.manifold import distance_to_manifold
+    from numerics.analysis.manifold import distance_to_manifold
     rel, cfit = distance_to_manifold(P, V, P12s, Vbar21s)
     comp = invariance_component(P, V, cfit, P12s, Vbar21s, basis)
     assert rel > STRUCTURE_RECOVERY_RTOL and comp["other_component"] < FIT_RTOL and abs(comp["fit_c"] - c) < FIT_RTOL

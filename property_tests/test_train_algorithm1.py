@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from property_tests.references import algorithm1_loop
-from numerics.tolerances import FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, TRAINED_LOSS_RATIO, VISIBLE_ABS, ZERO_LOSS_ABS
-from numerics.cli import main
-from numerics.constructions import constructed_weights
-from numerics.errors import InputError
-from numerics.models import build_model, load_model
-from numerics.recovery import plot_heatmaps, recovery_summary
-from numerics.sampler import initial_state, sample_window
-from numerics.tolerances import RESUME_ATOL, STRUCTURE_RECOVERY_RTOL
-from numerics.train import FrameStream, TrainConfig, evaluate, fast_window, mimic_loss, train, train_block
+from numerics.core.tolerances import FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, TRAINED_LOSS_RATIO, VISIBLE_ABS, ZERO_LOSS_ABS
+from numerics.commands.cli import main
+from numerics.core.constructions import constructed_weights
+from theory.errors import InputError
+from numerics.core.models import build_model, load_model
+from numerics.analysis.recovery import plot_heatmaps, recovery_summary
+from numerics.core.stream import initial_state, sample_window
+from numerics.core.tolerances import RESUME_ATOL, STRUCTURE_RECOVERY_RTOL
+from numerics.analysis.train import FrameStream, TrainConfig, evaluate, fast_window, mimic_loss, train, train_block
 
 #: Small distribution on which a short run converges (2 states, 2 actions,
 #: d = 4 dense features per MDP: identifiable, THEORY.md section 5).

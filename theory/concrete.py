@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import sympy as sp
 
-from theory.constructions import alpha, beta, full_pv, gamma, get
+from theory import rules
+from theory.constructions import full_pv
 from theory.layout import Layout
+from theory.symbols import STEP_SIZES, gamma
 
 
 @dataclass
@@ -29,7 +32,7 @@ class ConcretePrompt:
     H: sp.Matrix           # D x (n+1)
     X: sp.Matrix           # m x n, column i = x_i
     wt: sp.Matrix          # p x 1, [1; theta]
-    cols: list             # per column: {"phi": [...], "phi_next": [...], "r": r_i, "g": [...]}
+    cols: list             # per column: {"phi": [...], "phi_next": [...], "r": r_i, "g": [...], "one": 1}
     params: dict           # {"w": [...], "lam": [...]}
     symbols: list          # every free symbol of the prompt, in a fixed order (gamma last)
 
@@ -38,17 +41,19 @@ def _vec(name, i, d):
     return [sp.Symbol(f"{name}{i}_{k}", real=True) for k in range(1, d + 1)]
 
 
-def concrete_prompt(layout: Layout, d: int, n: int) -> ConcretePrompt:
-    """``H`` with ``x_i = [phi_i; gamma phin_i; r_i (; g_i)]`` over zeros and ``[0; 1; w (; lam)]``."""
+def concrete_prompt(record, d: int, n: int) -> ConcretePrompt:
+    """``H`` with ``x_i`` filled by the record's recipe (``[phi_i; gamma phin_i;
+    r_i (; g_i)]`` for the paper's algorithms) over zeros, and ``[0; 1; w (; lam)]``."""
+    layout = record.layout
     cols, X_cols, syms = [], [], []
     for i in range(1, n + 1):
         col = {"phi": _vec("phi", i, d), "phi_next": _vec("phin", i, d), "r": sp.Symbol(f"r{i}", real=True),
-               "g": _vec("g", i, d)}
-        values = {"phi": col["phi"], "gphi_next": [gamma * v for v in col["phi_next"]], "r": [col["r"]], "g": col["g"]}
+               "g": _vec("g", i, d), "one": sp.Integer(1)}
         x = []
-        for b, _ in layout.context:
-            x += values[b]
-            syms += col["phi_next"] if b == "gphi_next" else values[b]
+        for _, coef, q in record.context:
+            vals = col[q] if isinstance(col[q], list) else [col[q]]
+            x += [coef * v for v in vals]
+            syms += [v for v in vals if isinstance(v, sp.Symbol) and v not in syms]
         cols.append(col)
         X_cols.append(x)
     params = {b: [sp.Symbol(f"{b}_{k}", real=True) for k in range(1, d + 1)] for b, _ in layout.params[1:]}
@@ -77,20 +82,18 @@ def lemma_c1_readout(P: sp.Matrix, V: sp.Matrix, X: sp.Matrix, wt: sp.Matrix) ->
     return wt[1:, :] + Vbar21 * Sigma * P12 * wt + Vbar22 * wt * (wt.T * P22 * wt)[0, 0] / n
 
 
-def teacher(algorithm: str, pr: ConcretePrompt, a=alpha, b=beta) -> sp.Matrix:
-    """THEORY.md section 2, as a loop over the window:
-    ``delta_i = r_i + gamma w.phi+_i - w.phi_i``; ``w + (a/n) sum delta_i phi_i``;
-    actor-critic also ``lam + (b/n) sum delta_i g_i``."""
-    w = sp.Matrix(pr.params["w"])
-    n = len(pr.cols)
-    new_w, new_lam = w.copy(), sp.Matrix(pr.params["lam"]) if "lam" in pr.params else None
-    for col in pr.cols:
-        phi, phin = sp.Matrix(col["phi"]), sp.Matrix(col["phi_next"])
-        delta = col["r"] + gamma * (w.T * phin)[0, 0] - (w.T * phi)[0, 0]
-        new_w += a / n * delta * phi
-        if new_lam is not None:
-            new_lam += b / n * delta * sp.Matrix(col["g"])
-    return new_w if new_lam is None else new_w.col_join(new_lam)
+def teacher(record, pr: ConcretePrompt, hp: dict | None = None) -> sp.Matrix:
+    """The record's update rule (THEORY.md section 2) as a loop over the
+    window's exact columns (:func:`theory.rules.column_step`), stacked in the
+    read-out order; ``hp`` maps ``alpha``, ``beta`` to values (default: the
+    symbols)."""
+    hp = dict(STEP_SIZES) if hp is None else hp
+    vec = lambda key: [sp.Matrix(c[key]) for c in pr.cols]
+    t = rules.Quantities(phi=vec("phi"), phi_next=vec("phi_next"), r=[c["r"] for c in pr.cols], gamma=gamma,
+                         g=vec("g"), one=[c["one"] for c in pr.cols])
+    theta = {b: sp.Matrix(v) for b, v in pr.params.items()}
+    new = rules.column_step(record.rule, t, theta, hp, len(pr.cols))
+    return sp.Matrix.vstack(*[new[b] for b in record.layout.readout_blocks])
 
 
 def expand_matrix(M: sp.Matrix) -> sp.Matrix:
@@ -101,22 +104,21 @@ def is_zero_matrix(M: sp.Matrix) -> bool:
     return all(e == 0 for e in M)
 
 
-def construction_residual(algorithm: str, d: int, n: int, P=None, V=None, a=alpha, b=beta) -> sp.Matrix:
+def construction_residual(record, d: int, n: int, P=None, V=None, hp: dict | None = None) -> sp.Matrix:
     """Literal read-out minus teacher, expanded, for the construction (or ``P``, ``V``)."""
-    lay = get(algorithm).layout
+    lay = record.layout
     if P is None or V is None:
-        P, V = full_pv(algorithm, d)
-    pr = concrete_prompt(lay, d, n)
-    return expand_matrix(literal_readout(P, V, pr.H, lay.q(d)) - teacher(algorithm, pr, a, b))
+        P, V = full_pv(record, d)
+    pr = concrete_prompt(record, d, n)
+    return expand_matrix(literal_readout(P, V, pr.H, lay.q(d)) - teacher(record, pr, hp))
 
 
 @lru_cache(maxsize=None)
-def lemma_c1_concrete(layout: Layout, d: int, n: int) -> bool:
+def lemma_c1_concrete(record, d: int, n: int) -> bool:
     """Lemma C.1 at size ``d``, ``n`` with every entry of ``P``, ``V`` and ``H`` a symbol."""
-    D = layout.D(d)
-    P = sp.Matrix(D, D, lambda i, j: sp.Symbol(f"P{i}_{j}", real=True))
-    V = sp.Matrix(D, D, lambda i, j: sp.Symbol(f"V{i}_{j}", real=True))
-    pr = concrete_prompt(layout, d, n)
+    layout = record.layout
+    P, V = general_weights(layout, d)
+    pr = concrete_prompt(record, d, n)
     res = expand_matrix(literal_readout(P, V, pr.H, layout.q(d)) - lemma_c1_readout(P, V, pr.X, pr.wt))
     return is_zero_matrix(res)
 
@@ -137,7 +139,8 @@ class WeightsResidual:
     per_column: sp.Matrix   # h(x): residual contributed by one context column x (generic symbols)
     constant: sp.Matrix     # g: the column-independent cubic term Vbar22 w~ (w~^T P22 w~)
     prompt: ConcretePrompt  # the one-column prompt whose symbols h uses
-    layout_blocks: tuple = ("phi", "gphi_next", "r")
+    column: tuple = ()      # the context column's blocks in words, e.g. ("phi1_*", "gamma phin1_*", "r1")
+    parameters: tuple = ("w",)
 
     @property
     def ok(self) -> bool:
@@ -146,44 +149,43 @@ class WeightsResidual:
     def text(self) -> str:
         parts = []
         if not is_zero_matrix(self.per_column):
-            names = {"phi": "phi1_*", "gphi_next": "gamma phin1_*", "r": "r1", "g": "g1_*"}
-            x = "; ".join(names[b] for b in self.layout_blocks)
+            pars = ", ".join(f"{b}_*" for b in self.parameters)
             parts.append(f"(1/n) sum_i h(x_i) with h(x) = {list(self.per_column)}  "
-                         f"(x = [{x}] one context column, parameters w_*{', lam_*' if 'g' in self.layout_blocks else ''})")
+                         f"(x = [{'; '.join(self.column)}] one context column, parameters {pars})")
         if not is_zero_matrix(self.constant):
             parts.append(f"(1/n) {list(self.constant)}  (the cubic term Vbar22 w~ w~^T P22 w~)")
         return " + ".join(parts) if parts else "0"
 
 
-def weights_residual(algorithm: str, P: sp.Matrix, V: sp.Matrix, a=alpha, b=beta) -> WeightsResidual:
+_SYMBOL_TEXT = {"phi": "phi1_*", "phi_next": "phin1_*", "r": "r1", "g": "g1_*", "one": "1"}
+
+
+def weights_residual(record, P: sp.Matrix, V: sp.Matrix, hp: dict | None = None) -> WeightsResidual:
     """Read-out minus teacher for the given exact weights, for every ``n`` and every prompt.
 
     By Lemma C.1 (proven for arbitrary ``P``, ``V`` and every ``d``, ``n`` in
     :func:`theory.symbolic.derive_lemma_c1`) and the teacher's window sum,
     ``n (TF(H) - teacher) = sum_i h(x_i) + g(w~)`` with
-    ``h(x) = Vbar21 x x^T P12 w~ - a delta(x) phi`` (and ``- b delta(x) g`` for
-    the actor) and ``g = Vbar22 w~ w~^T P22 w~``.  This vanishes for every ``n``
-    and every prompt exactly when ``h`` and ``g`` are the zero polynomials
-    (``n = 1`` with ``x = 0`` forces ``g = 0``; then ``h = 0``; the converse is
-    immediate), so expanding the two polynomials at one generic column proves or
-    refutes the identity for all ``n`` at once.
+    ``h(x) = Vbar21 x x^T P12 w~ - sum_b step_b direction_b(x)`` (the record's
+    rule at one column, e.g. ``alpha delta(x) phi``) and
+    ``g = Vbar22 w~ w~^T P22 w~``.  This vanishes for every ``n`` and every
+    prompt exactly when ``h`` and ``g`` are the zero polynomials (``n = 1``
+    with ``x = 0`` forces ``g = 0``; then ``h = 0``; the converse is
+    immediate), so expanding the two polynomials at one generic column proves
+    or refutes the identity for all ``n`` at once.
     """
-    lay = get(algorithm).layout
-    D = P.shape[0]
-    d = (D - lay.D(1)) // (lay.D(2) - lay.D(1)) + 1
-    m = lay.m(d)
-    pr = concrete_prompt(lay, d, 1)
+    lay = record.layout
+    d = lay.feature_dim(P.shape[0])
+    idx = record.spec.index(d)
+    pr = concrete_prompt(record, d, 1)
     x = pr.X[:, 0]
-    P12, P22, Vbar21, Vbar22 = P[:m, m:], P[m:, m:], V[m + 1:, :m], V[m + 1:, m:]
-    col = pr.cols[0]
-    w = sp.Matrix(pr.params["w"])
-    delta = col["r"] + gamma * (w.T * sp.Matrix(col["phi_next"]))[0, 0] - (w.T * sp.Matrix(col["phi"]))[0, 0]
-    t = a * delta * sp.Matrix(col["phi"])
-    if algorithm == "actor-critic":
-        t = t.col_join(b * delta * sp.Matrix(col["g"]))
-    h = expand_matrix(Vbar21 * x * (x.T * P12 * pr.wt) - t)
+    P12, P22, Vbar21, Vbar22 = P[idx.p12], P[idx.p22], V[idx.vbar21], V[idx.vbar22]
+    # teacher(n = 1) = theta + sum_b step_b direction_b(x): the per-column increment is teacher - theta
+    inc = teacher(record, pr, hp) - pr.wt[1:, :]
+    h = expand_matrix(Vbar21 * x * (x.T * P12 * pr.wt) - inc)
     g = expand_matrix(Vbar22 * pr.wt * (pr.wt.T * P22 * pr.wt))
-    return WeightsResidual(h, g, pr, tuple(b for b, _ in lay.context))
+    column = tuple(("" if coef == 1 else f"{coef} ") + _SYMBOL_TEXT[q] for _, coef, q in record.context)
+    return WeightsResidual(h, g, pr, column, lay.readout_blocks)
 
 
 def literal_readout_function(layout: Layout, d: int, n: int):
@@ -197,7 +199,6 @@ def literal_readout_function(layout: Layout, d: int, n: int):
     f = sp.lambdify([list(P), list(V), list(Hs)], expr, modules="numpy")
 
     def evaluate(Pn, Vn, Hn):
-        import numpy as np
         return np.asarray(f(list(Pn.ravel()), list(Vn.ravel()), list(Hn.ravel())), dtype=float).reshape(-1, 1)
 
     return evaluate

@@ -1,20 +1,27 @@
-"""Prompt layouts as data (THEORY.md section 3, paper eq. 4).
+"""Prompt layouts as data (THEORY.md sections 3 and 9, paper eq. 4).
 
-A layout names the row blocks of a prompt column.  The context part (the
-first ``n`` columns) holds ``x_i`` stacked from the *context blocks*; the
-parameter part (the last column) holds ``w~`` stacked from the *parameter
-blocks*, the first of which is always the constant ``one``.  The read-out is
-every parameter block after ``one``.
+A layout names the row blocks of a prompt ``H in R^{D x (n+1)}`` and says
+what each column holds:
+
+* ``context``: the row blocks filled in the ``n`` context columns (the
+  ``x_i``, ``m`` rows, at the top of ``H``);
+* ``params``: the row blocks below them, filled only in the last column
+  (the parameter column ``w~``; when present its first block is the
+  constant ``one``);
+* ``query``: context blocks that the last column fills as well (Wang et
+  al.'s query column ``[phi_q; 0; 0]``);
+* ``readout``: ``(block, sign)`` pairs read from the last column of the
+  block's output (Liang & Lai: ``w`` (and ``lam``); Wang et al.: ``-r``).
 
 Sizes are ``"d"`` (the feature dimension) or ``1``.  A different layout is a
 new :class:`Layout` value, not new code: prompt builders, constructions,
-proofs and Hessians all read the block offsets from here.
+proofs and Hessians read the block offsets from here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-Size = "int | str"  # 1 or "d"
+SIZES = (1, "d")
 
 
 @dataclass(frozen=True)
@@ -22,24 +29,38 @@ class Layout:
     """Named row blocks of the prompt ``H in R^{D x (n+1)}``.
 
     Attributes:
-      name: identifier, e.g. ``"sarsa"``.
+      name: identifier, e.g. ``"value"``.
       context: ``((block, size), ...)`` stacked into ``x_i`` (``m`` rows).
-      params: ``((block, size), ...)`` stacked into ``w~``; first is ``one``.
+      params: ``((block, size), ...)`` stacked into the last column below the
+        context rows (``p`` rows; first ``("one", 1)`` when not empty).
+      readout: ``((block, sign), ...)`` read from the last column of the
+        output; default: every parameter block after ``one``, sign ``+1``.
+      query: context blocks also filled in the last column.
     """
 
     name: str
     context: tuple[tuple[str, object], ...]
-    params: tuple[tuple[str, object], ...]
+    params: tuple[tuple[str, object], ...] = ()
+    readout: tuple[tuple[str, int], ...] | None = None
+    query: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if not self.params or self.params[0] != ("one", 1):
+        if self.params and self.params[0] != ("one", 1):
             raise ValueError("layout: the first parameter block must be ('one', 1)")
         names = [b for b, _ in self.context] + [b for b, _ in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"layout: block names must be unique, got {names}")
         for b, s in self.context + self.params:
-            if s not in (1, "d"):
+            if s not in SIZES:
                 raise ValueError(f"layout: block {b!r} has size {s!r}; expected 1 or 'd'")
+        if self.readout is None:
+            object.__setattr__(self, "readout", tuple((b, 1) for b, _ in self.params[1:]))
+        for b, sign in self.readout:
+            if b not in names or sign not in (1, -1):
+                raise ValueError(f"layout: read-out entry ({b!r}, {sign!r}) must name a block and a sign +-1")
+        for b in self.query:
+            if b not in [c for c, _ in self.context]:
+                raise ValueError(f"layout: query block {b!r} is not a context block")
 
     # ---- sizes -------------------------------------------------------------
     @staticmethod
@@ -47,11 +68,12 @@ class Layout:
         return d if s == "d" else 1
 
     def block_sizes(self, part: str, d):
-        blocks = self.context if part == "context" else self.params
+        blocks = {"context": self.context, "params": self.params, "rows": self.context + self.params}[part]
         return [(b, self._size(s, d)) for b, s in blocks]
 
     def offsets(self, part: str, d) -> dict[str, tuple[object, object]]:
-        """``{block: (start, stop)}`` within the part (context or params)."""
+        """``{block: (start, stop)}`` within the part (``context``, ``params``
+        or ``rows``: every row of ``H``)."""
         out, start = {}, 0
         for b, size in self.block_sizes(part, d):
             out[b] = (start, start + size)
@@ -63,12 +85,12 @@ class Layout:
         return sum(size for _, size in self.block_sizes("context", d))
 
     def p(self, d):
-        """Parameter-column dimension ``p = dim w~``."""
+        """Parameter-column dimension ``p = dim w~`` (0 without parameter rows)."""
         return sum(size for _, size in self.block_sizes("params", d))
 
     def q(self, d):
-        """Read-out dimension ``q = p - 1``."""
-        return self.p(d) - 1
+        """Read-out dimension."""
+        return sum(self.size_of(b, d) for b, _ in self.readout)
 
     def D(self, d):
         """Prompt height ``D = m + p``."""
@@ -76,7 +98,13 @@ class Layout:
 
     @property
     def readout_blocks(self) -> tuple[str, ...]:
-        return tuple(b for b, _ in self.params[1:])
+        return tuple(b for b, _ in self.readout)
+
+    @property
+    def has_parameter_column(self) -> bool:
+        """The Liang & Lai form: the last column is ``[0; w~]`` and the
+        read-out is ``w~`` after ``one`` (Lemma C.1 applies to one layer)."""
+        return bool(self.params) and self.readout == tuple((b, 1) for b, _ in self.params[1:]) and not self.query
 
     def size_of(self, block: str, d):
         for b, s in self.context + self.params:
@@ -84,8 +112,15 @@ class Layout:
                 return self._size(s, d)
         raise KeyError(block)
 
+    def feature_dim(self, D: int) -> int | None:
+        """The ``d`` with ``self.D(d) == D``, or None."""
+        a, b = self.D(0), self.D(1) - self.D(0)
+        if b <= 0 or (D - a) % b or (D - a) // b < 1:
+            return None
+        return (D - a) // b
 
-#: SARSA, expected SARSA, Q-learning (paper eq. 4): x_i = [phi_i; gamma phi+_i; r_{i+1}], w~ = [1; w].
+
+#: SARSA, expected SARSA, Q-learning, TD(0) (paper eq. 4): x_i = [phi_i; gamma phi+_i; r_{i+1}], w~ = [1; w].
 VALUE_LAYOUT = Layout(
     name="value",
     context=(("phi", "d"), ("gphi_next", "d"), ("r", 1)),

@@ -17,7 +17,7 @@ list of rows.  An entry is exact:
 
 User text is never passed to ``sympify``/``eval``: the parser below builds
 the SymPy expression from tokens itself.  Every problem raises
-:class:`numerics.errors.InputError` with one line naming the entry.
+:class:`theory.errors.InputError` with one line naming the entry.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from decimal import Decimal, InvalidOperation
 
 import sympy as sp
 
-from numerics.errors import InputError
-from theory.constructions import alpha, beta, gamma
+from theory.errors import InputError
+from theory.symbols import alpha, beta, gamma
 
 #: The only names an entry may use (the construction's step sizes and the discount).
 SYMBOLS = {"alpha": alpha, "beta": beta, "gamma": gamma}
@@ -223,12 +223,12 @@ def load_weights_json(path: str) -> tuple[sp.Matrix, sp.Matrix]:
 
 def feature_dim(layout, D: int) -> int:
     """The ``d`` with ``layout.D(d) == D``, or :class:`InputError` naming the sizes allowed."""
-    D1 = layout.D(1)
-    slope = layout.D(2) - D1
-    if D < D1 or (D - D1) % slope:
+    d = layout.feature_dim(D)
+    if d is None:
+        D1, slope = layout.D(1), layout.D(2) - layout.D(1)
         raise InputError("weights", f"P and V are {D} x {D}; the {layout.name} layout needs D = {slope}d+{D1 - slope} "
                                     f"(d = 1, 2, ...: {D1}, {D1 + slope}, {D1 + 2 * slope}, ...)")
-    return 1 + (D - D1) // slope
+    return d
 
 
 def parse_step(text: str | None, field: str, default: sp.Expr | None) -> sp.Expr | None:

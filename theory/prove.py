@@ -1,24 +1,23 @@
-"""``icrl-verify prove``: prove symbolically that the block implements the teacher update.
+"""Symbolic proofs that a block implements an algorithm's update (the logic of
+``icrl-verify prove``; the command itself is ``numerics.commands.prove``).
 
-Without ``--weights``: the construction of Theorem 3.1 (SARSA, expected
-SARSA, Q-learning, TD(0)) or Theorem 3.3 (actor-critic) is proven for every
-feature dimension d and context length n at once (SymPy matrix expressions
-of symbolic size: Lemma C.1 derived from H + (1/n)(VH)(H^T P H), then
-read-out minus teacher simplified to zero), and independently at every
-concrete size d <= 3, n <= 3 with every prompt entry a symbol (exact
-arithmetic, literal block).  Step sizes stay symbolic unless --alpha/--beta
-are given.
+Without weights: the record's construction (Theorem 3.1 for SARSA, expected
+SARSA, Q-learning, TD(0); Theorem 3.3 for actor-critic; any registered
+record) is proven for every feature dimension d and context length n at once
+(SymPy matrix expressions of symbolic size: Lemma C.1 derived from
+H + (1/n)(VH)(H^T P H), then read-out minus teacher simplified to zero), and
+independently at every concrete size d <= 3, n <= 3 with every prompt entry
+a symbol (exact arithmetic, literal block).  Step sizes stay symbolic unless
+given.
 
-With ``--weights FILE.json`` ({"P": [[...]], "V": [[...]]}, exact entries:
-integers, decimals, strings like "1/5" or "-alpha/3" over the symbols alpha,
-beta, gamma): the weights are proven at the size their shape implies
-(D = 3d+2, or 5d+2 for actor-critic) for every prompt and every n, or the
-simplified residual is printed.  Symbols alpha, beta in the file stand for the
-teacher's step sizes (--alpha, --beta; default 1/5, Section 4.1).
+With weights ({"P": [[...]], "V": [[...]]}, exact entries: integers,
+decimals, strings like "1/5" or "-alpha/3" over the symbols alpha, beta,
+gamma): the weights are proven at the size their shape implies for every
+prompt and every n, or the simplified residual is returned.
 
-Writes reports/proofs/<algorithm>.md (or <algorithm>-<file stem>.md with
---weights): the derivation step by step in LaTeX.  Exit 0 proven, 1 the
-weights do not implement the update (residual printed), 2 malformed input.
+:func:`prove` computes; :func:`summary` is its JSON; :func:`render` its
+Markdown report (a header is passed in by the caller).  Nothing here writes
+files.
 """
 from __future__ import annotations
 
@@ -27,79 +26,74 @@ import time
 
 import sympy as sp
 
-from numerics.errors import InputError
+from theory import algorithms
 from theory import concrete as C
 from theory import symbolic as S
-from theory.constructions import ALGORITHMS, alpha as ALPHA, beta as BETA, full_pv, get
+from theory.constructions import full_pv
+from theory.errors import InputError
 from theory.parse import feature_dim, load_weights_json, parse_step
+from theory.symbols import alpha as ALPHA
+from theory.symbols import beta as BETA
 from theory.symmetry import parameter_count, prove_scaling_invariance, symmetry_tangent_dim, verify_symmetry_family
 
 #: Concrete sizes of the independent second proof (every entry a symbol).
 CONCRETE_SIZES = tuple((d, n) for d in (1, 2, 3) for n in (1, 2, 3))
-#: Sizes at which Lemma C.1 is also checked with every entry of P and V a symbol.
+#: Sizes at which Lemma C.1 is also checked with every entry of P and V a symbol
+#: (by layout name; other layouts: the actor-critic sizes, the cheaper set).
 LEMMA_SIZES = {"value": ((1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)),
                "actor-critic": ((1, 1), (1, 2), (1, 3))}
+DEFAULT_LEMMA_SIZES = LEMMA_SIZES["actor-critic"]
 #: Sizes (d, n) at which the symmetry family is checked exact and its tangent rank counted.
 SYMMETRY_SIZES = ((1, 2), (2, 1))
 #: Section 4.1 step sizes, the default teacher for --weights.
 DEFAULT_STEP = sp.Rational(1, 5)
-DEFAULT_OUT = os.path.join("reports", "proofs")
-
-
-def _theorem(algorithm):
-    return "Theorem 3.3" if algorithm == "actor-critic" else "Theorem 3.1"
 
 
 def _subs(a, b):
     return {k: v for k, v in ((ALPHA, a), (BETA, b)) if v is not None}
 
 
-def prove(algorithm: str, weights=None, alpha=None, beta=None, out: str | None = DEFAULT_OUT,
-          command: str | None = None, args=None) -> dict:
-    """Prove that ``weights`` (default: the construction) implement ``algorithm``'s update.
+def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
+    """Prove that ``weights`` (default: the construction) implement the
+    algorithm's update.
 
     Args:
-      algorithm: one of :data:`theory.constructions.ALGORITHMS`.
+      algorithm: a registered name or an :class:`theory.algorithms.Algorithm`.
       weights: ``None`` (the construction), a path to a JSON weight file, or
         ``(P, V)`` exact SymPy matrices (``D x D``).
       alpha, beta: the teacher's step sizes, exact SymPy values or the
         symbols themselves; ``None`` keeps them symbolic for the construction
         and means 1/5 (Section 4.1) for given weights.
-      out: directory of the Markdown report (``None``: write nothing).
-    Returns:
-      ``{"algorithm", "general", "concrete": [{"d", "n", "ok"}], "residual",
-      "report", "weights", "alpha", "beta", "seconds", "lemma_c1",
-      "proposition_3_1", "scaling", "symmetry_tangent_dim"}``: ``general`` is
-      True when proven for every prompt and every n (and, for the
-      construction, every d); ``residual`` is None or the simplified residual
-      as text; the last four (construction only, else None) are Lemma C.1's
-      general proof, :func:`prove_proposition_3_1`'s dict, the scaling proof
-      and the tangent-dimension formulas in d (``reduced``, ``full``).
+    Returns the full result (``render`` reads it); :func:`summary` gives its
+    JSON: ``general`` is True when proven for every prompt and every n (and,
+    for the construction, every d).
     """
-    if algorithm not in ALGORITHMS:
-        raise InputError("algorithm", f"unknown {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    record = algorithms.get(algorithm)
     alpha, beta = _exact_step(alpha, "alpha"), _exact_step(beta, "beta")
     t0 = time.perf_counter()
     if weights is None:
-        res = _prove_construction(algorithm, alpha, beta)
+        res = _prove_construction(record, alpha, beta)
     else:
-        res = _prove_weights(algorithm, weights, DEFAULT_STEP if alpha is None else alpha,
+        res = _prove_weights(record, weights, DEFAULT_STEP if alpha is None else alpha,
                              DEFAULT_STEP if beta is None else beta)
     res["seconds"] = round(time.perf_counter() - t0, 3)
-    report = None
-    if out is not None:
-        name = algorithm if res["weights"] is None else f"{algorithm}-{_stem(res['weights'])}"
-        report = os.path.join(out, f"{name}.md")
-        from numerics.io import atomic_write
-        atomic_write(report, _render(res, command or _command(algorithm, res), args))
-    result = {"algorithm": algorithm, "general": res["general"], "concrete": res["concrete"],
-              "residual": res["residual"], "report": report, "weights": res["weights"],
-              "alpha": str(res["alpha"]), "beta": str(res["beta"]), "seconds": res["seconds"],
-              "lemma_c1": res.get("lemma_ok"), "proposition_3_1": res.get("proposition_3_1"),
-              "scaling": res.get("scaling"),
-              "symmetry_tangent_dim": ({k: str(v["formula"]) for k, v in res["symmetry"].items()}
-                                       if "symmetry" in res else None)}
-    return result
+    return res
+
+
+def report_name(res: dict) -> str:
+    """``<algorithm>`` or ``<algorithm>-<weights file stem>``."""
+    return res["algorithm"] if res["weights"] is None else f"{res['algorithm']}-{_stem(res['weights'])}"
+
+
+def summary(res: dict, report: str | None = None) -> dict:
+    """The JSON of a proof result."""
+    return {"algorithm": res["algorithm"], "general": res["general"], "concrete": res["concrete"],
+            "residual": res["residual"], "report": report, "weights": res["weights"],
+            "alpha": str(res["alpha"]), "beta": str(res["beta"]), "seconds": res["seconds"],
+            "lemma_c1": res.get("lemma_ok"), "proposition_3_1": res.get("proposition_3_1"),
+            "scaling": res.get("scaling"),
+            "symmetry_tangent_dim": ({k: str(v["formula"]) for k, v in res["symmetry"].items()}
+                                     if "symmetry" in res else None)}
 
 
 def _exact_step(value, field):
@@ -126,35 +120,25 @@ def _stem(path):
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem) or "weights"
 
 
-def _command(algorithm, res):
-    cmd = f"icrl-verify prove --algorithm {algorithm}"
-    if res["weights"] is not None:
-        cmd += f" --weights {res['weights']}"
-    if res.get("alpha_given"):
-        cmd += f" --alpha {res['alpha']}"
-    if res.get("beta_given"):
-        cmd += f" --beta {res['beta']}"
-    return cmd
-
-
-def _prove_construction(algorithm, a, b):
-    con = get(algorithm)
-    lay = con.layout
+def _prove_construction(record, a, b):
+    lay = record.layout
     lemma_ok, never_read, lemma_steps = S.derive_lemma_c1(lay)
-    g = S.prove_construction(algorithm)
+    g = S.prove_construction(record)
     subs = _subs(a, b)
     teach_a = ALPHA if a is None else a
     teach_b = BETA if b is None else b
+    hp = {"alpha": teach_a, "beta": teach_b}
     concrete = []
     for d, n in CONCRETE_SIZES:
-        P, V = full_pv(algorithm, d, subs or None)
-        r = C.construction_residual(algorithm, d, n, P, V, teach_a, teach_b)
+        P, V = full_pv(record, d, subs or None)
+        r = C.construction_residual(record, d, n, P, V, hp)
         concrete.append({"d": d, "n": n, "ok": C.is_zero_matrix(r)})
-    lemma_concrete = [{"d": d, "n": n, "ok": C.lemma_c1_concrete(lay, d, n)} for d, n in LEMMA_SIZES[lay.name]]
-    prop = prove_proposition_3_1(algorithm)
-    scaling = prove_scaling_invariance(algorithm)
-    symmetry = {par: {"formula": symmetry_tangent_dim(algorithm, par), "parameters": parameter_count(algorithm, par),
-                      "checks": [dict(d=dd, n=nn, **verify_symmetry_family(algorithm, par, dd, nn))
+    lemma_concrete = [{"d": d, "n": n, "ok": C.lemma_c1_concrete(record, d, n)}
+                      for d, n in LEMMA_SIZES.get(lay.name, DEFAULT_LEMMA_SIZES)]
+    prop = prove_proposition_3_1(record)
+    scaling = prove_scaling_invariance(record)
+    symmetry = {par: {"formula": symmetry_tangent_dim(record, par), "parameters": parameter_count(record, par),
+                      "checks": [dict(d=dd, n=nn, **verify_symmetry_family(record, par, dd, nn))
                                  for dd, nn in SYMMETRY_SIZES]}
                 for par in ("reduced", "full")}
     general = bool(lemma_ok and g.ok)
@@ -165,11 +149,12 @@ def _prove_construction(algorithm, a, b):
     elif not all_concrete:
         bad = next(c for c in concrete if not c["ok"])
         residual = f"concrete size d={bad['d']}, n={bad['n']} left a nonzero residual"
-    return dict(mode="construction", algorithm=algorithm, general=general and all_concrete, concrete=concrete,
+    return dict(mode="construction", algorithm=record.name, theorem=record.theorem, record=record,
+                general=general and all_concrete, concrete=concrete,
                 residual=residual, weights=None, alpha=teach_a, beta=teach_b, alpha_given=a is not None,
                 beta_given=b is not None, lemma_ok=lemma_ok, lemma_steps=lemma_steps, construction_steps=g.steps,
                 lemma_concrete=lemma_concrete, proposition_3_1=prop, scaling=scaling, symmetry=symmetry,
-                statement=con.statement)
+                statement=record.statement)
 
 
 def _as_matrices(weights):
@@ -182,8 +167,8 @@ def _as_matrices(weights):
     return (P, V), "given"
 
 
-def _prove_weights(algorithm, weights, a, b):
-    lay = get(algorithm).layout
+def _prove_weights(record, weights, a, b):
+    lay = record.layout
     (P, V), source = _as_matrices(weights)
     if P.shape != V.shape or P.shape[0] != P.shape[1]:
         raise InputError("weights", f"P and V must be square and of one size, got {P.shape} and {V.shape}")
@@ -194,26 +179,27 @@ def _prove_weights(algorithm, weights, a, b):
         for (i, j), e in ((ij, M[ij]) for ij in ((i, j) for i in range(M.rows) for j in range(M.cols))):
             if e.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
                 raise InputError(f"weights.{name}[{i}][{j}]", f"undefined at the teacher's step sizes {subs}")
-    wr = C.weights_residual(algorithm, P, V, a, b)
+    hp = {"alpha": a, "beta": b}
+    wr = C.weights_residual(record, P, V, hp)
     sizes = (1, 2, 3) if d <= 3 else (1, 2)
     concrete = []
     for n in sizes:
-        r = C.construction_residual(algorithm, d, n, P, V, a, b)
+        r = C.construction_residual(record, d, n, P, V, hp)
         concrete.append({"d": d, "n": n, "ok": C.is_zero_matrix(r)})
     general = wr.ok
     residual = None if general else wr.text()
     if general and not all(c["ok"] for c in concrete):   # would contradict Lemma C.1; report, never hide
         residual = "the literal block disagrees with Lemma C.1 at a concrete size"
         general = False
-    return dict(mode="weights", algorithm=algorithm, general=general, concrete=concrete, residual=residual,
-                weights=source, alpha=a, beta=b, alpha_given=True, beta_given=True, d=d, P=P, V=V, wr=wr,
-                statement=get(algorithm).statement)
+    return dict(mode="weights", algorithm=record.name, theorem=record.theorem, record=record, general=general,
+                concrete=concrete, residual=residual, weights=source, alpha=a, beta=b, alpha_given=True,
+                beta_given=True, d=d, P=P, V=V, wr=wr, statement=record.statement)
 
 
 # ---- Proposition 3.1 ---------------------------------------------------------------
 
-def prove_proposition_3_1(algorithm: str = "sarsa") -> dict:
-    """Proposition 3.1 for ``algorithm``'s layout; one boolean per statement.
+def prove_proposition_3_1(algorithm="sarsa") -> dict:
+    """Proposition 3.1 for the algorithm's layout; one boolean per statement.
 
     Keys: ``"P11"``, ``"P21"``, ``"V11"``, ``"V12"``, ``"V21 first row"``,
     ``"V22 first row"`` (the read-out's derivative with respect to the block
@@ -224,8 +210,7 @@ def prove_proposition_3_1(algorithm: str = "sarsa") -> dict:
     ``"P22 and Vbar22 together read"`` (the negative control: together they do
     change the read-out, so they are not symmetries).
     """
-    lay = get(algorithm).layout
-    return dict(_prop_3_1(lay))
+    return dict(_prop_3_1(algorithms.get(algorithm)))
 
 
 _PROP_CACHE: dict = {}
@@ -233,17 +218,18 @@ _PROP_CACHE: dict = {}
 PROP_SIZE = (1, 2)
 
 
-def _prop_3_1(lay):
-    if lay.name in _PROP_CACHE:
-        return _PROP_CACHE[lay.name]
+def _prop_3_1(record):
+    if record in _PROP_CACHE:
+        return _PROP_CACHE[record]
+    lay = record.layout
     _, never_read, _ = S.derive_lemma_c1(lay)
     grads = S.prove_p22_vbar22_gradients(lay)
-    conc = _prop_3_1_concrete(lay, *PROP_SIZE)
+    conc = _prop_3_1_concrete(record, *PROP_SIZE)
     out = {k: bool(v and conc[k]) for k, v in never_read.items()}
-    out["P22 antisymmetric part"] = conc["P22 antisymmetric part"] and _antisym_concrete(lay, 2)
+    out["P22 antisymmetric part"] = conc["P22 antisymmetric part"] and _antisym_concrete(record, 2)
     for k in ("P22 gradient zero when Vbar22 = 0", "Vbar22 gradient zero when P22 = 0", "P22 and Vbar22 together read"):
         out[k] = bool(grads[k] and conc[k])
-    _PROP_CACHE[lay.name] = out
+    _PROP_CACHE[record] = out
     return out
 
 
@@ -257,20 +243,22 @@ def _blocks_idx(lay, d):
             "P22": ("P", rows(m, D, m, D)), "Vbar22": ("V", rows(m + 1, D, m, D))}
 
 
-def _antisym_concrete(lay, d, n=1):
+def _antisym_concrete(record, d, n=1):
     """Read-out with ``P22 = S + (A - A^T)``: free of ``A`` (general P, V otherwise)."""
+    lay = record.layout
     P, V = C.general_weights(lay, d)
     m, p = lay.m(d), lay.p(d)
     A = sp.Matrix(p, p, lambda i, j: sp.Symbol(f"A{i}_{j}", real=True))
     P[m:, m:] = P[m:, m:] + A - A.T
-    pr = C.concrete_prompt(lay, d, n)
+    pr = C.concrete_prompt(record, d, n)
     ro = C.expand_matrix(C.literal_readout(P, V, pr.H, lay.q(d)))
     return not any(s in ro.free_symbols for s in A)
 
 
-def _prop_3_1_concrete(lay, d, n):
+def _prop_3_1_concrete(record, d, n):
+    lay = record.layout
     P, V = C.general_weights(lay, d)
-    pr = C.concrete_prompt(lay, d, n)
+    pr = C.concrete_prompt(record, d, n)
     ro = C.expand_matrix(C.literal_readout(P, V, pr.H, lay.q(d)))
     free = ro.free_symbols
     idx = _blocks_idx(lay, d)
@@ -280,9 +268,9 @@ def _prop_3_1_concrete(lay, d, n):
         M = P if which == "P" else V
         out[name] = all(sp.diff(e, M[i, j]) == 0 for i, j in entries for e in ro) and \
             not any(M[i, j] in free for i, j in entries)
-    out["P22 antisymmetric part"] = _antisym_concrete(lay, d, n)
-    # the teacher-mimicking loss 1/2 ||TF(H) - teacher||^2 with the construction's teacher
-    teach = C.teacher(lay.name if lay.name != "value" else "sarsa", pr)
+    out["P22 antisymmetric part"] = _antisym_concrete(record, d, n)
+    # the teacher-mimicking loss 1/2 ||TF(H) - teacher||^2 with the algorithm's teacher
+    teach = C.teacher(record, pr)
     # d/ds 1/2 sum_r (TF_r - T_r)^2 = sum_r (TF_r - T_r) dTF_r/ds (the teacher does not depend on s)
     resid = [e - t for e, t in zip(ro, teach)]
 
@@ -306,15 +294,17 @@ def _tex(s):
     return s.replace(r"\mathbb{I}", r"I")
 
 
-def _render(res, command, args) -> str:
-    from numerics.io import run_header
-    alg = res["algorithm"]
+def render(res: dict, header: str = "") -> str:
+    """The Markdown report of a proof result; ``header`` (the reproducing
+    command, configuration and versions) goes under the title."""
+    alg, record = res["algorithm"], res["record"]
+    has_g = "g" in record.quantities
     L = []
     if res["mode"] == "construction":
-        L.append(f"# Proof: {alg} ({_theorem(alg)}) implements the teacher update")
+        L.append(f"# Proof: {alg} ({res['theorem']}) implements the teacher update")
     else:
         L.append(f"# Proof attempt: weights `{res['weights']}` for {alg}")
-    L.append(run_header(command, args))
+    L.append(header)
     verdict = "PROVEN" if res["general"] else "NOT PROVEN (nonzero residual)"
     steps = ", ".join(f"${sp.latex(sym)}$ " + ("symbolic (every value)" if val == sym else f"$= {sp.latex(val)}$")
                       for sym, val in ((ALPHA, res["alpha"]), (BETA, res["beta"])))
@@ -327,7 +317,7 @@ def _render(res, command, args) -> str:
     L.append("## Concrete sizes (independent second proof)")
     L.append("")
     L.append("Every entry of the prompt is its own symbol ($\\phi_{i,k}$, $\\phi^+_{i,k}$, $r_i$"
-             + (", $g_{i,k}$" if alg == "actor-critic" else "") + ", the parameters and $\\gamma$); the block "
+             + (", $g_{i,k}$" if has_g else "") + ", the parameters and $\\gamma$); the block "
              "$H+\\frac1n(VH)(H^\\top PH)$ is multiplied out entry by entry in exact arithmetic and the read-out "
              "minus the teacher (a loop over the window) is expanded to a polynomial.")
     L.append("")
@@ -343,20 +333,19 @@ def _render(res, command, args) -> str:
              "the proof treats $\\phi^+_i$ (and the actor's score $g_i$) as arbitrary vectors, so it covers every such "
              "choice, and the numerics (`icrl-verify check`) test the prompt builders.")
     L.append("- Floating-point evaluation: the identity is exact; rounding is measured by `icrl-verify check`.")
-    if alg == "actor-critic":
-        L.append("- Theorem 3.3's layout and update are reconstructed (THEORY.md section 4); the proof is of that reconstruction.")
+    L += [f"- {note}" for note in record.notes]
     L.append("")
     return "\n".join(L)
 
 
 def _render_construction(res):
-    alg = res["algorithm"]
+    record = res["record"]
     L = ["## What was proven", ""]
     L.append(f"1. **Lemma C.1** for every $d\\ge1$, $n\\ge1$ and arbitrary $P, V$ (blocks of symbolic size): "
              f"{'proven' if res['lemma_ok'] else 'NOT proven'}.")
-    L.append(f"2. **{_theorem(alg)}**: with the construction, the read-out equals the teacher update for every "
+    L.append(f"2. **{res['theorem']}**: with the construction, the read-out equals the teacher update for every "
              f"$d\\ge1$, $n\\ge1$, every prompt, every $\\gamma$"
-             + (" and every step size $\\alpha$" + (", $\\beta$" if alg == "actor-critic" else "")
+             + (" and every step size $\\alpha$" + (", $\\beta$" if "beta" in record.steps else "")
                 if not res["alpha_given"] else "") + f": {'proven' if res['general'] else 'NOT proven'}.")
     L.append("3. Independently, at every concrete size $d\\le3$, $n\\le3$ with every prompt entry a symbol: "
              + ("all proven." if all(c["ok"] for c in res["concrete"]) else "SOME FAILED.") + " Lemma C.1 with every "
@@ -377,7 +366,7 @@ def _render_construction(res):
     L.append("")
     for s in res["lemma_steps"]:
         L += _step(s)
-    L.append(f"## Step 2: the construction ({_theorem(alg)}, general $d$, $n$)")
+    L.append(f"## Step 2: the construction ({res['theorem']}, general $d$, $n$)")
     L.append("")
     for s in res["construction_steps"]:
         L += _step(s)
@@ -432,28 +421,29 @@ def _step(s):
 
 
 def _render_weights(res):
-    d, alg = res["d"], res["algorithm"]
+    d, record = res["d"], res["record"]
+    has_g = "g" in record.quantities
     L = ["## What was checked", ""]
     L.append(f"The file's $P$, $V$ are ${res['P'].shape[0]}\\times{res['P'].shape[0]}$, so $d = {d}$ in the "
-             f"{get(alg).layout.name} layout.  Symbols $\\alpha$, $\\beta$ in the file were replaced by the teacher's step sizes.")
+             f"{record.layout.name} layout.  Symbols $\\alpha$, $\\beta$ in the file were replaced by the teacher's step sizes.")
     L.append("")
     L.append("By Lemma C.1 (proven for arbitrary $P$, $V$ and every $d$, $n$; see the construction's report) and the "
              "teacher's window sum, $n(\\mathrm{TF}(H)-\\text{teacher})=\\sum_i h(x_i)+g$ with "
              "$h(x)=\\bar V_{21}xx^\\top P_{12}\\tilde w-\\alpha\\,\\delta(x)\\,\\phi$"
-             + (" (stacked with $-\\beta\\,\\delta(x)\\,g$ for the actor)" if alg == "actor-critic" else "")
+             + (" (stacked with $-\\beta\\,\\delta(x)\\,g$ for the actor)" if has_g else "")
              + " and $g=\\bar V_{22}\\tilde w\\,\\tilde w^\\top P_{22}\\tilde w$.  This vanishes for every $n$ and every "
              "prompt exactly when $h$ and $g$ are zero polynomials ($n=1$, $x=0$ forces $g=0$, then $h=0$).")
     L.append("")
     wr = res["wr"]
-    L.append("Symbols: $\\phi_{1\\,k}$, $phin_{1\\,k}$" + (", $g_{1\\,k}$" if alg == "actor-critic" else "")
-             + " are the $k$-th entries of $\\phi$, $\\phi^+$" + (", $g$" if alg == "actor-critic" else "")
-             + " in the generic column, $r_1$ its reward, $w_k$" + (", $lam_k$" if alg == "actor-critic" else "")
+    L.append("Symbols: $\\phi_{1\\,k}$, $phin_{1\\,k}$" + (", $g_{1\\,k}$" if has_g else "")
+             + " are the $k$-th entries of $\\phi$, $\\phi^+$" + (", $g$" if has_g else "")
+             + " in the generic column, $r_1$ its reward, $w_k$" + (", $lam_k$" if has_g else "")
              + " the current parameters.")
     L.append("")
-    L.append(f"- $h$ (one generic column, expanded): " + ("$0$" if C.is_zero_matrix(wr.per_column) else ""))
+    L.append("- $h$ (one generic column, expanded): " + ("$0$" if C.is_zero_matrix(wr.per_column) else ""))
     if not C.is_zero_matrix(wr.per_column):
         L += ["", "$$", "h = " + sp.latex(wr.per_column), "$$", ""]
-    L.append(f"- $g$ (expanded): " + ("$0$" if C.is_zero_matrix(wr.constant) else ""))
+    L.append("- $g$ (expanded): " + ("$0$" if C.is_zero_matrix(wr.constant) else ""))
     if not C.is_zero_matrix(wr.constant):
         L += ["", "$$", "g = " + sp.latex(wr.constant), "$$", ""]
     L.append("")
@@ -464,53 +454,3 @@ def _render_weights(res):
         L += ["The weights, after substitution:", "", "$$", "P=" + sp.latex(res["P"]) + ",\\quad V=" + sp.latex(res["V"]),
               "$$", ""]
     return L
-
-
-# ---- command -------------------------------------------------------------------
-
-def add_arguments(p):
-    p.add_argument("--algorithm", choices=ALGORITHMS + ("all",), default="sarsa",
-                   help="teacher whose update is proven, or all (default sarsa)")
-    p.add_argument("--weights", metavar="FILE.json", default=None,
-                   help='prove these exact weights instead of the construction: {"P": [[...]], "V": [[...]]}, '
-                        'entries integers, decimals, or strings like "1/5", "-alpha/3" (symbols alpha, beta, gamma)')
-    p.add_argument("--alpha", default=None, metavar="EXACT",
-                   help="teacher's critic step size, exact (1/5) or 'alpha' to keep it symbolic "
-                        "(default: symbolic for the construction, 1/5 with --weights)")
-    p.add_argument("--beta", default=None, metavar="EXACT",
-                   help="actor step size (actor-critic), as --alpha (default: symbolic / 1/5)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object with the result as the last line (keys algorithm, general, concrete, "
-                        "residual, report, ...; with --algorithm all: {\"algorithms\": [...], \"all_proven\": bool})")
-
-
-def run(args) -> int:
-    from numerics.cli import emit, progress_bar
-    a = parse_step(args.alpha, "alpha", None)
-    b = parse_step(args.beta, "beta", None)
-    if args.algorithm == "all" and args.weights:
-        raise InputError("algorithm", "--weights needs one algorithm (the layout fixes the size), not all")
-    algs = ALGORITHMS if args.algorithm == "all" else (args.algorithm,)
-    results, lines = [], []
-    with progress_bar(total=len(algs), desc="prove", disable=args.json) as bar:
-        for alg in algs:
-            argv = [f"--algorithm {alg}"] + ([f"--weights {args.weights}"] if args.weights else []) + \
-                   ([f"--alpha {args.alpha}"] if args.alpha is not None else []) + \
-                   ([f"--beta {args.beta}"] if args.beta is not None else [])
-            r = prove(alg, weights=args.weights, alpha=a, beta=b, out=args.out,
-                      command="icrl-verify prove " + " ".join(argv))
-            results.append(r)
-            sizes = ", ".join(f"({c['d']},{c['n']})" for c in r["concrete"] if c["ok"])
-            bad = [c for c in r["concrete"] if not c["ok"]]
-            scope = "every d, n" if r["weights"] is None else f"d = {r['concrete'][0]['d']}, every n"
-            lines.append(f"prove {alg}: {'PROVEN' if r['general'] else 'NOT PROVEN'} ({scope}; "
-                         f"concrete {sizes or 'none'}{'; failed ' + str(bad) if bad else ''}) in {r['seconds']:.1f} s; "
-                         f"report {r['report']}")
-            if r["residual"]:
-                lines.append(f"  residual: {r['residual']}")
-            bar.update(1)
-    ok = all(r["general"] for r in results)
-    obj = results[0] if len(results) == 1 else {"algorithms": results, "all_proven": ok}
-    emit(lines, obj, args.json)
-    return 0 if ok else 1

@@ -24,18 +24,17 @@ term exactly (it never declares zero what is not).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
 import sympy as sp
 from sympy import BlockMatrix, Identity, MatrixSymbol, ZeroMatrix, block_collapse
 
-from theory.constructions import alpha, beta, gamma, get
+from theory import rules
 from theory.layout import Layout
-
-d = sp.Symbol("d", integer=True, positive=True)
-n = sp.Symbol("n", integer=True, positive=True)
-c = sp.Symbol("c", nonzero=True)
+from theory.symbols import STEP_SIZES, c, d, n
 
 #: The three row groups of ``P`` and ``V`` used by Lemma C.1: the context
 #: rows (``m``), the constant ``one`` row, the read-out rows (``q``).
@@ -173,20 +172,17 @@ def derive_lemma_c1(layout: Layout) -> tuple[bool, dict, list]:
 
 # ---- constructions ------------------------------------------------------------
 
-def context_values(dim=d, cols=n) -> dict:
-    """What each named context block holds over the ``n`` columns (THEORY.md section 3):
-    ``phi`` -> ``Phi``, ``gphi_next`` -> ``gamma Phi+``, ``r`` -> the reward row, ``g`` -> ``G``."""
-    return {"phi": MatrixSymbol(r"\Phi", dim, cols), "phi_next": MatrixSymbol(r"\Phi^{+}", dim, cols),
-            "r": MatrixSymbol("r", 1, cols), "g": MatrixSymbol("G", dim, cols)}
-
-
 def param_values(dim=d) -> dict:
     return {"one": Identity(1), "w": MatrixSymbol("w", dim, 1), "lam": MatrixSymbol(r"\lambda", dim, 1)}
 
 
-def context_matrix(layout: Layout, vals: dict):
-    blocks = {"phi": vals["phi"], "gphi_next": gamma * vals["phi_next"], "r": vals["r"], "g": vals.get("g")}
-    return BlockMatrix([[blocks[b]] for b, _ in layout.context])
+def context_matrix(record, t: rules.Quantities):
+    """The context (``m x n``) in named blocks, filled by the record's recipe
+    ``block = coefficient * quantity`` (THEORY.md section 3): column ``i`` is
+    ``x_i``.  Per-transition scalars of ``t`` are ``n x 1``, so they enter
+    transposed."""
+    rows = {"phi": t.phi, "phi_next": t.phi_next, "r": t.r.T, "g": t.g, "one": t.one.T}
+    return BlockMatrix([[coef * rows[q] if coef != 1 else rows[q]] for _, coef, q in record.context])
 
 
 def table_matrix(table, rows, cols, dim=d):
@@ -207,33 +203,33 @@ def table_matrix(table, rows, cols, dim=d):
     return BlockMatrix(out)
 
 
-def teacher_general(algorithm: str, vals: dict, pars: dict, cols=n, a=alpha, b=beta):
-    """THEORY.md section 2, for the whole window at once:
-    ``delta = r^T + gamma Phi+^T w - Phi^T w`` (``n x 1``),
-    ``w + (alpha/n) Phi delta`` and, for actor-critic, ``lam + (beta/n) G delta``.
-    Written from the update rule, not from the construction."""
-    w = pars["w"]
-    delta = vals["r"].T + gamma * vals["phi_next"].T * w - vals["phi"].T * w
-    out = [w + a / cols * vals["phi"] * delta]
-    if algorithm == "actor-critic":
-        out.append(pars["lam"] + b / cols * vals["g"] * delta)
-    return BlockMatrix([[x] for x in out]), delta
+def teacher_general(record, t: rules.Quantities, pars: dict, cols=n, hp: dict | None = None):
+    """The record's update rule (THEORY.md section 2) for the whole window at
+    once (:class:`theory.rules.WindowOps`): e.g. for SARSA
+    ``w + (alpha/n) Phi delta`` with ``delta = r^T + gamma Phi+^T w - Phi^T w``
+    (``n x 1``).  Written from the update rule, not from the construction."""
+    hp = dict(STEP_SIZES) if hp is None else hp
+    ops = rules.WindowOps(cols)
+    theta = {b: pars[b] for b in record.layout.readout_blocks}
+    new = ops.step(theta, record.rule(t, theta, hp, ops))
+    return BlockMatrix([[new[b]] for b in record.layout.readout_blocks])
 
 
-def prove_construction(algorithm: str) -> GeneralProof:
-    """Theorem 3.1 / 3.3 for symbolic ``d``, ``n``, ``alpha``, ``beta``, ``gamma``."""
-    con = get(algorithm)
-    lay = con.layout
+def prove_construction(record) -> GeneralProof:
+    """Theorem 3.1 / 3.3 (the record's theorem) for symbolic ``d``, ``n``,
+    step sizes and ``gamma``."""
+    lay = record.layout
     ok_lemma, _, _ = derive_lemma_c1(lay)
-    vals, pars = context_values(), param_values()
-    X = context_matrix(lay, vals)
+    t = rules.window_quantities()
+    pars = param_values()
+    X = context_matrix(record, t)
     wt = BlockMatrix([[pars[b]] for b, _ in lay.params])
     theta = BlockMatrix([[pars[b]] for b, _ in lay.params[1:]])
-    P12 = table_matrix(con.p12, lay.context, lay.params)
-    Vbar21 = table_matrix(con.vbar21, lay.params[1:], lay.context)
+    P12 = table_matrix(record.construction.p12, lay.context, lay.params)
+    Vbar21 = table_matrix(record.construction.vbar21, lay.params[1:], lay.context)
     steps = [Step("The context in named blocks (each $d\\times n$ or $1\\times n$; column $i$ is $x_i$) and the "
                   "parameter column:", "X=" + sp.latex(X) + ",\\quad \\tilde w=" + sp.latex(wt)),
-             Step("The construction (" + ("Theorem 3.3" if algorithm == "actor-critic" else "Theorem 3.1")
+             Step("The construction (" + record.theorem
                   + "); every other block of $P$ and $V$ is zero, in particular $P_{22}=0$ and $\\bar V_{22}=0$, "
                   "so Lemma C.1's cubic term vanishes:",
                   "P_{12}^*=" + sp.latex(P12) + ",\\quad \\bar V_{21}^*=" + sp.latex(Vbar21))]
@@ -242,13 +238,13 @@ def prove_construction(algorithm: str) -> GeneralProof:
                       "X^\\top P_{12}^*\\tilde w=" + sp.latex(u)))
     ro = block_collapse(theta + Vbar21 * X * X.T * P12 * wt / n)
     steps.append(Step("Lemma C.1's read-out with the construction:", "\\mathrm{TF}(H)=" + sp.latex(ro)))
-    teach, delta = teacher_general(algorithm, vals, pars)
-    steps.append(Step("The teacher update (THEORY.md section 2), with the TD errors "
-                      "$\\delta=r^\\top+\\gamma\\Phi^{+\\top}w-\\Phi^\\top w$:", "\\text{teacher}=" + sp.latex(teach)))
+    teach = teacher_general(record, t, pars)
+    steps.append(Step("The teacher update (THEORY.md section 2), from the algorithm's update rule over the whole "
+                      "window:", "\\text{teacher}=" + sp.latex(teach)))
     res = residual_of(ro - teach)
     ok_sub = res == 0
     # a second route: the literal block with the construction embedded in full P, V (no Lemma C.1)
-    H, _, _, _ = _prompt_with_context(lay, X, pars)
+    H = _prompt_with_context(lay, X, pars)
     P, V = _full_construction(lay, P12, Vbar21)
     res_lit = residual_of(_literal_readout(P, V, H) - teach)
     ok_lit = res_lit == 0
@@ -266,8 +262,7 @@ def _prompt_with_context(lay: Layout, X, pars):
     m = sum(_size(s) for _, s in lay.context)
     q = sum(_size(s) for _, s in lay.params[1:])
     theta = BlockMatrix([[pars[b]] for b, _ in lay.params[1:]])
-    H = BlockMatrix([[X, ZeroMatrix(m, 1)], [ZeroMatrix(1, n), Identity(1)], [ZeroMatrix(q, n), theta]])
-    return H, X, theta, None
+    return BlockMatrix([[X, ZeroMatrix(m, 1)], [ZeroMatrix(1, n), Identity(1)], [ZeroMatrix(q, n), theta]])
 
 
 def _full_construction(lay: Layout, P12, Vbar21):
@@ -302,7 +297,6 @@ def prove_p22_vbar22_gradients(layout: Layout) -> dict:
     P, V = block_weights(layout, "P"), block_weights(layout, "V")
     H, X, theta, wt = general_prompt(layout)
     sz = group_sizes(layout)
-    p = 1 + sz["out"]
     q = sz["out"]
     # directions, partitioned like P22 (1 | q) and Vbar22 (q x (1 | q)) so that block sums collapse
     EP = BlockMatrix([[MatrixSymbol("E_{oo}", 1, 1), MatrixSymbol("E_{or}", 1, q)],
@@ -356,8 +350,6 @@ def general_readout_function(layout: Layout, dim: int, cols: int):
     a ``q x 1`` column.  Used to cross-check the symbolic derivation against
     ``numerics.block`` on random inputs.
     """
-    import re
-
     P, V = block_weights(layout, "P"), block_weights(layout, "V")
     H, X, theta, _ = general_prompt(layout)
     ro = readout_block(P, V, H)
@@ -375,7 +367,6 @@ def general_readout_function(layout: Layout, dim: int, cols: int):
         return [M[cuts[i]:cuts[i + 1], cuts[j]:cuts[j + 1]] for i in range(3) for j in range(3)]
 
     def evaluate(Pn, Vn, Xn, thn):
-        import numpy as np
         return np.asarray(f(*blocks(Pn), *blocks(Vn), Xn, thn, cols), dtype=float).reshape(-1, 1)
 
     return evaluate

@@ -20,30 +20,31 @@ from __future__ import annotations
 
 import sympy as sp
 
-from theory.constructions import get
+from theory import concrete as C
+from theory import symbolic as S
+from theory.constructions import full_pv
+from theory.symbols import STEP_SIZES, c, d
 
-d = sp.Symbol("d", integer=True, positive=True)
 
-
-def sizes(algorithm: str, dim=d):
-    """``(m, p, q, D)`` of the algorithm's layout, as SymPy expressions in ``d``."""
-    lay = get(algorithm).layout
+def sizes(record, dim=d):
+    """``(m, p, q, D)`` of the record's layout, as SymPy expressions in ``d``."""
+    lay = record.layout
     m, p = sp.expand(lay.m(dim)), sp.expand(lay.p(dim))
     return m, p, p - 1, m + p
 
 
-def parameter_count(algorithm: str, parameterization: str, dim=d):
-    m, p, q, D = sizes(algorithm, dim)
+def parameter_count(record, parameterization: str, dim=d):
+    m, p, q, D = sizes(record, dim)
     if parameterization == "reduced":
         return sp.expand(m * p + q * m)
     return sp.expand(2 * D * D)
 
 
-def symmetry_tangent_dim(algorithm: str, parameterization: str, dim=d):
+def symmetry_tangent_dim(record, parameterization: str, dim=d):
     """Dimension of the tangent space of the symmetry family at the
     construction, as a formula in ``d`` (or its value when ``dim`` is a
     number)."""
-    m, p, q, D = sizes(algorithm, dim)
+    m, p, q, D = sizes(record, dim)
     if parameterization == "reduced":
         return sp.Integer(1)
     if parameterization != "full":
@@ -53,7 +54,7 @@ def symmetry_tangent_dim(algorithm: str, parameterization: str, dim=d):
     return sp.expand(1 + never_read + antisym_p22)
 
 
-def prove_scaling_invariance(algorithm: str = "sarsa") -> bool:
+def prove_scaling_invariance(record) -> bool:
     """Scaling symmetry ``(P, V) -> (c P, V / c)``, ``c != 0``, proven.
 
     True when both proofs succeed: (1) general ``d`` and ``n``, arbitrary
@@ -63,23 +64,18 @@ def prove_scaling_invariance(algorithm: str = "sarsa") -> bool:
     read-out of ``(c P*, V*/c)`` with a symbolic ``c`` minus that of
     ``(P*, V*)`` expands to zero.
     """
-    from theory import concrete as C
-    from theory import symbolic as S
-    from theory.constructions import full_pv
-
-    lay = get(algorithm).layout
+    lay = record.layout
     general = S.prove_scaling(lay)
-    c = sp.Symbol("c", nonzero=True)
     concrete = True
     for dim in (1, 2):
-        P, V = full_pv(algorithm, dim)
-        pr = C.concrete_prompt(lay, dim, 2)
+        P, V = full_pv(record, dim)
+        pr = C.concrete_prompt(record, dim, 2)
         diff = C.literal_readout(c * P, V / c, pr.H, lay.q(dim)) - C.literal_readout(P, V, pr.H, lay.q(dim))
         concrete = concrete and C.is_zero_matrix(C.expand_matrix(diff))
     return bool(general and concrete)
 
 
-def verify_symmetry_family(algorithm: str, parameterization: str, dim: int = 1, cols: int = 2) -> dict:
+def verify_symmetry_family(record, parameterization: str, dim: int = 1, cols: int = 2) -> dict:
     """Check :func:`symmetry_tangent_dim` at ``d = dim``: the symmetry family is
     exact and its tangent generators have the rank the formula gives.
 
@@ -93,14 +89,10 @@ def verify_symmetry_family(algorithm: str, parameterization: str, dim: int = 1, 
 
     Returns ``{"formula": int, "rank": int, "exact": bool, "parameters": int}``.
     """
-    from theory import concrete as C
-    from theory.constructions import full_pv
-
-    lay = get(algorithm).layout
+    lay = record.layout
     m, p = lay.m(dim), lay.p(dim)
     D = m + p
-    P0, V0 = full_pv(algorithm, dim)
-    c = sp.Symbol("c", nonzero=True)
+    P0, V0 = full_pv(record, dim)
     P, V = c * P0, V0 / c
     gens = []
 
@@ -127,8 +119,7 @@ def verify_symmetry_family(algorithm: str, parameterization: str, dim: int = 1, 
                 gens.append(unit("P", m + i, m + j) - unit("P", m + j, m + i))
     elif parameterization != "reduced":
         raise ValueError(f"parameterization: unknown {parameterization!r}")
-    res = C.construction_residual(algorithm, dim, cols, P, V)
-    from theory.constructions import alpha, beta
-    rank = sp.Matrix.vstack(*gens).subs({alpha: 1, beta: 1}).rank()   # generic step sizes: any nonzero value
-    return {"formula": int(symmetry_tangent_dim(algorithm, parameterization, dim)), "rank": int(rank),
-            "exact": C.is_zero_matrix(res), "parameters": int(parameter_count(algorithm, parameterization, dim))}
+    res = C.construction_residual(record, dim, cols, P, V)
+    rank = sp.Matrix.vstack(*gens).subs({s: 1 for s in STEP_SIZES.values()}).rank()   # generic step sizes: any nonzero value
+    return {"formula": int(symmetry_tangent_dim(record, parameterization, dim)), "rank": int(rank),
+            "exact": C.is_zero_matrix(res), "parameters": int(parameter_count(record, parameterization, dim))}

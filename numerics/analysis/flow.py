@@ -1,0 +1,302 @@
+"""``icrl-verify flow``: gradient flow of the teacher-mimicking loss near the
+optimal set (Theorem 3.2): measured local rate against the predicted 2 mu,
+and the basin of attraction of M* over a grid of radii.
+
+The loss is the empirical loss on one fixed sample of prompts drawn as in
+Algorithm 1 (the data never depend on the model, so the flow is well
+defined); ``mu`` comes from ``icrl-verify richness`` on the same sample.
+The flow is integrated by implicit (backward) Euler with the true gradient
+(the loss is stiff: lambda_max / mu ~ 1e4, so an explicit method would need
+~1e5 steps); rates are converted from per-step to flow time exactly for a
+linear mode.
+
+Rate: start at theta* + a random perturbation of small radius, projected
+off the kernel of the Hessian in the reduced parameterisation (kernel
+directions do not decay: they are symmetries or flat data invariances); fit
+log L against the step on the last 40% of the run, where the slowest
+nonzero modes dominate.  Basin: for each radius r (relative to |theta*|),
+random unprojected perturbations; a run ends on M* when its relative
+distance to M* (numerics.manifold.distance_to_manifold) is below
+FLOW_MANIFOLD_RTOL at flow time 20 / (2 mu).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from scipy.optimize import brentq
+
+from numerics.analysis.hessian import PromptSample, join_reduced, sample_prompts
+from numerics.analysis.manifold import distance_to_manifold
+from numerics.analysis.richness import richness
+from numerics.analysis.spectrum import cholesky_solver
+from numerics.core.block import lemma_c1, mimic_loss
+from numerics.core.distributions import MDPDistribution
+from numerics.core.runtime import torch_threads
+from numerics.core.tolerances import DTYPE, FLOW_MANIFOLD_RTOL, FLOW_RATE_RTOL
+from theory.errors import InputError
+
+DEFAULT_RADII = (0.01, 0.1, 0.3, 1.0, 3.0)
+
+#: Implicit-Euler equation solved to this residual relative to the step's
+#: size.  The gradient carries rounding ~1e-16 / |residual| relative (1e-10
+#: near theta*), so tighter targets stall; 1e-7 changes a step's loss ratio
+#: by ~1e-6, far below the 20% the rate is judged at.
+CHORD_RTOL = 1e-6
+
+
+def batched_loss(sample: PromptSample, P12, Vbar21, P22=None, Vbar22=None) -> torch.Tensor:
+    """Loss of ``K`` weight sets at once (leading axis ``K``): returns ``K``.
+    The Lemma C.1 read-out, ``1/2 mean_j |TF(H_j) - teacher_j|^2``."""
+    return mimic_loss(lemma_c1(sample.X, sample.wt, P12, Vbar21, P22, Vbar22), sample.target)
+
+
+def batched_grad(sample: PromptSample, P12, Vbar21, P22=None, Vbar22=None):
+    """``(loss K, [gradients])`` in closed form (the chain rule through
+    Lemma C.1; checked against autograd in the tests)."""
+    X, wt, n, N = sample.X, sample.wt, sample.n, sample.N
+    y, s, quad = lemma_c1(X, wt, P12, Vbar21, P22, Vbar22, parts=True)
+    r = y - sample.target[None]
+    L = 0.5 * (r * r).sum(-1).mean(-1)
+    gV = torch.einsum("knq,knm->kqm", r, s) / N
+    gs = torch.einsum("knq,kqm->knm", r, Vbar21)                  # dL/ds (times N)
+    gu = torch.einsum("nim,knm->kni", X, gs) / n
+    gz = torch.einsum("nim,kni->knm", X, gu)                       # Sigma gs
+    gP = torch.einsum("knm,np->kmp", gz, wt) / N
+    grads = [gP, gV]
+    if P22 is not None:
+        vw = torch.einsum("np,kqp->knq", wt, Vbar22)
+        dq = (r * vw).sum(-1) / n                                  # dL/dquad (times N)
+        grads.append(torch.einsum("kn,np,nr->kpr", dq, wt, wt) / N)
+        grads.append(torch.einsum("kn,knq,np->kqp", quad / n, r, wt) / N)
+    return L, grads
+
+
+def _flat(blocks):
+    return torch.cat([b.reshape(b.shape[0], -1) for b in blocks], 1)
+
+
+def _unflat(v, shapes):
+    out, i = [], 0
+    for sh in shapes:
+        k = int(np.prod(sh))
+        out.append(v[:, i:i + k].reshape(v.shape[0], *sh))
+        i += k
+    return out
+
+
+def run_flow(sample: PromptSample, blocks: list[torch.Tensor], spec, t_end: float, h_max: float,
+             max_steps: int = 2000, progress=None):
+    """Gradient flow by implicit (backward) Euler on ``K`` runs at once.
+
+    Each step solves ``theta_new = theta + h (-grad L(theta_new))`` with the
+    true gradient by chord (modified Newton) iterations preconditioned with
+    ``(I + h H*)^{-1}``, ``H*`` the Hessian at theta* (identity on P22,
+    Vbar22, where H* is zero); the preconditioner only speeds the
+    iteration, the equation solved is the flow's.  Per run the step starts at
+    ``1 / lambda_max`` and doubles after each accepted step up to ``h_max``;
+    a step whose iteration does not converge, or that raises the loss, is
+    refused and its ``h`` halved.  ``blocks``: ``[P12, Vbar21]`` or
+    ``[P12, Vbar21, P22, Vbar22]``, leading axis ``K``.  Returns
+    ``(blocks, times K x T, losses K x T)`` (T = steps + 1; a run that has
+    reached ``t_end`` repeats its last value).
+    """
+    with torch_threads(1):         # these are small batched ops: one thread is fastest
+        return _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress)
+
+
+def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
+    shapes = [tuple(b.shape[1:]) for b in blocks]
+    K = blocks[0].shape[0]
+    nred = int(np.prod(shapes[0]) + np.prod(shapes[1]))
+    theta = _flat(blocks)
+    lam = torch.as_tensor(spec.values, dtype=DTYPE)
+    Vec = torch.as_tensor(spec.vectors, dtype=DTYPE)
+    dense = spec.dense
+    h0 = 1.0 / spec.lam_max
+    jmax = max(0, int(math.floor(math.log2(max(h_max / h0, 1.0)))))
+    j = torch.zeros(K, dtype=torch.long)
+    t = torch.zeros(K, dtype=DTYPE)
+    chol_cache = {}
+
+    def precond(F, h):
+        """``(I + h H*)^{-1}`` on the reduced part, identity on the rest."""
+        Fr = F[:, :nred]
+        if dense:
+            c = Fr @ Vec
+            Pr = (c / (1 + h[:, None] * lam[None, :])) @ Vec.T
+        else:
+            Pr = torch.empty_like(Fr)
+            for i in range(K):
+                key = float(h[i])
+                if key not in chol_cache:
+                    chol_cache[key] = cholesky_solver(np.eye(nred) + key * spec.H)
+                Pr[i] = torch.as_tensor(chol_cache[key](Fr[i].numpy()))
+        return torch.cat([Pr, F[:, nred:]], 1)
+
+    def grad(v):
+        L, g = batched_grad(sample, *_unflat(v, shapes))
+        return L, _flat(g)
+
+    L, g = grad(theta)
+    times, losses = [t.clone()], [L.clone()]
+    for _ in range(max_steps):
+        active = t < t_end
+        if not bool(active.any()):
+            break
+        h = h0 * torch.pow(2.0, j.to(DTYPE))
+        x = theta - h[:, None] * g
+        size = (h[:, None] * g).norm(dim=1) + 1e-300
+        ok = torch.zeros(K, dtype=torch.bool)
+        for _it in range(30):
+            Lx, gx = grad(x)
+            F = x - theta + h[:, None] * gx
+            res = F.norm(dim=1)
+            ok = res <= CHORD_RTOL * size
+            if bool(ok[active].all()):
+                break
+            x = x - precond(F, h)
+            if not bool(torch.isfinite(x).all()):
+                x = torch.where(torch.isfinite(x), x, theta)
+        Lx, gx = grad(x)
+        accept = active & ok & (Lx <= L)
+        theta = torch.where(accept[:, None], x, theta)
+        g = torch.where(accept[:, None], gx, g)
+        L = torch.where(accept, Lx, L)
+        t = t + torch.where(accept, h, torch.zeros_like(h))
+        j = torch.where(accept, (j + 1).clamp_max(jmax), torch.where(active, (j - 1).clamp_min(0), j))
+        times.append(t.clone())
+        losses.append(L.clone())
+        if progress:
+            progress(1)
+    return _unflat(theta, shapes), torch.stack(times, 1), torch.stack(losses, 1)
+
+
+def fit_rate(times: np.ndarray, losses: np.ndarray, tail: float = 0.4) -> dict:
+    """Flow rate of the loss over the last ``tail`` fraction of the accepted
+    implicit-Euler steps of one run.  Backward Euler multiplies a linear mode
+    by ``1 / (1 + h lambda)`` per step, so over steps ``h_i`` the loss falls by
+    ``prod (1 + h_i lambda)^-2``; ``lambda`` is solved from the observed fall
+    (exact for one linear mode, whatever the steps), rate ``2 lambda``.  Also
+    the rate over the first and second half of the window (equal when the
+    decay is exponential)."""
+    dt = np.diff(times)
+    steps = np.flatnonzero(dt > 0) + 1                      # accepted steps
+    keep = np.concatenate([[0], steps])
+    t, L = times[keep], losses[keep]
+    good = np.isfinite(L) & (L > 0)
+    t, y = t[good], np.log(L[good])
+    start = int(len(t) * (1 - tail))
+    t, y = t[start:], y[start:]
+
+    def rate(tt, yy):
+        if len(tt) < 3:
+            return math.nan
+        hs = np.diff(tt)
+        fall = -(yy[-1] - yy[0]) / 2                       # = sum log(1 + h_i lambda)
+        if not fall > 0:
+            return 0.0
+        f = lambda lam: np.log1p(hs * lam).sum() - fall
+        hi = 1.0 / hs.min()
+        while f(hi) < 0:
+            hi *= 2
+        return float(2 * brentq(f, 0.0, hi, xtol=1e-300, rtol=1e-12))
+    k = len(t) // 2
+    return dict(rate=rate(t, y), rate_first=rate(t[:k + 1], y[:k + 1]), rate_second=rate(t[k:], y[k:]),
+                t_start=float(t[0]) if len(t) else math.nan, t_end=float(t[-1]) if len(t) else math.nan,
+                steps_in_fit=len(t))
+
+
+def flow_experiment(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "reduced", *,
+                    mdps: int = 20, frames: int = 20, n: int = 20, epsilon: float = 0.1, alpha: float = 0.2,
+                    beta: float = 0.2, seed: int = 0, rate_radius: float = 1e-2, rate_runs: int = 3,
+                    decay: float = 20.0, step_mu: float = 0.1, radii=DEFAULT_RADII, trials: int = 8,
+                    basin_time: float | None = None, max_steps: int = 400, progress=None, keep: bool = False) -> dict:
+    """The flow experiment (no files written).
+
+    Returns a dict with the ``--json`` keys ``mu``, ``predicted_rate``,
+    ``measured_rate``, ``rate_ratio``, ``converged``, ``basin`` (list of
+    ``{radius, fraction}``) plus ``details``.
+    """
+    t0 = time.perf_counter()
+    if parameterization not in ("reduced", "full"):
+        raise InputError("parameterization", f"unknown {parameterization!r}; expected reduced or full")
+    if not (rate_radius > 0):
+        raise InputError("rate-radius", f"must be positive, got {rate_radius}")
+    radii = [float(r) for r in radii]
+    if any(not (r > 0) or not math.isfinite(r) for r in radii):
+        raise InputError("radii", f"must be positive numbers, got {radii}")
+    if not isinstance(trials, int) or trials < 1:
+        raise InputError("trials", f"must be a positive integer, got {trials!r}")
+    sample = sample_prompts(algorithm, dist, mdps=mdps, frames_per_mdp=frames, n=n, epsilon=epsilon,
+                            alpha=alpha, beta=beta, seed=seed)
+    rich = richness(dist, algorithm, parameterization, sample=sample, seed=seed, bootstrap=0, keep=True)
+    spec = rich["_spectrum"]
+    mu, lam_max = spec.mu, spec.lam_max
+    if not math.isfinite(mu):
+        raise InputError("distribution", "the Hessian is zero on this sample: no rate to measure")
+    h_max = step_mu / mu
+    t_end = decay / (2 * mu)
+    gen = torch.Generator().manual_seed(seed + 2)
+    P12s, Vbar21s = sample.construction()
+    m, p, q = sample.m, sample.p, sample.q
+    base = join_reduced(P12s, Vbar21s)
+    norm = float(base.norm())
+    K = spec.kernel
+    full = parameterization == "full"
+
+    def perturb(count, radius, project):
+        """``count`` random directions of norm ``radius * |theta*|``."""
+        dim = base.numel() + (p * p + q * p if full else 0)
+        Z = torch.randn(count, dim, generator=gen, dtype=DTYPE)
+        if project:   # off the reduced kernel (and no P22 / Vbar22 part)
+            Zr = Z[:, :base.numel()].numpy()
+            Zr = Zr - (Zr @ K) @ K.T
+            Z = torch.cat([torch.as_tensor(Zr), torch.zeros(count, dim - base.numel(), dtype=DTYPE)], 1)
+        Z = Z / Z.norm(dim=1, keepdim=True) * radius * norm
+        blocks = [(base + Z[:, :base.numel()])[:, :m * p].reshape(count, m, p),
+                  (base + Z[:, :base.numel()])[:, m * p:].reshape(count, q, m)]
+        if full:
+            rest = Z[:, base.numel():]
+            blocks += [rest[:, :p * p].reshape(count, p, p), rest[:, p * p:].reshape(count, q, p)]
+        return blocks
+
+    # ---- rate from small perturbations --------------------------------------
+    # full parameterisation: its kernel holds the non-flat P22 / Vbar22
+    # directions; they are perturbed too (same radius) to show their effect
+    rate_blocks = perturb(rate_runs, rate_radius, project=not full)
+    _, times, losses = run_flow(sample, rate_blocks, spec, t_end, h_max, max_steps, progress)
+    fits = [fit_rate(times[i].numpy(), losses[i].numpy()) for i in range(rate_runs)]
+    measured = float(np.median([f["rate"] for f in fits]))
+    predicted = 2 * mu
+    ratio = measured / predicted
+    # ---- basin -----------------------------------------------------------------
+    T = basin_time if basin_time is not None else t_end
+    basin, runs = [], []
+    for r in radii:
+        blocks = perturb(trials, r, project=False)
+        end, bt, bl = run_flow(sample, blocks, spec, T, h_max, max_steps, progress)
+        t_final = bt[:, -1]
+        ok = 0
+        for i in range(trials):
+            rel, c = distance_to_manifold(end[0][i], end[1][i], P12s, Vbar21s)
+            extra = float(torch.cat([end[2][i].reshape(-1), end[3][i].reshape(-1)]).norm()) / norm if full else 0.0
+            on = rel < FLOW_MANIFOLD_RTOL and extra < FLOW_MANIFOLD_RTOL
+            ok += int(on)
+            runs.append(dict(radius=r, rel_distance=rel, c=c, p22_vbar22_rel=extra, final_loss=float(bl[i, -1]),
+                             on_manifold=bool(on), flow_time=float(t_final[i]), reached_time=bool(t_final[i] >= T)))
+        basin.append(dict(radius=r, fraction=ok / trials))
+    converged = bool(math.isfinite(ratio) and abs(ratio - 1) <= FLOW_RATE_RTOL)
+    details = dict(prompts=sample.N, mdps=mdps, frames_per_mdp=frames, n=n, d=sample.d, h_max=h_max,
+                   h_min=1.0 / lam_max, steps=int(times.shape[1] - 1),
+                   lambda_max=lam_max, richness_verdict=rich["verdict"], kernel_dim=rich["kernel_dim"],
+                   rate_radius=rate_radius, rate_fits=fits, flow_time=float(t_end),
+                   basin_time=float(T), manifold_rtol=FLOW_MANIFOLD_RTOL,
+                   rate_rtol=FLOW_RATE_RTOL, basin_runs=runs, seconds=time.perf_counter() - t0)
+    out = dict(parameterization=parameterization, mu=mu, predicted_rate=predicted, measured_rate=measured,
+               rate_ratio=ratio, converged=converged, basin=basin, details=details)
+    if keep:
+        out["_curves"] = (times.numpy(), losses.numpy())
+    return out

@@ -1,0 +1,1 @@
+"""Claims of the papers, the checks that decide them, and the verdict rules."""

@@ -1,0 +1,133 @@
+"""icrl-verify control: in-context control on unseen MDPs (THEORY.md section 7)
+and on Gymnasium's tabular environments.
+
+Closed loop, per method and per MDP: w_0 ~ Unif(-1, 1)^q and s_0 ~ rho0 as in
+training; round k acts with the behaviour policy of w_k (epsilon-greedy in
+Q_{w_k}; the softmax actor for actor-critic), collects a window of n
+transitions and sets w_{k+1} = TF(H_k), the method's own output on the
+prompt of that window (s_0 <- s_n).  Round k is scored by the exact
+discounted return of the greedy policy in Q_{w_k} (of the actor for
+actor-critic), normalised (J - J_unif) / (J* - J_unif) with pi* from value
+iteration.
+
+Methods: teacher (the update is the teacher's step), constructed (the block
+with the weights of Theorem 3.1 / 3.3 from theory: it must reproduce the
+teacher's run exactly), trained (--weights), mlp (--mlp), lstm (--lstm),
+oracle (pi*) and uniform.  Intervals: 95% Student-t over seeds of the
+per-seed mean over MDPs.  Exit 1 when the constructed block's weights leave
+the teacher's by more than 1e-12 (or its actions differ), 2 on bad input.
+"""
+from __future__ import annotations
+
+import re
+
+from numerics.analysis.control import GYM_DEFAULT_GAMMA, run_control
+from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.core.distributions import MDPDistribution
+from numerics.core.tolerances import CLOSED_LOOP_ATOL
+from numerics.io.commandline import reproduce_command
+from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
+from numerics.io.models import load_lsa, load_model
+from numerics.render import control as render
+from theory import algorithms
+from theory.errors import InputError
+
+
+def load_models(args, device) -> dict:
+    models = {}
+    if args.weights:
+        models["trained"] = load_lsa(args.weights, args.algorithm, device)
+    for name, path in (("mlp", args.mlp), ("lstm", args.lstm)):
+        if path:
+            model, meta = load_model(path, device=device)
+            if meta["model"]["kind"] != name:
+                raise InputError(name, f"{path} holds a {meta['model']['kind']} model, not an {name}")
+            models[name] = model
+    for m in models.values():
+        m.eval()
+    return models
+
+
+def default_name(env: str, algorithm: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", f"{env}-{algorithm}".lower()).strip("-")
+
+
+def add_arguments(p):
+    add_common(p, mdps=100, algorithms=tuple(a for a in algorithms.names() if algorithms.get(a).controls))
+    for a in p._actions:
+        if a.dest == "gamma":
+            a.default = None
+            a.help = (f"fixed discount (random: 0.5, Section 4.1; Gymnasium envs: {GYM_DEFAULT_GAMMA})")
+        elif a.dest == "mdps":
+            a.help = "MDPs per seed (100); for a Gymnasium env, copies with their own features"
+        elif a.dest == "algorithm":
+            a.help = "teacher (default sarsa; td evaluates and does not control)"
+    g = p.add_argument_group("control")
+    g.add_argument("--env", default="random",
+                   help="'random' (unseen MDPs from the training distribution) or a Gymnasium id whose "
+                        "environment exposes unwrapped.P, e.g. FrozenLake-v1, CliffWalking-v1, Taxi-v4")
+    g.add_argument("--seeds", type=positive_int, default=10, help="independent seeds (10; at least 2)")
+    g.add_argument("--rounds", type=positive_int, default=50, help="closed-loop rounds (50)")
+    g.add_argument("--feature-dim", type=positive_int, default=None,
+                   help="Gymnasium envs: feature dimension d (default: the trained models' d, else "
+                        "states x actions of the distribution, 36 at Section 4.1; |S||A| of the env for onehot)")
+    g.add_argument("--weights", metavar="FILE.npz", default=None,
+                   help="trained LSA block (save_model file, or a bare .npz of P and V as for check)")
+    g.add_argument("--mlp", metavar="FILE", default=None, help="trained MLP baseline (save_model file)")
+    g.add_argument("--lstm", metavar="FILE", default=None, help="trained LSTM baseline (save_model file)")
+    g.add_argument("--constructed", action="store_true",
+                   help="run only the construction and the references (teacher, oracle, uniform)")
+    g.add_argument("--out", default="reports/control", help="report folder (reports/control)")
+    g.add_argument("--name", default=None, help="report name (default: <env>-<algorithm>)")
+    g.add_argument("--no-report", action="store_true", help="print the result only; write no files")
+
+
+def run(args) -> int:
+    device = device_from_args(args)
+    if args.constructed and (args.weights or args.mlp or args.lstm):
+        raise InputError("constructed", "--constructed runs no trained model; drop --weights/--mlp/--lstm")
+    gamma = args.gamma
+    if args.env == "random":
+        args.gamma = 0.5 if gamma is None else gamma
+        gamma = None
+    elif args.gamma_range:
+        raise InputError("gamma-range", "Gymnasium environments take one --gamma")
+    if args.seed < 0:
+        raise InputError("seed", f"must be a non-negative integer, got {args.seed}")
+    dist = distribution_from_args(args) if args.env == "random" else _gym_dist(args)
+    models = {} if args.constructed else load_models(args, device)
+    total = args.seeds * (args.rounds + 1)
+    with progress_bar(total=total, desc=f"control {args.env} {args.algorithm}", disable=args.json,
+                      unit="seed-round") as bar:
+        res = run_control(args.env, args.algorithm, dist=dist, gamma=gamma, features=args.features,
+                          feature_dim=args.feature_dim, seeds=args.seeds, mdps=args.mdps, rounds=args.rounds,
+                          n=args.context, epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
+                          models=models, device=device, progress=bar.update)
+    if args.env != "random":
+        args.gamma = res["gamma"]
+    command = reproduce_command("control", args, add_arguments)
+    res["report"] = None
+    if not args.no_report:
+        name = plain_name(args.name or default_name(args.env, args.algorithm))
+        res["report"] = render.write(res, args.out, name, command, config_of(args))["md"]
+    lines = [f"control {args.env} {args.algorithm}: {args.seeds} seeds x {args.mdps} MDPs, {args.rounds} rounds, "
+             f"d = {res['feature_dim']} ({res['seconds']:.1f} s)"]
+    for m, v in res["methods"].items():
+        lines.append(f"  {m:12s} final normalised return {v['final_normalized_return']:.4f} "
+                     f"[{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]")
+    lines.append(f"max |w_constructed - w_teacher| = {res['max_abs_weight_diff_constructed_vs_teacher']:.3e} "
+                 f"(tolerance {CLOSED_LOOP_ATOL:.0e}); actions identical: {res['actions_identical']}")
+    lines.append("HOLDS: the constructed block reproduces the teacher's closed loop" if res["reproduces_teacher"]
+                 else "FAILS: the constructed block does not reproduce the teacher's closed loop")
+    if res["report"]:
+        lines.append(f"report: {res['report']}")
+    out = {k: v for k, v in res.items()}
+    emit(lines, out, args.json)
+    return 0 if res["reproduces_teacher"] else 1
+
+
+def _gym_dist(args) -> MDPDistribution:
+    """The training distribution's sizes (for the default feature dimension);
+    its gamma is not used for a Gymnasium env."""
+    return MDPDistribution(states=args.states, actions=args.actions, features=args.features,
+                           feature_seed=args.seed)

@@ -1,0 +1,84 @@
+"""icrl-verify prove: prove symbolically that the block implements the teacher
+update.
+
+Without --weights: the construction of Theorem 3.1 (SARSA, expected SARSA,
+Q-learning, TD(0)) or Theorem 3.3 (actor-critic) is proven for every feature
+dimension d and context length n at once (SymPy matrix expressions of
+symbolic size: Lemma C.1 derived from H + (1/n)(VH)(H^T P H), then read-out
+minus teacher simplified to zero), and independently at every concrete size
+d <= 3, n <= 3 with every prompt entry a symbol (exact arithmetic, literal
+block).  Step sizes stay symbolic unless --alpha/--beta are given.
+
+With --weights FILE.json ({"P": [[...]], "V": [[...]]}, exact entries:
+integers, decimals, strings like "1/5" or "-alpha/3" over the symbols alpha,
+beta, gamma): the weights are proven at the size their shape implies
+(D = 3d+2, or 5d+2 for actor-critic) for every prompt and every n, or the
+simplified residual is printed.  Symbols alpha, beta in the file stand for
+the teacher's step sizes (--alpha, --beta; default 1/5, Section 4.1).
+
+Writes reports/proofs/ALGORITHM.md (or ALGORITHM-STEM.md with --weights):
+the derivation step by step in LaTeX.  Exit 0 proven, 1 the weights do not
+implement the update (residual printed), 2 malformed input.
+"""
+from __future__ import annotations
+
+import os
+
+from numerics.commands.cli import config_of, emit, progress_bar
+from numerics.io.commandline import reproduce_command
+from numerics.io.files import atomic_write
+from numerics.io.report import run_header
+from theory import algorithms
+from theory import prove as P
+from theory.errors import InputError
+from theory.parse import parse_step
+
+DEFAULT_OUT = os.path.join("reports", "proofs")
+
+
+def add_arguments(p):
+    p.add_argument("--algorithm", choices=algorithms.names() + ("all",), default="sarsa",
+                   help="teacher whose update is proven, or all (default sarsa)")
+    p.add_argument("--weights", metavar="FILE.json", default=None,
+                   help='prove these exact weights instead of the construction: {"P": [[...]], "V": [[...]]}, '
+                        'entries integers, decimals, or strings like "1/5", "-alpha/3" (symbols alpha, beta, gamma)')
+    p.add_argument("--alpha", default=None, metavar="EXACT",
+                   help="teacher's critic step size, exact (1/5) or 'alpha' to keep it symbolic "
+                        "(default: symbolic for the construction, 1/5 with --weights)")
+    p.add_argument("--beta", default=None, metavar="EXACT",
+                   help="actor step size (actor-critic), as --alpha (default: symbolic / 1/5)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object with the result as the last line (keys algorithm, general, concrete, "
+                        "residual, report, ...; with --algorithm all: {\"algorithms\": [...], \"all_proven\": bool})")
+
+
+def run(args) -> int:
+    a = parse_step(args.alpha, "alpha", None)
+    b = parse_step(args.beta, "beta", None)
+    if args.algorithm == "all" and args.weights:
+        raise InputError("algorithm", "--weights needs one algorithm (the layout fixes the size), not all")
+    algs = algorithms.names() if args.algorithm == "all" else (args.algorithm,)
+    results, lines = [], []
+    with progress_bar(total=len(algs), desc="prove", disable=args.json) as bar:
+        for alg in algs:
+            res = P.prove(alg, weights=args.weights, alpha=a, beta=b)
+            one = dict(vars(args), algorithm=alg)
+            command = reproduce_command("prove", type(args)(**one), add_arguments)
+            report = os.path.join(args.out, P.report_name(res) + ".md")
+            atomic_write(report, P.render(res, run_header(command, config_of(args))))
+            r = P.summary(res, report)
+            results.append(r)
+            sizes = ", ".join(f"({c['d']},{c['n']})" for c in r["concrete"] if c["ok"])
+            bad = [c for c in r["concrete"] if not c["ok"]]
+            scope = "every d, n" if r["weights"] is None else f"d = {r['concrete'][0]['d']}, every n"
+            lines.append(f"prove {alg}: {'PROVEN' if r['general'] else 'NOT PROVEN'} ({scope}; "
+                         f"concrete {sizes or 'none'}{'; failed ' + str(bad) if bad else ''}) in {r['seconds']:.1f} s; "
+                         f"report {r['report']}")
+            if r["residual"]:
+                lines.append(f"  residual: {r['residual']}")
+            bar.update(1)
+    ok = all(r["general"] for r in results)
+    obj = results[0] if len(results) == 1 else {"algorithms": results, "all_proven": ok}
+    emit(lines, obj, args.json)
+    return 0 if ok else 1

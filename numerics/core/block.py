@@ -1,0 +1,188 @@
+"""The linear self-attention block (paper eq. 1; THEORY.md sections 3, 9),
+driven by a block specification (``theory.spec.BlockSpec``).
+
+One layer: ``H + (1/n) W (V H) M (H^T P H)`` (``M`` the mask over columns,
+``W`` the written rows); ``depth`` layers in turn, tied or untied; the
+read-out is the layout's signed entries of the last column
+(:func:`forward`, :func:`readout_literal`).
+
+For the single-layer, unmasked block with a parameter column (Liang & Lai),
+Lemma C.1 turns the read-out into
+``TF(H) = w + Vbar21 Sigma P12 w~ + (1/n) Vbar22 w~ w~^T P22 w~`` with
+``Sigma = (1/n) sum_i x_i x_i^T``; :func:`lemma_c1` evaluates it in
+``O(n m)`` per prompt after ``P12 w~`` without forming ``Sigma``.  Block
+slices come from ``spec.index(d)``, written once in ``theory.spec``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from numerics.core.tolerances import DTYPE
+from theory.spec import BlockSpec, Index
+
+PARAMETERIZATIONS = ("reduced", "full")
+
+
+def block_literal(P: torch.Tensor, V: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """Paper eq. 1 literally: ``H + (1/n) (V H)(H^T P H)``; ``H`` is ``B x D x (n+1)``."""
+    n = H.shape[-1] - 1
+    return H + (V @ H) @ (H.transpose(-1, -2) @ P @ H) / n
+
+
+def _mask(spec: BlockSpec, cols: int, like: torch.Tensor) -> torch.Tensor | None:
+    if spec.mask == "none":
+        return None
+    m = torch.ones(cols, dtype=like.dtype, device=like.device)
+    m[-1] = 0.0                                   # "context": the last column is never a key or value
+    return m
+
+
+def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+    """One layer of ``spec`` on ``H`` (``B x D x (n+1)``)."""
+    n = H.shape[-1] - 1
+    M = _mask(spec, H.shape[-1], H)
+    VH = V @ H
+    if M is not None:
+        VH = VH * M                               # (V H) M with M = diag(mask)
+    upd = VH @ (H.transpose(-1, -2) @ P @ H) / n
+    rows = spec.written_rows(d)
+    if rows is not None:
+        keep = torch.zeros(H.shape[-2], 1, dtype=H.dtype, device=H.device)
+        for r0, r1 in rows:
+            keep[r0:r1] = 1.0
+        upd = upd * keep
+    return H + upd
+
+
+def forward(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+    """Every layer of ``spec`` in turn; ``P``, ``V``: ``D x D`` (tied) or
+    ``L x D x D`` (untied)."""
+    for k in range(spec.depth):
+        Pk, Vk = (P, V) if spec.tied else (P[k], V[k])
+        H = layer(spec, Pk, Vk, H, d)
+    return H
+
+
+def readout_literal(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+    """The read-out (``B x q``): the layout's signed entries of the last
+    column of :func:`forward`."""
+    out = forward(spec, P, V, H, d)
+    return torch.cat([sign * out[..., r0:r1, -1] for r0, r1, sign in spec.readout_rows(d)], -1)
+
+
+def split_full(index: Index, P: torch.Tensor, V: torch.Tensor):
+    """``(P12, Vbar21, P22, Vbar22)`` of full ``D x D`` weights (THEORY.md section 3)."""
+    return P[(..., *index.p12)], V[(..., *index.vbar21)], P[(..., *index.p22)], V[(..., *index.vbar22)]
+
+
+def embed_reduced(index: Index, P12: torch.Tensor, Vbar21: torch.Tensor, P22=None, Vbar22=None):
+    """Full ``(P, V)`` with the given blocks and zeros elsewhere."""
+    P = P12.new_zeros(*P12.shape[:-2], index.D, index.D)
+    V = P12.new_zeros(*P12.shape[:-2], index.D, index.D)
+    P[(..., *index.p12)] = P12
+    V[(..., *index.vbar21)] = Vbar21
+    if P22 is not None:
+        P[(..., *index.p22)] = P22
+    if Vbar22 is not None:
+        V[(..., *index.vbar22)] = Vbar22
+    return P, V
+
+
+def lemma_c1(X: torch.Tensor, wt: torch.Tensor, P12: torch.Tensor, Vbar21: torch.Tensor,
+             P22: torch.Tensor | None = None, Vbar22: torch.Tensor | None = None, parts: bool = False):
+    """Lemma C.1 read-out, batched.
+
+    Args:
+      X: ``B x n x m`` context rows ``x_i``; wt: ``B x p`` parameter column.
+      P12: ``m x p``; Vbar21: ``q x m``; P22: ``p x p``; Vbar22: ``q x p``
+      (the last two optional: the reduced parameterisation).  Each may carry
+      a leading axis ``K`` of weight sets (then the result is ``K x B x q``).
+      parts: also return ``s = Sigma P12 w~`` and ``w~^T P22 w~`` (for
+      closed-form gradients).
+    Returns: ``B x q`` (or ``K x B x q``).
+    """
+    n = X.shape[1]
+    a = (wt @ P12.transpose(-1, -2)).unsqueeze(-2)              # (K x) B x 1 x m: (P12 w~)^T
+    u = a @ X.transpose(1, 2)                                   # (K x) B x 1 x n: x_i^T P12 w~
+    s = (u @ X).squeeze(-2) / n                                 # (K x) B x m:     Sigma P12 w~
+    # (row-vector products: batched GEMV as 1 x k GEMMs is ~2x faster than
+    # X @ a with a column, measured by benchmarks/check_throughput.py)
+    out = wt[:, 1:] + s @ Vbar21.transpose(-1, -2)
+    quad = None
+    if P22 is not None and Vbar22 is not None:
+        quad = ((wt @ P22.transpose(-1, -2)) * wt).sum(-1)       # w~^T P22 w~
+        out = out + (quad / n).unsqueeze(-1) * (wt @ Vbar22.transpose(-1, -2))
+    return (out, s, quad) if parts else out
+
+
+def term_scale(X: torch.Tensor, wt: torch.Tensor, P12, Vbar21, P22=None, Vbar22=None) -> torch.Tensor:
+    """Per prompt, the largest sum of absolute values of the terms a read-out
+    entry adds up (the size that rounding errors scale with): Lemma C.1 on
+    absolute values."""
+    ab = lambda t: None if t is None else t.abs()
+    return lemma_c1(X.abs(), wt.abs(), P12.abs(), Vbar21.abs(), ab(P22), ab(Vbar22)).max(-1).values
+
+
+def mimic_loss(readout: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Teacher-mimicking loss ``1/2 mean_j ||TF(H_j) - teacher_j||^2`` (THEORY.md
+    section 5); a leading axis of weight sets gives one loss each."""
+    return 0.5 * ((readout - target) ** 2).sum(-1).mean(-1)
+
+
+class LSABlock(nn.Module):
+    """A linear self-attention block of specification ``spec`` at feature
+    dimension ``d``.
+
+    ``reduced`` (Lemma C.1 specifications only): parameters ``P12`` (``m x
+    p``) and ``Vbar21`` (``q x m``), Prop 3.1's restriction (every other block
+    zero).  ``full``: ``P`` and ``V`` of ``spec.weight_shape(d)``.
+    """
+
+    def __init__(self, spec: BlockSpec, d: int, parameterization: str = "reduced", dtype=DTYPE, device=None):
+        super().__init__()
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization: unknown {parameterization!r}; expected reduced or full")
+        if parameterization == "reduced" and not spec.lemma_c1:
+            raise ValueError("parameterization: reduced needs a single-layer unmasked block with a parameter column")
+        self.spec, self.d, self.parameterization = spec, d, parameterization
+        self.index = spec.index(d)
+        self.m, self.p, self.q = self.index.m, self.index.p, self.index.q
+        if parameterization == "reduced":
+            self.P12 = nn.Parameter(torch.zeros(self.m, self.p, dtype=dtype, device=device))
+            self.Vbar21 = nn.Parameter(torch.zeros(self.q, self.m, dtype=dtype, device=device))
+        else:
+            shape = spec.weight_shape(d)
+            self.P = nn.Parameter(torch.zeros(*shape, dtype=dtype, device=device))
+            self.V = nn.Parameter(torch.zeros(*shape, dtype=dtype, device=device))
+
+    def blocks(self):
+        """``(P12, Vbar21, P22, Vbar22)``; the last two None when reduced."""
+        if self.parameterization == "reduced":
+            return self.P12, self.Vbar21, None, None
+        return split_full(self.index, self.P, self.V)
+
+    def full_weights(self):
+        """``(P, V)`` in the spec's weight shape (zeros outside the reduced blocks)."""
+        if self.parameterization == "full":
+            return self.P, self.V
+        return embed_reduced(self.index, self.P12, self.Vbar21)
+
+    def set_weights(self, P: torch.Tensor, V: torch.Tensor):
+        with torch.no_grad():
+            if self.parameterization == "full":
+                self.P.copy_(P)
+                self.V.copy_(V)
+            else:
+                P12, Vbar21, _, _ = split_full(self.index, P, V)
+                self.P12.copy_(P12)
+                self.Vbar21.copy_(Vbar21)
+        return self
+
+    def readout(self, X: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        """Lemma C.1 read-out of the prompt ``(X, w~)``."""
+        return lemma_c1(X, wt, *self.blocks())
+
+    def forward(self, H: torch.Tensor) -> torch.Tensor:
+        P, V = self.full_weights()
+        return forward(self.spec, P, V, H, self.d)

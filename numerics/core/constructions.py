@@ -1,0 +1,50 @@
+"""Tensors of the constructions, realised from ``theory.constructions`` (the
+single source; nothing is re-typed here), and their symmetry family."""
+from __future__ import annotations
+
+import torch
+
+from numerics.core.block import embed_reduced
+from numerics.core.tolerances import DTYPE
+from theory.constructions import numeric_blocks
+
+
+def constructed_blocks(record, d: int, steps: dict, dtype=DTYPE, device=None):
+    """``(P12*, Vbar21*)`` of the record's construction as tensors; ``steps``:
+    ``{"alpha": ..., "beta": ...}``."""
+    P12, Vbar21 = numeric_blocks(record, d, steps)
+    return (torch.tensor(P12, dtype=dtype, device=device), torch.tensor(Vbar21, dtype=dtype, device=device))
+
+
+def constructed_weights(record, d: int, steps: dict, dtype=DTYPE, device=None):
+    """Full ``(P*, V*)``, each ``D x D``, zero outside ``P12*`` and ``Vbar21*``."""
+    return embed_reduced(record.spec.index(d), *constructed_blocks(record, d, steps, dtype, device))
+
+
+def unread_mask(record, d: int, device=None):
+    """Boolean masks of the entries of ``P`` and ``V`` the read-out never
+    uses (Prop 3.1, ``theory.spec.Index.never_read``): ``P11, P21, V11,
+    V12``, the first row of ``V21`` and ``V22``.  ``P22`` and ``Vbar22`` are
+    *not* in the mask: each is unread only while the other is zero."""
+    idx = record.spec.index(d)
+    masks = {"P": torch.zeros(idx.D, idx.D, dtype=torch.bool, device=device),
+             "V": torch.zeros(idx.D, idx.D, dtype=torch.bool, device=device)}
+    for which, rows, cols in idx.never_read():
+        masks[which][rows, cols] = True
+    return masks["P"], masks["V"]
+
+
+def symmetry_member(P: torch.Tensor, V: torch.Tensor, c: float, record, d: int,
+                    gen: torch.Generator | None = None, scale: float = 1.0):
+    """``(c P, V / c)`` with arbitrary values (``Unif(-scale, scale)``) in
+    every never-read block: a member of the construction's symmetry family."""
+    if c == 0:
+        raise ValueError("c: must be nonzero")
+    P2, V2 = c * P, V / c
+    if gen is not None:
+        mP, mV = unread_mask(record, d, device=P.device)
+        noiseP = (torch.rand(P.shape, generator=gen, dtype=P.dtype, device=P.device) * 2 - 1) * scale
+        noiseV = (torch.rand(V.shape, generator=gen, dtype=V.dtype, device=V.device) * 2 - 1) * scale
+        P2 = torch.where(mP, noiseP, P2)
+        V2 = torch.where(mV, noiseV, V2)
+    return P2, V2

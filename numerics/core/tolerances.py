@@ -1,0 +1,190 @@
+"""Every tolerance of the project, in one place (STYLE.md practice 4).
+
+Tolerances are multiples of machine epsilon for the dtype, scaled by the size
+of the numbers involved.  Each loosening states its reason.
+"""
+from __future__ import annotations
+
+import torch
+
+#: Every check runs in float64 (STYLE.md practice 4).
+DTYPE = torch.float64
+
+
+def eps(dtype=DTYPE) -> float:
+    return torch.finfo(dtype).eps
+
+
+#: Block read-out vs another evaluation of it (the teacher, or the literal
+#: block): each read-out entry sums products of three factors over the
+#: prompt's D rows and n columns (x_i, x_i^T P12 w~, Vbar21; the literal
+#: block forms H^T P H over D rows, then (V H) times it over n + 1 columns),
+#: so the error is bounded by ~(D + n) * eps * scale; 8 is headroom for the
+#: different summation orders of the two computations.
+READOUT_FACTOR = 8.0
+
+
+def readout_tolerance(scale, D: int, n: int, dtype=DTYPE):
+    """Absolute tolerance (per prompt) for comparing a block read-out with
+    another evaluation of the same quantity: ``READOUT_FACTOR (D + n) eps
+    max(1, scale)``, ``D`` the prompt's height.
+
+    ``scale`` (a number or a tensor of per-prompt values) bounds the size of
+    the terms summed: :func:`numerics.core.block.term_scale`.
+    """
+    factor = READOUT_FACTOR * (D + n) * eps(dtype)
+    if isinstance(scale, torch.Tensor):
+        return factor * scale.clamp_min(1.0)
+    return factor * max(1.0, scale)
+
+
+#: Value iteration vs an independent LP solver: HiGHS solves to ~1e-9
+#: primal feasibility, so the comparison is at 1e-7 relative to the value scale.
+LP_VALUE_RTOL = 1e-7
+
+#: Value-iteration stopping threshold (sup-norm of the Bellman residual);
+#: the value error is then at most VI_TOL * gamma / (1 - gamma).
+VI_TOL = 1e-12
+
+#: Transition rows must sum to 1 within this (float64 data from files or
+#: Dirichlet draws accumulates ~S * eps).
+ROW_SUM_ATOL = 1e-9
+
+#: Two float64 computations of the same closed loop (constructed block vs
+#: teacher) must agree to this (issue 5: 1e-12).
+CLOSED_LOOP_ATOL = 1e-12
+
+#: Structured Hessian vs autograd Hessian, relative to the largest entry.
+HESSIAN_RTOL = 1e-9
+
+#: Rank decisions on a PSD Hessian: an eigenvalue is zero when below
+#: KERNEL_RTOL * lambda_max.  The gap actually observed is reported.
+KERNEL_RTOL = 1e-9
+
+#: Symbolic vs numeric read-out (float64 evaluation of an exact expression).
+SYMBOLIC_NUMERIC_RTOL = 1e-12
+
+# ---- property_tests (issue 6) ----------------------------------------------
+
+#: Exact policy evaluation (a linear solve of ``(I - gamma P_pi) V = r_pi``)
+#: against another exact evaluation or the policy improvement inequality:
+#: the solve is backward stable, its sup-norm condition number is at most
+#: ``(1 + gamma) / (1 - gamma)``, so the error of ``V`` is about
+#: ``S * eps * |V|_max * 2 / (1 - gamma)``; 16 is headroom for LU pivoting
+#: growth at the small sizes the properties draw.
+POLICY_EVAL_FACTOR = 16.0
+
+
+def policy_value_tolerance(value_scale: float, states: int, gamma_max: float, dtype=torch.float64) -> float:
+    """Absolute tolerance on values ``V^pi`` computed by a linear solve.
+
+    ``value_scale`` bounds ``|V|`` (e.g. ``max|r| / (1 - gamma)``)."""
+    return POLICY_EVAL_FACTOR * states * eps(dtype) * max(1.0, value_scale) * 2.0 / (1.0 - gamma_max)
+
+
+#: Gradient of the teacher-mimicking loss on the optimal set: the exact
+#: gradient is ``mean_b J_b^T r_b`` with every residual ``|r_b|`` below its
+#: read-out tolerance, so ``|grad| <= mean_b |J_b|^T tol_b``; the computed
+#: gradient adds its own rounding, at most ``(m + n) eps`` times the same
+#: bound.  Factor 2 covers both.
+GRADIENT_ON_MANIFOLD_FACTOR = 2.0
+
+#: Primal and dual feasibility tolerance passed to HiGHS (scipy linprog) when
+#: it solves the LP for V* as the independent check of value iteration.  The
+#: default, 1e-7 absolute, lets a constraint be violated by 1e-7 and so V* be
+#: off by 1e-7 / (1 - gamma) (a reward of 1e-7 vanished in a Hypothesis
+#: counterexample); 1e-10 makes LP_VALUE_RTOL's premise (~1e-9) true.
+LP_FEASIBILITY_TOL = 1e-10
+
+# ---- training and structure recovery (numerics/train.py, recovery.py, ablation.py; issue 5)
+
+#: A trained block "recovers the construction" when its (P12, Vbar21) lies
+#: within this relative distance of M* (issue 5 acceptance: below 5%).
+STRUCTURE_RECOVERY_RTOL = 0.05
+
+#: The ablation calls a held-out loss "zero" when it is below this fraction
+#: of the identity map's loss (w -> w): float64 training stalls around
+#: 1e-8..1e-10 of it (Adam noise), so 1e-6 is reached only on the zero set.
+ZERO_LOSS_RTOL = 1e-6
+
+#: Checkpoint/resume must reproduce an uninterrupted run exactly: same
+#: float64 operations in the same order, so the weights agree bitwise.
+RESUME_ATOL = 0.0
+
+# ---- richness and flow (issues 4, 5) ----------------------------------------
+
+#: Shift of the shift-invert Lanczos used for large Hessians: sigma =
+#: RICHNESS_SHIFT_RTOL * lambda_max keeps H + sigma I well conditioned
+#: (cond <= 1e8) while sitting far below the smallest nonzero eigenvalues
+#: seen (>= 1e-6 lambda_max); eigenvalues are then recomputed as Rayleigh
+#: quotients with H itself, so the shift does not bias them.
+RICHNESS_SHIFT_RTOL = 1e-8
+
+#: Lanczos tolerance for lambda_max of a parametric-bootstrap replicate of H
+#: (large sizes only).  lambda_max only sets that replicate's kernel threshold
+#: KERNEL_RTOL * lambda_max and the shift above, and the spectral gaps seen
+#: are >= 1e6 (1e13 at d = 36), so a relative error of 1e-3 cannot move an
+#: eigenvalue across the threshold; it halves the Lanczos cost (measured:
+#: 4e-7 actual relative error at d = 36).
+RICHNESS_LAMMAX_RTOL = 1e-3
+
+#: Flatness of a kernel direction: the Gram matrix of the second-order term
+#: of the read-out (projected off the range of J) has an eigenvalue below
+#: FLAT_RTOL * its largest.  The projection applies H^+ (condition up to
+#: ~1e6 on the range), so cancellation errors reach ~1e-10 relative; 1e-8
+#: leaves headroom.  The gap actually observed is reported.
+FLAT_RTOL = 1e-8
+
+#: A finite step along a flat direction leaves the loss "exactly zero": below
+#: FLAT_STEP_RTOL times the loss of the zero update (the sample's scale).
+#: The residual is a sum of O(m) products of O(1) numbers per prompt, so
+#: float64 rounding gives ~1e-30 relative loss; 1e-20 is headroom.
+FLAT_STEP_RTOL = 1e-20
+
+#: Distance to M* below which a gradient-flow run counts as having ended on
+#: the optimal manifold (relative, numerics.manifold.distance_to_manifold).
+FLOW_MANIFOLD_RTOL = 1e-3
+
+#: Issue 5 acceptance: measured loss-decay rate within 20% of 2 mu.
+FLOW_RATE_RTOL = 0.20
+
+# ---- comparisons made by the tests (property_tests/) ----------------------
+# Each test compares against one of these, never a literal.
+
+#: Two float64 evaluations of one closed-form quantity in different operation
+#: orders (up to a few thousand operations on O(1) numbers): ~1e4 eps.
+REORDER_RTOL = 1e-12
+
+#: A handful of float64 operations on O(1) numbers: a few eps.
+FEW_OPS_ATOL = 1e-15
+
+#: An iterative solver (Lanczos / eigsh at tol 1e-12, a sparse fixed point,
+#: value iteration at VI_TOL, HiGHS at LP_FEASIBILITY_TOL) against a dense or
+#: closed-form answer, relative to the problem's scale.
+ITERATIVE_RTOL = 1e-9
+
+#: Residual |H v - lambda v| of a Lanczos pair relative to lambda_max:
+#: ARPACK at tol 1e-12 leaves ~1e-10; 1e-8 is headroom.
+EIGEN_RESIDUAL_RTOL = 1e-8
+
+#: Quantities obtained through a projection or least-squares fit (invariance
+#: components, fitted scales of synthetic weights): conditioning up to ~1e6
+#: on the ~1e-12 rounding above.
+FIT_RTOL = 1e-6
+
+#: A difference a test requires to be *visible* (a planted fault, distinct
+#: bootstrap replicates, a clearly worse policy): far above every rounding
+#: tolerance above, far below the planted effects (>= 1e-2 relative).
+VISIBLE_RTOL = 1e-3
+VISIBLE_ABS = 1e-6
+
+#: A loss that is zero in float64: squared residuals of size ~1e-14 summed.
+ZERO_LOSS_ABS = 1e-28
+
+#: loss / t^4 at t = 1e-3, 1e-2, 1e-1 along a quartic direction: equal up to
+#: the cancellation in a loss of size ~1e-12 * scale (relative ~1e-7).
+POWER_LAW_RTOL = 1e-6
+
+#: A training run "fitted" the teacher: held-out loss below this fraction of
+#: the identity map's (w -> w) loss.
+TRAINED_LOSS_RATIO = 1e-3

@@ -1,0 +1,150 @@
+"""Command-line conventions shared by every ``icrl-verify`` command.
+
+Common options (defaults: Section 4.1 of the paper, THEORY.md section 6),
+``--config FILE.toml`` with the same keys (flags override; an unknown key is
+an error naming the key), and the conversion of parsed options into an
+:class:`~numerics.distributions.MDPDistribution`.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import torch
+
+from numerics.core.distributions import FEATURE_KINDS, MDPDistribution
+from theory import algorithms as registry
+from theory.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SECTION_4_1 = dict(algorithm="sarsa", states=9, actions=4, gamma=0.5, features="dense", context=20,
+                   epsilon=0.1, alpha=0.2, beta=0.2, seed=0)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr and exit 2."""
+
+    def error(self, message):
+        raise InputError("usage", f"{self.prog}: {message}")
+
+
+def finite_float(text):
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
+    """The options every numeric command shares; ``algorithms`` restricts
+    the choices (default: every registered algorithm, read now)."""
+    algorithms = registry.names() if algorithms is None else algorithms
+    g = p.add_argument_group("MDP distribution and algorithm (defaults: Section 4.1)")
+    g.add_argument("--algorithm", choices=algorithms, default=SECTION_4_1["algorithm"], help="teacher (default sarsa)")
+    g.add_argument("--states", type=positive_int, default=SECTION_4_1["states"], help="number of states (9)")
+    g.add_argument("--actions", type=positive_int, default=SECTION_4_1["actions"], help="number of actions (4)")
+    g.add_argument("--gamma", type=finite_float, default=SECTION_4_1["gamma"], help="fixed discount (0.5)")
+    g.add_argument("--gamma-range", type=finite_float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="draw gamma ~ Unif(LO, HI) per MDP instead of a fixed gamma")
+    g.add_argument("--features", choices=FEATURE_KINDS, default=SECTION_4_1["features"],
+                   help="dense: fresh Unif(-1,1) per MDP (default); dense-shared: one draw for all; onehot")
+    g.add_argument("--context", type=positive_int, default=SECTION_4_1["context"], help="window length n (20)")
+    g.add_argument("--epsilon", type=finite_float, default=SECTION_4_1["epsilon"], help="epsilon-greedy exploration (0.1)")
+    g.add_argument("--alpha", type=finite_float, default=SECTION_4_1["alpha"], help="critic step size (0.2)")
+    g.add_argument("--beta", type=finite_float, default=SECTION_4_1["beta"], help="actor step size (0.2; actor-critic only)")
+    g.add_argument("--mdps", type=positive_int, default=mdps, help=f"number of MDPs ({mdps})")
+    g.add_argument("--seed", type=int, default=SECTION_4_1["seed"], help="random seed (0)")
+    g.add_argument("--config", metavar="FILE.toml", default=None, help="read options from a TOML file (same keys; flags override)")
+    g.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
+
+
+def _coerce(action: argparse.Action, key: str, value):
+    def one(v):
+        if action.type is not None and not isinstance(v, bool):
+            try:
+                v = action.type(v)
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+                raise InputError(f"config key {key!r}", str(e)) from None
+        if action.choices is not None and v not in action.choices:
+            raise InputError(f"config key {key!r}", f"unknown value {v!r}; expected one of {', '.join(map(str, action.choices))}")
+        return v
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise InputError(f"config key {key!r}", f"expected true or false, got {value!r}")
+        return value
+    if action.nargs is not None and action.nargs not in ("?",):
+        if not isinstance(value, list):
+            raise InputError(f"config key {key!r}", f"expected a list, got {value!r}")
+        if isinstance(action.nargs, int) and len(value) != action.nargs:
+            raise InputError(f"config key {key!r}", f"expected {action.nargs} values, got {len(value)}")
+        return [one(v) for v in value]
+    return one(value)
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parse ``argv``; values from ``--config`` become defaults that flags override."""
+    args = parser.parse_args(argv)
+    path = getattr(args, "config", None)
+    if not path:
+        return args
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as e:
+        raise InputError("config", f"cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError("config", f"{path} is not valid TOML: {e}") from None
+    # The options live on the chosen subcommand's parser, not the top level.
+    target = parser
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction) and getattr(args, a.dest, None) in a.choices:
+            target = a.choices[getattr(args, a.dest)]
+    actions = {a.dest: a for a in target._actions if a.dest not in ("help", "config", "command")}
+    defaults = {}
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        if dest not in actions:
+            raise InputError("config", f"unknown key {key!r} in {path}")
+        defaults[dest] = _coerce(actions[dest], key, value)
+    target.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
+def distribution_from_args(args, algorithm=None) -> MDPDistribution:
+    record = registry.get(algorithm or args.algorithm)
+    gr = tuple(args.gamma_range) if args.gamma_range else None
+    if not (0 <= args.epsilon <= 1):
+        raise InputError("epsilon", f"must be in [0, 1], got {args.epsilon}")
+    return MDPDistribution(states=args.states, actions=args.actions, gamma=args.gamma, gamma_range=gr,
+                           features=args.features, state_features=(record.features == "state"),
+                           feature_seed=args.seed)
+
+
+def device_from_args(args):
+    dev = getattr(args, "device", "cpu")
+    try:
+        device = torch.device(dev)
+    except RuntimeError:
+        raise InputError("device", f"unknown device {dev!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", "cuda requested but no CUDA device is available")
+    return device

@@ -1,0 +1,146 @@
+"""Block specifications: everything about a linear self-attention block that
+is not a number (THEORY.md sections 3 and 9).
+
+One layer maps the prompt ``H`` (``D x (n+1)``) to
+
+    H + (1/n) W (V H) M (H^T P H)
+
+with ``M`` the attention mask over columns (``none``: every column is a key
+and a value, Liang & Lai eq. 1; ``context``: ``M = diag(1, ..., 1, 0)``, the
+last column never is, Wang et al. 2025) and ``W`` the diagonal projection on
+the rows the layer writes (``writes``; every row when None).  ``depth``
+layers are applied in turn, with the same ``(P, V)`` (``tied``) or one pair
+per layer; the read-out is the layout's ``(block, sign)`` entries of the last
+column.
+
+The single-layer, unmasked block of Liang & Lai with a parameter column is
+one value of this specification (:attr:`BlockSpec.lemma_c1`); for it the
+read-out reduces to Lemma C.1 and only four blocks of ``P`` and ``V`` are
+read: ``P12`` (context rows x parameter columns), ``Vbar21`` (read-out rows x
+context columns) and the cubic pair ``P22``, ``Vbar22``.  Their index
+ranges, the never-read entries of Proposition 3.1 and the position of the
+reduced coordinates inside ``(vec P, vec V)`` come from :meth:`BlockSpec.index`,
+written once here and used by the numerics, the Hessian and the proofs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT, Layout
+
+MASKS = ("none", "context")
+
+
+@dataclass(frozen=True)
+class Index:
+    """Integer index ranges of one specification at one feature dimension.
+
+    ``P12 = P[:m, m:]``, ``P22 = P[m:, m:]``, ``Vbar21 = V[m+1:, :m]``,
+    ``Vbar22 = V[m+1:, m:]`` (rows ``m+1..`` are the read-out rows: every
+    parameter row after ``one``).
+    """
+
+    m: int
+    p: int
+    q: int
+    D: int
+
+    @property
+    def p12(self):
+        return (slice(0, self.m), slice(self.m, self.D))
+
+    @property
+    def p22(self):
+        return (slice(self.m, self.D), slice(self.m, self.D))
+
+    @property
+    def vbar21(self):
+        return (slice(self.m + 1, self.D), slice(0, self.m))
+
+    @property
+    def vbar22(self):
+        return (slice(self.m + 1, self.D), slice(self.m, self.D))
+
+    def never_read(self):
+        """Proposition 3.1's never-read entries as ``(matrix, rows, cols)``:
+        ``P11, P21`` (the first ``m`` columns of ``P``), ``V11, V12`` (the
+        first ``m`` rows of ``V``) and the first row of ``V21, V22``."""
+        D, m = self.D, self.m
+        return (("P", slice(0, D), slice(0, m)), ("V", slice(0, m), slice(0, D)), ("V", slice(m, m + 1), slice(0, D)))
+
+    def reduced_count(self) -> int:
+        return self.m * self.p + self.q * self.m
+
+    def full_positions(self):
+        """Positions of the reduced coordinates ``(vec P12, vec Vbar21)``
+        (row-major) inside ``(vec P, vec V)``: ``P12[a, b] = P[a, m + b]``,
+        ``Vbar21[k, a] = V[m + 1 + k, a]``.  A list of ints."""
+        D, m, p, q = self.D, self.m, self.p, self.q
+        ip = [a * D + (m + b) for a in range(m) for b in range(p)]
+        iv = [D * D + (m + 1 + k) * D + a for k in range(q) for a in range(m)]
+        return ip + iv
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A linear self-attention block: layout, depth, tied or untied layers,
+    attention mask, written rows.
+
+    Attributes:
+      layout: the prompt's row blocks (:class:`theory.layout.Layout`).
+      depth: number of layers ``L >= 1``.
+      tied: one ``(P, V)`` for every layer (weights ``D x D``), or one per
+        layer (weights ``L x D x D``).
+      mask: ``"none"`` or ``"context"`` (see the module docstring).
+      writes: row blocks a layer may write; None: every row.
+    """
+
+    layout: Layout
+    depth: int = 1
+    tied: bool = True
+    mask: str = "none"
+    writes: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"spec: depth must be a positive integer, got {self.depth!r}")
+        if self.mask not in MASKS:
+            raise ValueError(f"spec: unknown mask {self.mask!r}; expected one of {', '.join(MASKS)}")
+        if self.writes is not None:
+            rows = [b for b, _ in self.layout.context + self.layout.params]
+            for b in self.writes:
+                if b not in rows:
+                    raise ValueError(f"spec: written block {b!r} is not a row block of layout {self.layout.name!r}")
+
+    @property
+    def lemma_c1(self) -> bool:
+        """True for the single-layer, unmasked block with a parameter column
+        (Liang & Lai eq. 1): the read-out is Lemma C.1's."""
+        return self.depth == 1 and self.mask == "none" and self.writes is None and self.layout.has_parameter_column
+
+    def D(self, d):
+        return self.layout.D(d)
+
+    def index(self, d: int) -> Index:
+        lay = self.layout
+        return Index(int(lay.m(d)), int(lay.p(d)), int(lay.q(d)), int(lay.D(d)))
+
+    def weight_shape(self, d: int) -> tuple[int, ...]:
+        D = int(self.D(d))
+        return (D, D) if self.tied else (self.depth, D, D)
+
+    def readout_rows(self, d: int) -> list[tuple[int, int, int]]:
+        """``(start, stop, sign)`` of the read-out rows of the last column."""
+        off = self.layout.offsets("rows", d)
+        return [(off[b][0], off[b][1], sign) for b, sign in self.layout.readout]
+
+    def written_rows(self, d: int) -> list[tuple[int, int]] | None:
+        if self.writes is None:
+            return None
+        off = self.layout.offsets("rows", d)
+        return [off[b] for b in self.writes]
+
+
+#: Liang & Lai's blocks (eq. 1): one layer, no mask, every row written.
+VALUE_SPEC = BlockSpec(VALUE_LAYOUT)
+ACTOR_CRITIC_SPEC = BlockSpec(ACTOR_CRITIC_LAYOUT)
