@@ -53,19 +53,19 @@ FAULTS = (
           'vbar21=((("w", "phi"), alpha),),',
           'vbar21=((("w", "phi"), alpha / 2),),',
           "Vbar21* = [alpha/2 I, 0, 0] in the SARSA-family construction"),
-    Fault("dropped gamma (prompt)", "numerics/prompts.py",
-          '"gphi_next": gamma[:, None, None] * feats["phi_next"]',
-          '"gphi_next": feats["phi_next"]',
+    Fault("dropped gamma (prompt)", "numerics/core/prompts.py",
+          "            v = gamma[:, None, None] * v",
+          "            v = v",
           "the prompt writes phi+ instead of gamma phi+"),
-    Fault("dropped gamma (teacher)", "numerics/teachers.py",
-          "delta = r + gamma[:, None] * (phi_next @ w.unsqueeze(-1)).squeeze(-1)",
-          "delta = r + (phi_next @ w.unsqueeze(-1)).squeeze(-1)",
+    Fault("dropped gamma (teacher)", "numerics/core/teachers.py",
+          "gamma=gamma[:, None]",
+          "gamma=torch.ones_like(gamma)[:, None]",
           "the teacher's TD error is undiscounted"),
-    Fault("per-pair average in the teacher", "numerics/teachers.py",
-          "    return w + alpha * (delta.unsqueeze(-1) * phi).mean(1), delta",
-          "    same = (phi.unsqueeze(2) == phi.unsqueeze(1)).all(-1).to(phi.dtype).sum(-1)  # visits of each (s, a)\n"
-          "    return w + alpha * (delta.unsqueeze(-1) * phi / same.unsqueeze(-1)).sum(1), delta",
-          "the teacher averages per state-action pair instead of the global (1/n) sum"),
+    Fault("per-pair average in the teacher", "numerics/core/teachers.py",
+          "parts[b] + out[b][0] * out[b][1].mean(1)",
+          "parts[b] + out[b][0] * (out[b][1] / (q['phi'].unsqueeze(2) == q['phi'].unsqueeze(1)).all(-1)"
+          ".to(q['phi'].dtype).sum(-1, keepdim=True)).sum(1)",
+          "the teacher averages per state-action pair (visits of each (s, a)) instead of the global (1/n) sum"),
 )
 
 _FIRST = ["property_tests/test_properties.py", "property_tests/test_check_cli.py"]
@@ -127,7 +127,8 @@ def _env(repo: str) -> dict:
 
 def verify_imports(repo: str):
     """The copy's modules, not the installed ones, must be the ones imported."""
-    code = ("import numerics, theory, numerics.check, numerics.teachers, numerics.prompts, theory.constructions;"
+    code = ("import numerics, theory, numerics.analysis.check, numerics.core.teachers, numerics.core.prompts, "
+            "theory.constructions;"
             "print(numerics.__file__); print(theory.__file__)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, env=_env(repo), capture_output=True, text=True)
     if proc.returncode != 0:

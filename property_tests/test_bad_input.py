@@ -1,5 +1,5 @@
 """The bad-input table (issue 2): every bad call, each expected to raise the
-project's own error (``numerics.errors.InputError``) naming the field, and,
+project's own error (``theory.errors.InputError``) naming the field, and,
 through the CLI, to exit 2 with exactly one line on stderr, nothing on
 stdout (no partly written report) and no traceback.
 
@@ -25,7 +25,7 @@ from numerics.core.mdp import MDP
 from property_tests.test_check_cli import console_script
 
 
-# ---- MDP-level input: numerics.mdp.MDP raises InputError naming the field ----
+# ---- MDP-level input: numerics.core.mdp.MDP raises InputError naming the field ----
 
 def _valid(S=3, A=2):
     T = torch.full((1, S, A, S), 1.0 / S, dtype=DTYPE)

@@ -8,20 +8,25 @@ import dataclasses
 import json
 
 
-import theory.constructions as tc
-from numerics import claim_registry
-from numerics.claims import FAILS, HOLDS, NOT_CHECKED, Evidence, Settings, all_pass, evaluate, run_checks
+from numerics.claims import checks  # noqa: F401  (registers the checks)
+from numerics.claims import liang_lai
+from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, Evidence, Settings, all_pass, evaluate, run_checks
 from numerics.commands.cli import main
+from theory import algorithms
 
 
 def _flip_p12_sign(monkeypatch, algorithm):
-    c = tc.CONSTRUCTIONS[algorithm]
+    """Plant a wrong sign in the registered record's construction (the
+    single source every check reads)."""
+    record = algorithms.get(algorithm)
+    c = record.construction
     flipped = tuple((k, -v) if k == ("phi", "w") else (k, v) for k, v in c.p12)
-    monkeypatch.setitem(tc.CONSTRUCTIONS, algorithm, dataclasses.replace(c, p12=flipped))
+    monkeypatch.setitem(algorithms._REGISTRY, algorithm,
+                        dataclasses.replace(record, construction=dataclasses.replace(c, p12=flipped)))
 
 
 def _claims(*ids):
-    return [c for c in claim_registry.CLAIMS if c.id in ids]
+    return [c for c in liang_lai.CLAIMS if c.id in ids]
 
 
 def test_numeric_claims_hold_on_the_code_as_shipped():
@@ -37,7 +42,7 @@ def test_wrong_sign_in_the_construction_turns_theorem_3_1_to_fails(monkeypatch):
     ev = run_checks(dict.fromkeys(n for c in claims for n in c.checks), Settings())
     verdicts = {r["id"]: r["verdict"] for r in evaluate(claims, ev)}
     assert verdicts["theorem-3.1"] == FAILS
-    assert verdicts["theorem-3.3"] == HOLDS   # actor-critic has its own table, untouched
+    assert verdicts["theorem-3.3"] == HOLDS   # actor-critic has its own record, untouched
 
 
 def test_a_check_that_cannot_run_is_not_checked_never_holds():

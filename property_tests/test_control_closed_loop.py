@@ -9,15 +9,27 @@ import numpy as np
 import pytest
 import torch
 
-import numerics.control as control
-from numerics.core.tolerances import ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_ABS
+import numerics.analysis.control as control
 from numerics.commands.cli import main
+from numerics.core.block import embed_reduced
 from numerics.core.constructions import constructed_blocks
 from numerics.core.distributions import MDPDistribution
-from numerics.io.envs import broadcast_mdp, load_gym_env
-from theory.errors import InputError
 from numerics.core.mdp import discounted_return, greedy_policy, normalized_return, value_iteration
-from numerics.core.tolerances import CLOSED_LOOP_ATOL, VI_TOL
+from numerics.core.models import build_model
+from numerics.core.policies import greedy_actions
+from numerics.core.tolerances import CLOSED_LOOP_ATOL, ITERATIVE_RTOL, REORDER_RTOL, VI_TOL, VISIBLE_ABS
+from numerics.io.envs import broadcast_mdp, load_gym_env
+from numerics.io.models import load_lsa, save_model, save_weights
+from theory.algorithms import get
+from theory.errors import InputError
+
+
+def sarsa_blocks(d: int, alpha: float = 0.2):
+    return constructed_blocks(get("sarsa"), d, {"alpha": alpha})
+
+
+def sarsa_weights(d: int, alpha: float = 0.2):
+    return embed_reduced(get("sarsa").spec.index(d), *sarsa_blocks(d, alpha))
 
 SMALL = dict(seeds=2, mdps=4, rounds=4)
 
@@ -42,7 +54,7 @@ def test_constructed_block_reproduces_teacher_on_gym_envs(env_id):
 
 @pytest.mark.parametrize("wrong", ["alpha", "sign", "gamma-row"])
 def test_wrong_construction_fails_the_closed_loop_check(wrong):
-    P12, Vbar21 = constructed_blocks("sarsa", 36, 0.2)
+    P12, Vbar21 = sarsa_blocks(36)
     if wrong == "alpha":
         Vbar21 = Vbar21 * 1.001
     elif wrong == "sign":
@@ -58,7 +70,7 @@ def test_wrong_construction_fails_the_closed_loop_check(wrong):
 
 @pytest.mark.parametrize("c", [-3.0, 0.5])
 def test_symmetry_member_reproduces_teacher(c):
-    P12, Vbar21 = constructed_blocks("sarsa", 36, 0.2)
+    P12, Vbar21 = sarsa_blocks(36)
     r = control.run_control("random", "sarsa", constructed_weights=(c * P12, Vbar21 / c), **SMALL)
     assert r["reproduces_teacher"]
 
@@ -110,8 +122,8 @@ def test_greedy_actions_equal_plain_loop():
     gen = torch.Generator().manual_seed(3)
     F = torch.rand(5, 4, 3, 6, generator=gen, dtype=torch.float64)
     theta = torch.rand(5, 12, generator=gen, dtype=torch.float64)
-    got = control.greedy_actions("actor-critic", F, theta)
-    got_w = control.greedy_actions("sarsa", F, theta[:, :6])
+    got = greedy_actions(get("actor-critic"), F, theta)
+    got_w = greedy_actions(get("sarsa"), F, theta[:, :6])
     for b in range(5):
         for s in range(4):
             assert got_w[b, s] == int(np.argmax([float(F[b, s, a] @ theta[b, :6]) for a in range(3)]))
@@ -165,11 +177,9 @@ def test_t_interval_matches_scipy():
 # ---- trained models ---------------------------------------------------------
 
 def test_trained_models_run_in_closed_loop(tmp_path, capsys):
-    from numerics.core.block import embed_reduced
-    from numerics.core.models import build_model, save_model
     gen = torch.Generator().manual_seed(0)
     lsa = build_model("lsa", "sarsa", 36, 20, "full", gen=gen)
-    lsa.set_weights(*embed_reduced(*constructed_blocks("sarsa", 36, 0.2)))
+    lsa.set_weights(*sarsa_weights(36))
     save_model(str(tmp_path / "lsa.npz"), lsa)
     save_model(str(tmp_path / "mlp.npz"), build_model("mlp", "sarsa", 36, 20, gen=gen, hidden=4))
     save_model(str(tmp_path / "lstm.npz"), build_model("lstm", "sarsa", 36, 20, gen=gen, hidden=4))
@@ -183,8 +193,7 @@ def test_trained_models_run_in_closed_loop(tmp_path, capsys):
     assert out["methods"]["trained"]["curve"] == out["methods"]["teacher"]["curve"]
     assert out["difference_vs_teacher"]["trained"]["mean"] == 0.0
     # Gymnasium env: d inferred from the trained block (36), bare .npz accepted
-    from numerics.io.weights import save_weights
-    P, V = embed_reduced(*constructed_blocks("sarsa", 5, 0.2))
+    P, V = sarsa_weights(5)
     save_weights(str(tmp_path / "bare5.npz"), P, V)
     rc = main(["control", "--env", "FrozenLake-v1", "--seeds", "2", "--mdps", "2", "--rounds", "2", "--json",
                "--no-report", "--weights", str(tmp_path / "bare5.npz")])
@@ -211,7 +220,6 @@ def test_cli_bad_input_exits_2(argv, field, capsys):
 
 
 def test_models_of_wrong_size_or_algorithm_are_rejected(tmp_path):
-    from numerics.core.models import build_model
     gen = torch.Generator().manual_seed(0)
     with pytest.raises(InputError, match="d = 20"):
         control.run_control("random", "sarsa", models={"trained": build_model("lsa", "sarsa", 20, 20, gen=gen)}, **SMALL)
@@ -222,7 +230,7 @@ def test_models_of_wrong_size_or_algorithm_are_rejected(tmp_path):
     P, V = torch.zeros(7, 7), torch.zeros(7, 7)
     np.savez(tmp_path / "bad.npz", P=P.numpy(), V=V.numpy())
     with pytest.raises(InputError, match="not D x D"):
-        control.load_lsa(str(tmp_path / "bad.npz"), "sarsa")
+        load_lsa(str(tmp_path / "bad.npz"), "sarsa")
 
 
 def test_config_file_sets_control_options(tmp_path, capsys):

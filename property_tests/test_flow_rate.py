@@ -3,19 +3,19 @@ gradient vs autograd, the rate fit on known curves, the measured rate
 against 2 mu, and the manifold distance against brute force."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
-from numerics.core.tolerances import FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_RTOL
-from numerics.core.constructions import constructed_blocks
-from numerics.core.distributions import MDPDistribution
-from theory.errors import InputError
+import numerics.analysis.richness as rich
 from numerics.analysis.flow import batched_grad, batched_loss, fit_rate, flow_experiment
 from numerics.analysis.hessian import sample_prompts
 from numerics.analysis.manifold import distance_to_manifold
-from numerics.core.tolerances import FLOW_RATE_RTOL
+from numerics.core.constructions import constructed_blocks
+from numerics.core.distributions import MDPDistribution
+from numerics.core.tolerances import FEW_OPS_ATOL, FLOW_RATE_RTOL, ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_RTOL
+from theory.algorithms import get
+from theory.errors import InputError
 
 
 def test_flow_gradient_equals_autograd():
@@ -55,7 +55,6 @@ def test_theorem_3_2_reduced_flow_rate_matches_two_mu():
 def test_flow_rate_check_can_fail_with_a_wrong_mu(monkeypatch):
     """Feed the flow a Hessian scaled by 3 (a wrong mu): the measured rate,
     taken from the true flow, no longer matches the (wrong) prediction."""
-    import numerics.richness as rich
     real = rich.gauss_newton_reduced
     monkeypatch.setattr(rich, "gauss_newton_reduced", lambda st, weights=None: 3.0 * real(st, weights))
     res = flow_experiment(MDPDistribution(states=2, actions=2, features="dense"), "sarsa", "reduced", mdps=10,
@@ -73,13 +72,13 @@ def test_flow_bad_input():
 
 @pytest.mark.parametrize("c", [2.5, -0.4, 1.0])
 def test_distance_to_manifold_is_zero_on_both_components(c):
-    P, V = constructed_blocks("sarsa", 4, 0.2)
+    P, V = constructed_blocks(get("sarsa"), 4, {"alpha": 0.2})
     rel, cfit = distance_to_manifold(c * P, V / c, P, V)
     assert rel <= FEW_OPS_ATOL and abs(cfit - c) <= REORDER_RTOL * abs(c)
 
 
 def test_distance_to_manifold_matches_brute_force_and_detects_off_manifold_points():
-    P, V = constructed_blocks("sarsa", 3, 0.2)
+    P, V = constructed_blocks(get("sarsa"), 3, {"alpha": 0.2})
     rng = np.random.default_rng(0)
     for _ in range(3):
         P2 = -1.7 * P.numpy() + 0.05 * rng.standard_normal(P.shape)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from numerics.commands.cli import main
+from numerics.core.constructions import constructed_weights
+from theory.algorithms import get
 
 
 def _mdp(seed=0, S=3, A=2):
@@ -31,8 +33,7 @@ def test_user_mdp_with_features_and_wrong_alpha_fails(tmp_path, capsys):
     rng = np.random.default_rng(1)
     arrays = _mdp(1) | {"features": rng.uniform(-1, 1, (3, 2, 4))}
     path = _write(tmp_path, **arrays)
-    from numerics.core.constructions import constructed_weights
-    P, V = constructed_weights("sarsa", 4, 0.25)
+    P, V = constructed_weights(get("sarsa"), 4, {"alpha": 0.25})
     wpath = tmp_path / "w.npz"
     np.savez(wpath, P=P.numpy(), V=V.numpy())
     rc = main(["check", "--mdp", path, "--weights", str(wpath), "--prompts", "20", "--json"])

@@ -1,4 +1,4 @@
-"""numerics.models: one interface for the block and the baselines; files
+"""numerics.core.models and numerics.io.models: one interface for the block and the baselines; files
 without pickle; the block's file is readable by ``check --weights``."""
 from __future__ import annotations
 
@@ -9,25 +9,26 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.core.tolerances import REORDER_RTOL
-from numerics.algorithms import layout
 from numerics.analysis.check import run_check
+from numerics.core.block import readout_literal
+from numerics.core.prompts import assemble_prompt
 from numerics.core.constructions import constructed_weights
 from numerics.core.distributions import MDPDistribution
+from numerics.core.models import INIT_GAIN, build_model
+from numerics.core.stream import Stream
+from numerics.core.tolerances import REORDER_RTOL
+from numerics.io.models import load_model, load_weights, save_model
+from theory.algorithms import get
 from theory.errors import InputError
-from numerics.core.models import INIT_GAIN, build_model, load_model, save_model
-from numerics.core.prompts import build_context
-from numerics.core.stream import frames
-from numerics.io.weights import load_weights
 
 
 def _prompts(algorithm, B=5, n=4, states=3, actions=2, seed=0):
-    dist = MDPDistribution(states=states, actions=actions, state_features=(algorithm == "td"))
+    record = get(algorithm)
+    dist = MDPDistribution(states=states, actions=actions, state_features=(record.features == "state"))
     gen = torch.Generator().manual_seed(seed)
     mdp, F = dist.sample(B, gen)
-    theta, win = next(frames(algorithm, mdp, F, n, 0.1, 1, gen, lambda th, w: th))
-    X, wt = build_context(algorithm, F, win, theta, mdp.gamma, 0.1)
-    return X, wt, dist.d
+    frame = Stream(record, mdp, F, n=n, epsilon=0.1, steps={"alpha": 0.2, "beta": 0.2}, gen=gen).next()
+    return frame.X, frame.wt, dist.d
 
 
 @pytest.mark.parametrize("algorithm", ["sarsa", "actor-critic", "td"])
@@ -53,13 +54,13 @@ def test_models_lsa_file_is_check_weights_format(tmp_path):
     d = 4
     dist = MDPDistribution(states=2, actions=2)
     model = build_model("lsa", "sarsa", d, 5)
-    model.set_weights(*constructed_weights("sarsa", d, 0.2))
+    model.set_weights(*constructed_weights(get("sarsa"), d, {"alpha": 0.2}))
     path = str(tmp_path / "lsa.npz")
     save_model(path, model, {})
-    P, V = load_weights(path, layout("sarsa").D(d))
+    P, V = load_weights(path, get("sarsa").spec.weight_shape(d))
     assert run_check("sarsa", dist, prompts=40, mdps=4, n=5, weights=(P, V)).holds
     save_model(path, build_model("lsa", "sarsa", d, 5), {})
-    assert not run_check("sarsa", dist, prompts=40, mdps=4, n=5, weights=load_weights(path, layout("sarsa").D(d))).holds
+    assert not run_check("sarsa", dist, prompts=40, mdps=4, n=5, weights=load_weights(path, get("sarsa").spec.weight_shape(d))).holds
 
 
 def test_models_lsa_init_is_section_4_1_xavier():
@@ -81,9 +82,7 @@ def test_models_lsa_init_is_section_4_1_xavier():
 def test_models_lsa_readout_is_lemma_c1():
     X, wt, d = _prompts("sarsa")
     m = build_model("lsa", "sarsa", d, X.shape[1], "full", gen=torch.Generator().manual_seed(1))
-    from numerics.core.block import readout_literal
-    from numerics.core.prompts import assemble_prompt
-    want = readout_literal(m.P, m.V, assemble_prompt(X, wt), d)
+    want = readout_literal(m.spec, m.P, m.V, assemble_prompt(X, wt), d)
     assert torch.allclose(m.readout(X, wt), want, rtol=0, atol=REORDER_RTOL)
 
 

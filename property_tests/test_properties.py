@@ -1,9 +1,9 @@
 """The paper's claims as properties: one test per claim, named after it.
 
 Each property is fuzzed over random MDPs, features, parameters and windows
-(``property_tests/strategies.py``) through the PyTorch implementation, and
+(``numerics/testing/strategies.py``) through the PyTorch implementation, and
 pins the Section 4.1 case with ``@example``.  Every tolerance comes from
-``numerics/tolerances.py``.  Hypothesis profile: ``ci`` (default) or
+``numerics/core/tolerances.py``.  Hypothesis profile: ``ci`` (default) or
 ``thorough`` (``ICRL_HYPOTHESIS_PROFILE=thorough``), see ``conftest.py``.
 """
 from __future__ import annotations
@@ -18,43 +18,50 @@ from hypothesis import assume, example, given, note
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from numerics.core.tolerances import DTYPE
-from numerics.algorithms import layout
-from numerics.core.block import embed_reduced, readout_fast, readout_literal, split_full
-from numerics.analysis.check import term_scale
+from numerics.analysis.hessian import gauss_newton_reduced, join_reduced, sample_prompts, split_reduced, structure
+from numerics.analysis.hessian import loss as hessian_loss
+from numerics.core.block import block_literal, embed_reduced, lemma_c1, split_full, term_scale
 from numerics.core.constructions import constructed_blocks, constructed_weights, symmetry_member, unread_mask
 from numerics.core.distributions import MDPDistribution
-from numerics.analysis.hessian import (full_index, gauss_newton_reduced, join_reduced, loss as hessian_loss, sample_prompts,
-                              split_reduced, structure)
 from numerics.core.mdp import MDP, evaluate_policy, greedy_policy, value_iteration
-from numerics.core.prompts import assemble_prompt, build_context
+from numerics.core.prompts import assemble_prompt, prompt_from_window
 from numerics.core.stream import initial_state, sample_window
-from numerics.core.teachers import teacher_update, window_features
-from numerics.core.tolerances import (GRADIENT_ON_MANIFOLD_FACTOR, HESSIAN_RTOL, KERNEL_RTOL, LP_FEASIBILITY_TOL,
-                                 LP_VALUE_RTOL, SYMBOLIC_NUMERIC_RTOL, VI_TOL, policy_value_tolerance,
-                                 readout_tolerance)
-from property_tests.strategies import (Case, draw_floats, cases, mdps, off_orbit_perturbations,
-                                       orbit_weights, section_4_1_case, weights_pv)
+from numerics.core.teachers import teacher_from_window
+from numerics.core.tolerances import (DTYPE, GRADIENT_ON_MANIFOLD_FACTOR, HESSIAN_RTOL, KERNEL_RTOL,
+                                      LP_FEASIBILITY_TOL, LP_VALUE_RTOL, SYMBOLIC_NUMERIC_RTOL, VI_TOL,
+                                      policy_value_tolerance, readout_tolerance)
+from numerics.testing.strategies import (Case, cases, draw_floats, mdps, off_orbit_perturbations, orbit_weights,
+                                         section_4_1_case, weights_pv)
+from theory.algorithms import PAPER, get
 from theory.concrete import literal_readout_function
-from theory.constructions import ALGORITHMS
+from theory.spec import Index
 from theory.symmetry import symmetry_tangent_dim
+
+ALGORITHMS = tuple(a.name for a in PAPER)
 
 
 # ---- helpers -------------------------------------------------------------------
 
 def prompt_and_teacher(case: Case):
     """``(X, wt, want)``: the prompt's context and parameter column, and the teacher's update."""
-    feats = window_features(case.algorithm, case.F, case.win, case.theta, case.epsilon)
-    X, wt = build_context(case.algorithm, case.F, case.win, case.theta, case.mdp.gamma, case.epsilon, feats=feats)
-    want = teacher_update(case.algorithm, case.F, case.win, case.theta, case.mdp.gamma, case.epsilon,
-                          case.alpha, case.beta, feats=feats)
+    X, wt = prompt_from_window(case.record, case.F, case.win, case.theta, case.mdp.gamma, case.epsilon)
+    want = teacher_from_window(case.record, case.F, case.win, case.theta, case.mdp.gamma, case.epsilon, case.steps)
     return X, wt, want
+
+
+def index_of(m: int, D: int) -> Index:
+    """The block slices of a prompt with ``m`` context rows and height ``D``."""
+    return Index(m, D - m, D - m - 1, D)
+
+
+def literal(P, V, H, q: int) -> torch.Tensor:
+    """Paper eq. 1 read literally: the last ``q`` entries of the last column."""
+    return block_literal(P, V, H)[..., -q:, -1]
 
 
 def per_prompt_tolerance(X, wt, blocks, m: int) -> torch.Tensor:
     """``readout_tolerance`` of each prompt's term scale (``B``)."""
-    n = X.shape[1]
-    return readout_tolerance(1.0, m, n) * term_scale(X, wt, *blocks).clamp_min(1.0)
+    return readout_tolerance(term_scale(X, wt, *blocks), m + wt.shape[-1], X.shape[1])
 
 
 def assert_within(got: torch.Tensor, want: torch.Tensor, tol: torch.Tensor, what: str):
@@ -70,7 +77,7 @@ def assert_within(got: torch.Tensor, want: torch.Tensor, tol: torch.Tensor, what
 def _section_4_1_readout_problem(seed: int = 0):
     case = section_4_1_case("sarsa", batch=2, seed=seed)
     X, wt, _ = prompt_and_teacher(case)
-    D = layout("sarsa").D(case.d)
+    D = get("sarsa").layout.D(case.d)
     g = torch.Generator().manual_seed(seed)
     P = torch.rand(D, D, generator=g, dtype=DTYPE) * 2 - 1
     V = torch.rand(D, D, generator=g, dtype=DTYPE) * 2 - 1
@@ -82,7 +89,7 @@ def readout_problems(draw, max_d: int = 3, max_n: int = 5, max_batch: int = 2):
     """``(X, wt, P, V)``: any context, parameter column and full weights, for
     a layout of one of the algorithms (sizes drawn first)."""
     alg = draw(st.sampled_from(("sarsa", "actor-critic")))
-    lay = layout(alg)
+    lay = get(alg).layout
     d, n, B = draw(st.integers(1, max_d)), draw(st.integers(1, max_n)), draw(st.integers(1, max_batch))
     m, q, D = lay.m(d), lay.q(d), lay.D(d)
     X = draw_floats(draw, (B, n, m), -2.0, 2.0)
@@ -103,23 +110,22 @@ def test_lemma_c1_readout_identity(problem):
     X, wt, P, V = problem
     m, q = X.shape[-1], wt.shape[-1] - 1
     H = assemble_prompt(X, wt)
-    blocks = split_full(P, V, m)
-    literal = readout_literal(P, V, H, q)
-    fast = readout_fast(X, wt, *blocks)
-    assert_within(fast, literal, per_prompt_tolerance(X, wt, blocks, m), "Lemma C.1 fast path vs eq. 1")
+    blocks = split_full(index_of(m, P.shape[-1]), P, V)
+    fast = lemma_c1(X, wt, *blocks)
+    assert_within(fast, literal(P, V, H, q), per_prompt_tolerance(X, wt, blocks, m), "Lemma C.1 fast path vs eq. 1")
 
 
 # ---- Theorems 3.1 and 3.3 ----------------------------------------------------
 
 def _assert_construction_equals_teacher(case: Case):
     X, wt, want = prompt_and_teacher(case)
-    lay = layout(case.algorithm)
+    lay = case.record.layout
     m, q = lay.m(case.d), lay.q(case.d)
-    blocks = constructed_blocks(case.algorithm, case.d, case.alpha, case.beta)
+    blocks = constructed_blocks(case.record, case.d, case.steps)
     tol = per_prompt_tolerance(X, wt, blocks, m)
-    assert_within(readout_fast(X, wt, *blocks), want, tol, f"{case.algorithm}: Lemma C.1 read-out vs teacher")
-    P, V = constructed_weights(case.algorithm, case.d, case.alpha, case.beta)
-    assert_within(readout_literal(P, V, assemble_prompt(X, wt), q), want, tol,
+    assert_within(lemma_c1(X, wt, *blocks), want, tol, f"{case.algorithm}: Lemma C.1 read-out vs teacher")
+    P, V = constructed_weights(case.record, case.d, case.steps)
+    assert_within(literal(P, V, assemble_prompt(X, wt), q), want, tol,
                   f"{case.algorithm}: block (eq. 1) vs teacher")
 
 
@@ -160,8 +166,8 @@ def orbit_cases(draw):
 
 def _section_4_1_orbit(c: float, algorithm: str = "sarsa"):
     case = section_4_1_case(algorithm)
-    P, V = constructed_weights(algorithm, case.d, case.alpha, case.beta)
-    P2, V2 = symmetry_member(P, V, c, algorithm, case.d, gen=torch.Generator().manual_seed(1), scale=10.0)
+    P, V = constructed_weights(case.record, case.d, case.steps)
+    P2, V2 = symmetry_member(P, V, c, case.record, case.d, gen=torch.Generator().manual_seed(1), scale=10.0)
     return case, c, P2, V2
 
 
@@ -174,11 +180,11 @@ def test_scaling_orbit_preserves_output(member):
     teacher's update."""
     case, c, P, V = member
     X, wt, want = prompt_and_teacher(case)
-    m, q = layout(case.algorithm).m(case.d), layout(case.algorithm).q(case.d)
-    blocks = split_full(P, V, m)
+    m, q = case.record.layout.m(case.d), case.record.layout.q(case.d)
+    blocks = split_full(case.record.spec.index(case.d), P, V)
     tol = per_prompt_tolerance(X, wt, blocks, m)
-    assert_within(readout_literal(P, V, assemble_prompt(X, wt), q), want, tol, f"orbit member c={c}: block vs teacher")
-    assert_within(readout_fast(X, wt, *blocks), want, tol, f"orbit member c={c}: Lemma C.1 read-out vs teacher")
+    assert_within(literal(P, V, assemble_prompt(X, wt), q), want, tol, f"orbit member c={c}: block vs teacher")
+    assert_within(lemma_c1(X, wt, *blocks), want, tol, f"orbit member c={c}: Lemma C.1 read-out vs teacher")
 
 
 @st.composite
@@ -187,11 +193,12 @@ def perturbed_problems(draw):
     perturbation of one read entry of the construction."""
     alg = draw(st.sampled_from(ALGORITHMS))
     seed = draw(st.integers(0, 2**31 - 1))
-    dist = MDPDistribution(states=3, actions=2, gamma_range=(0.2, 0.9), state_features=(alg == "td"))
+    record = get(alg)
+    dist = MDPDistribution(states=3, actions=2, gamma_range=(0.2, 0.9), state_features=(record.features == "state"))
     gen = torch.Generator().manual_seed(seed)
     mdp, F = dist.sample(8, gen)
-    theta, s0 = initial_state(alg, mdp, F, gen)
-    win = sample_window(alg, mdp, F, s0, theta, 5, 0.1, gen)
+    theta, s0 = initial_state(record, mdp, F, gen)
+    win = sample_window(record, mdp, F, mdp.T.cumsum(-1), s0, theta, 5, 0.1, gen)
     case = Case(alg, mdp, F, theta, win, 0.1, 0.2, 0.2)
     return case, draw(off_orbit_perturbations(alg, dist.d))
 
@@ -203,10 +210,10 @@ def test_perturbation_off_orbit_changes_output(problem):
     beyond tolerance on generic data, so the comparison can fail."""
     case, (which, row, col, size) = problem
     X, wt, want = prompt_and_teacher(case)
-    m = layout(case.algorithm).m(case.d)
-    P12, Vbar21 = constructed_blocks(case.algorithm, case.d, case.alpha, case.beta)
+    m = case.record.layout.m(case.d)
+    P12, Vbar21 = constructed_blocks(case.record, case.d, case.steps)
     (P12 if which == "P12" else Vbar21)[row, col] += size
-    got = readout_fast(X, wt, P12, Vbar21)
+    got = lemma_c1(X, wt, P12, Vbar21)
     err = (got - want).abs().max(-1).values
     tol = per_prompt_tolerance(X, wt, (P12, Vbar21), m)
     assert bool((err > tol).any()), f"perturbing {which}[{row},{col}] by {size} went undetected: max error {float(err.max()):.3e}"
@@ -237,11 +244,11 @@ def test_proposition_3_1_blocks_have_zero_gradient(problem):
 
     def grads(P0, V0):
         P0, V0 = P0.clone().requires_grad_(True), V0.clone().requires_grad_(True)
-        (readout_literal(P0, V0, H, q) * G).sum().backward()
+        (literal(P0, V0, H, q) * G).sum().backward()
         return P0.grad, V0.grad
 
     gP, gV = grads(P, V)
-    mP, mV = unread_mask(alg, d)
+    mP, mV = unread_mask(get(alg), d)
     assert bool((gP[mP] == 0).all()), f"P11/P21 gradient not zero: max {float(gP[mP].abs().max()):.3e}"
     assert bool((gV[mV] == 0).all()), f"V11/V12/first-row gradient not zero: max {float(gV[mV].abs().max()):.3e}"
     P0, V0 = P.clone(), V.clone()
@@ -261,10 +268,10 @@ def test_gradient_vanishes_on_manifold(member):
     bounded through the read-out tolerance)."""
     case, c, P, V = member
     X, wt, want = prompt_and_teacher(case)
-    m = layout(case.algorithm).m(case.d)
-    P12, Vbar21, _, _ = split_full(P, V, m)
+    m = case.record.layout.m(case.d)
+    P12, Vbar21, _, _ = split_full(case.record.spec.index(case.d), P, V)
     P12, Vbar21 = P12.clone().requires_grad_(True), Vbar21.clone().requires_grad_(True)
-    got = readout_fast(X, wt, P12, Vbar21)
+    got = lemma_c1(X, wt, P12, Vbar21)
     r = got - want
     B, n = X.shape[0], X.shape[1]
     (0.5 * (r ** 2).sum(-1)).mean().backward()
@@ -359,9 +366,8 @@ def _assert_teacher_equals_loop(case: Case):
     # between two summation orders; such examples are filtered (Hypothesis
     # reports Unsatisfiable if that filters too many, never silently).
     assume(not tie)
-    got = teacher_update(case.algorithm, case.F, case.win, case.theta, case.mdp.gamma, case.epsilon,
-                         case.alpha, case.beta)
-    tol = readout_tolerance(1.0, case.d, case.win.n) * scale.clamp_min(1.0)
+    got = teacher_from_window(case.record, case.F, case.win, case.theta, case.mdp.gamma, case.epsilon, case.steps)
+    tol = readout_tolerance(scale, case.d, case.win.n)
     assert_within(got, want, tol, f"{case.algorithm} teacher vs per-transition loop")
 
 
@@ -476,13 +482,14 @@ def hessian_problems(draw, max_d_full: int = 2):
     S, A = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     features = draw(st.sampled_from(("dense", "onehot", "dense-shared")))
     gamma_range = draw(st.sampled_from((None, (0.1, 0.9))))
+    record = get(alg)
     dist = MDPDistribution(states=S, actions=A, gamma=draw(st.sampled_from((0.0, 0.5, 0.9))),
-                           gamma_range=gamma_range, features=features, state_features=(alg == "td"))
+                           gamma_range=gamma_range, features=features, state_features=(record.features == "state"))
     sample = sample_prompts(alg, dist, mdps=draw(st.integers(1, 3)), frames_per_mdp=2, n=draw(st.integers(1, 4)),
                             epsilon=0.1, alpha=draw(st.sampled_from((0.2, 0.7))), beta=0.3,
                             seed=draw(st.integers(0, 2**31 - 1)))
     c = draw(st.sampled_from((1.0, -1.0, 2.5, -0.4)))
-    full = layout(alg).D(dist.d) <= layout(alg).D(max_d_full) and draw(st.booleans())
+    full = record.layout.D(dist.d) <= record.layout.D(max_d_full) and draw(st.booleans())
     return sample, c, ("full" if full else "reduced")
 
 
@@ -500,7 +507,7 @@ def _structured_hessian(sample, c, parameterization):
     if parameterization == "full":
         D = m + p
         Hf = np.zeros((2 * D * D, 2 * D * D))
-        idx = full_index(m, p)
+        idx = np.asarray(sample.index.full_positions())
         Hf[np.ix_(idx, idx)] = H
         H = Hf
     return H, m, p
@@ -514,9 +521,9 @@ def _autograd_hessian(sample, c, parameterization):
         f = lambda th: hessian_loss(sample, *split_reduced(th, m, p))
     else:
         D = m + p
-        P, V = embed_reduced(c * P12s, Vbar21s / c)
+        P, V = embed_reduced(sample.index, c * P12s, Vbar21s / c)
         theta = torch.cat([P.reshape(-1), V.reshape(-1)])
-        f = lambda th: hessian_loss(sample, *split_full(th[:D * D].reshape(D, D), th[D * D:].reshape(D, D), m))
+        f = lambda th: hessian_loss(sample, *split_full(sample.index, th[:D * D].reshape(D, D), th[D * D:].reshape(D, D)))
     return torch.func.hessian(f)(theta).numpy()
 
 
@@ -538,21 +545,21 @@ def test_structured_hessian_equals_autograd(problem):
     assert err <= HESSIAN_RTOL * scale, f"|H_structured - H_autograd| = {err:.3e} > {HESSIAN_RTOL:g} x {scale:.3e}"
 
 
-def symmetry_tangent_basis(algorithm: str, d: int, c: float, parameterization: str, alpha: float,
+def symmetry_tangent_basis(record, d: int, c: float, parameterization: str, alpha: float,
                            beta: float) -> np.ndarray:
     """Columns spanning the tangent of the symmetry family at ``(c P*, V*/c)``:
     scaling ``(c P*, -V*/c)``; for the full parameterisation also one unit
-    vector per never-read entry (``numerics.constructions.unread_mask``) and
+    vector per never-read entry (``numerics.core.constructions.unread_mask``) and
     ``E_jk - E_kj`` in ``P22``."""
-    P12s, Vbar21s = constructed_blocks(algorithm, d, alpha, beta)
-    lay = layout(algorithm)
+    P12s, Vbar21s = constructed_blocks(record, d, {"alpha": alpha, "beta": beta})
+    lay = record.layout
     m, p = lay.m(d), lay.p(d)
     if parameterization == "reduced":
         return join_reduced(c * P12s, -Vbar21s / c).numpy()[:, None]
     D = m + p
-    P, V = embed_reduced(c * P12s, -Vbar21s / c)
+    P, V = embed_reduced(record.spec.index(d), c * P12s, -Vbar21s / c)
     cols = [torch.cat([P.reshape(-1), V.reshape(-1)]).numpy()]
-    mP, mV = unread_mask(algorithm, d)
+    mP, mV = unread_mask(record, d)
     flat = torch.cat([mP.reshape(-1), mV.reshape(-1)]).numpy()
     for i in np.flatnonzero(flat):
         e = np.zeros(2 * D * D)
@@ -587,8 +594,8 @@ def _assert_psd_and_tangent_in_kernel(sample, c, parameterization):
     lam_max = float(evals[-1])
     assert lam_max > 0, "the Hessian vanishes: no information in the sample"
     assert float(evals[0]) >= -KERNEL_RTOL * lam_max, f"negative eigenvalue {evals[0]:.3e} (lambda_max {lam_max:.3e})"
-    T = symmetry_tangent_basis(sample.algorithm, sample.d, c, parameterization, sample.alpha, sample.beta)
-    assert np.linalg.matrix_rank(T) == T.shape[1] == int(symmetry_tangent_dim(sample.algorithm, parameterization, sample.d))
+    T = symmetry_tangent_basis(sample.record, sample.d, c, parameterization, sample.alpha, sample.beta)
+    assert np.linalg.matrix_rank(T) == T.shape[1] == int(symmetry_tangent_dim(sample.record, parameterization, sample.d))
     HT = np.linalg.norm(H @ T, axis=0)
     bound = KERNEL_RTOL * lam_max * np.linalg.norm(T, axis=0)
     assert bool((HT <= bound).all()), f"tangent direction {int(np.argmax(HT - bound))} not in the kernel: |H t| = {HT.max():.3e}"
@@ -600,15 +607,14 @@ def _assert_psd_and_tangent_in_kernel(sample, c, parameterization):
 
 @functools.lru_cache(maxsize=None)
 def _symbolic_readout(layout_name: str, d: int, n: int):
-    lay = {"sarsa": layout("sarsa"), "actor-critic": layout("actor-critic")}[layout_name]
-    return literal_readout_function(lay, d, n)
+    return literal_readout_function(get(layout_name).layout, d, n)
 
 
 @st.composite
 def symbolic_problems(draw):
     alg = draw(st.sampled_from(("sarsa", "actor-critic")))
     d, n = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-    lay = layout(alg)
+    lay = get(alg).layout
     m, q, D = lay.m(d), lay.q(d), lay.D(d)
     X = draw_floats(draw, (1, n, m), -2.0, 2.0)
     wt = torch.cat([torch.ones(1, 1, dtype=DTYPE), draw_floats(draw, (1, q), -2.0, 2.0)], -1)
@@ -620,14 +626,14 @@ def symbolic_problems(draw):
 def test_symbolic_readout_equals_numeric(problem):
     """The exact SymPy read-out of eq. 1 (``theory.concrete``, every entry of
     ``P``, ``V``, ``H`` a symbol, evaluated at the drawn numbers) equals the
-    numeric block (``numerics.block``: literal and Lemma C.1 fast path)."""
+    numeric block (``numerics.core.block``: literal and Lemma C.1 fast path)."""
     alg, d, X, wt, P, V = problem
     m, q = X.shape[-1], wt.shape[-1] - 1
     H = assemble_prompt(X, wt)
     sym = torch.as_tensor(_symbolic_readout(alg, d, X.shape[1])(P.numpy(), V.numpy(), H[0].numpy()), dtype=DTYPE).reshape(1, q)
-    blocks = split_full(P, V, m)
+    blocks = split_full(index_of(m, P.shape[-1]), P, V)
     scale = float(term_scale(X, wt, *blocks).clamp_min(1.0).max())
-    for name, got in (("literal", readout_literal(P, V, H, q)), ("Lemma C.1", readout_fast(X, wt, *blocks))):
+    for name, got in (("literal", literal(P, V, H, q)), ("Lemma C.1", lemma_c1(X, wt, *blocks))):
         err = float((got - sym).abs().max())
         assert err <= SYMBOLIC_NUMERIC_RTOL * scale, f"{name} vs symbolic: {err:.3e} > {SYMBOLIC_NUMERIC_RTOL:g} x {scale:.3e}"
 

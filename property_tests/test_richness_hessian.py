@@ -9,17 +9,35 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.core.tolerances import EIGEN_RESIDUAL_RTOL, FEW_OPS_ATOL, ITERATIVE_RTOL, POWER_LAW_RTOL, REORDER_RTOL, VISIBLE_ABS, VISIBLE_RTOL, ZERO_LOSS_ABS
-from numerics.core.block import embed_reduced, readout_literal
+from numerics.analysis import richness as rich_mod
+from numerics.analysis import spectrum as spectrum_mod
+from numerics.analysis.hessian import (
+    gauss_newton_reduced,
+    hessian_operator,
+    join_reduced,
+    loss,
+    sample_prompts,
+    split_reduced,
+    structure,
+)
+from numerics.analysis.richness import richness
+from numerics.analysis.spectrum import Spectrum
+from numerics.core.block import block_literal, embed_reduced
 from numerics.core.distributions import MDPDistribution
-from theory.errors import InputError
-from numerics.analysis.hessian import (full_index, gauss_newton_reduced, hessian_operator, join_reduced, loss, sample_prompts,
-                              split_reduced, structure)
 from numerics.core.prompts import assemble_prompt
-from numerics import richness as rich_mod
-from numerics.analysis.richness import Spectrum, richness
-from numerics.core.tolerances import HESSIAN_RTOL
-
+from numerics.core.tolerances import (
+    EIGEN_RESIDUAL_RTOL,
+    FEW_OPS_ATOL,
+    HESSIAN_RTOL,
+    ITERATIVE_RTOL,
+    KERNEL_RTOL,
+    POWER_LAW_RTOL,
+    REORDER_RTOL,
+    VISIBLE_ABS,
+    VISIBLE_RTOL,
+    ZERO_LOSS_ABS,
+)
+from theory.errors import InputError
 
 # torch.func.hessian goes through torch.jit internally, which warns on torch 2.13;
 # that warning is torch's, not ours.
@@ -54,14 +72,14 @@ def test_lemma_c1_gauss_newton_equals_autograd_hessian_full_literal_block():
     D = m + p
     H = gauss_newton_reduced(structure(S))
     Hp = assemble_prompt(S.X, S.wt)
-    Ps, Vs = embed_reduced(*S.construction())
+    Ps, Vs = embed_reduced(S.index, *S.construction())
 
     def f(v):
-        r = readout_literal(v[:D * D].reshape(D, D), v[D * D:].reshape(D, D), Hp, p - 1) - S.target
+        r = block_literal(v[:D * D].reshape(D, D), v[D * D:].reshape(D, D), Hp)[..., -(p - 1):, -1] - S.target
         return 0.5 * (r * r).sum(-1).mean()
     Ha = torch.func.hessian(f)(torch.cat([Ps.reshape(-1), Vs.reshape(-1)])).numpy()
     Hc = np.zeros_like(Ha)
-    idx = full_index(m, p)
+    idx = np.asarray(S.index.full_positions())
     Hc[np.ix_(idx, idx)] = H
     assert np.abs(Hc - Ha).max() <= HESSIAN_RTOL * np.abs(Ha).max()
 
@@ -86,7 +104,7 @@ def test_matrix_free_operator_and_lanczos_match_dense(onehot_sample, monkeypatch
     op = hessian_operator(st)
     assert np.abs(op.matmat(x) - H @ x).max() <= REORDER_RTOL * np.abs(H).max() * np.abs(x).max() * H.shape[0]
     dense = Spectrum(H)
-    monkeypatch.setattr(rich_mod, "DENSE_EIGH_LIMIT", 10)
+    monkeypatch.setattr(spectrum_mod, "DENSE_EIGH_LIMIT", 10)
     lanczos = Spectrum(H)
     assert not lanczos.dense and dense.dense
     assert lanczos.kernel.shape[1] == dense.kernel.shape[1] == 10
@@ -135,7 +153,7 @@ def test_parametric_bootstrap_draws_fresh_samples_deterministically():
     for k, seed in enumerate(dt["bootstrap_seeds"]):
         S = sample_prompts("sarsa", dist, mdps=10, frames_per_mdp=10, n=6, seed=seed)
         vals = np.linalg.eigvalsh(gauss_newton_reduced(structure(S)))
-        nz = vals[vals >= rich_mod.KERNEL_RTOL * vals[-1]]
+        nz = vals[vals >= KERNEL_RTOL * vals[-1]]
         assert abs(dt["bootstrap_mus"][k] - nz[0]) <= ITERATIVE_RTOL * nz[0]
         assert abs(dt["bootstrap_lambda_max"][k] - vals[-1]) <= REORDER_RTOL * vals[-1]
     again = richness(dist, "sarsa", "reduced", bootstrap=3, **kw)

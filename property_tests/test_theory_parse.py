@@ -7,8 +7,9 @@ import json
 import pytest
 import sympy as sp
 
-from theory.errors import InputError
+from theory.algorithms import get
 from theory.constructions import alpha, beta, full_pv, gamma
+from theory.errors import InputError
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT
 from theory.parse import feature_dim, parse_exact, parse_step, parse_weights, weights_to_json
 
@@ -49,7 +50,7 @@ def test_parse_exact_rejects(text, fragment):
 
 
 def test_parse_weights_round_trip_exact():
-    P, V = full_pv("actor-critic", 2)
+    P, V = full_pv(get("actor-critic"), 2)
     P2, V2 = parse_weights(weights_to_json(-3 * P, V / -3))
     assert P2 == -3 * P and (V2 - V / -3).applyfunc(sp.simplify) == sp.zeros(*V.shape)
 
@@ -99,6 +100,6 @@ def test_parse_step():
 
 
 def test_weights_json_is_plain_json():
-    P, V = full_pv("sarsa", 1)
+    P, V = full_pv(get("sarsa"), 1)
     data = json.loads(weights_to_json(P, V))
     assert set(data) == {"P", "V"} and data["V"][4][0] == "alpha"

@@ -15,9 +15,11 @@ import pytest
 import sympy as sp
 
 from numerics.commands.cli import main
-from theory import constructions
+from theory import algorithms
 from theory import symbolic as S
-from theory.constructions import ALGORITHMS, alpha, beta, full_pv, get
+from theory.algorithms import get
+from theory.constructions import alpha, beta
+from theory.constructions import full_pv as _full_pv
 from theory.layout import VALUE_LAYOUT
 from theory.parse import weights_to_json
 from theory.prove import prove, prove_proposition_3_1
@@ -37,6 +39,10 @@ def _run(argv, capsys):
 
 def _json(out):
     return json.loads(out.strip().splitlines()[-1])
+
+
+def full_pv(algorithm, d, subs=None):
+    return _full_pv(get(algorithm), d, subs)
 
 
 def _variants(algorithm, d):
@@ -78,8 +84,7 @@ def _variants(algorithm, d):
 @pytest.mark.parametrize("algorithm, d", [("sarsa", 2), ("actor-critic", 1)])
 def test_weights_variants_api(tmp_path, algorithm, d):
     for name, (P, V, expect) in _variants(algorithm, d).items():
-        r = prove(algorithm, weights=_write(tmp_path, name.replace(" ", "_").replace("/", "_"), P, V),
-                  out=str(tmp_path))
+        r = prove(algorithm, weights=_write(tmp_path, name.replace(" ", "_").replace("/", "_"), P, V))
         assert r["general"] is expect, name
         if expect:
             assert r["residual"] is None and all(c["ok"] for c in r["concrete"]), name
@@ -157,7 +162,7 @@ def test_prove_all_json_general_true(tmp_path, capsys):
     rc, out, _ = _run(["prove", "--algorithm", "all", "--json", "--out", str(tmp_path)], capsys)
     res = _json(out)
     assert rc == 0 and res["all_proven"] is True
-    assert [r["algorithm"] for r in res["algorithms"]] == list(ALGORITHMS)
+    assert [r["algorithm"] for r in res["algorithms"]] == list(algorithms.names())
     for r in res["algorithms"]:
         assert r["general"] is True and r["residual"] is None
         assert {(c["d"], c["n"]) for c in r["concrete"] if c["ok"]} == {(d, n) for d in (1, 2, 3) for n in (1, 2, 3)}
@@ -169,11 +174,12 @@ def test_prove_all_json_general_true(tmp_path, capsys):
 
 def test_wrong_construction_is_not_proven(monkeypatch, tmp_path, capsys):
     """A construction with a wrong sign in the code turns the verdict to not proven (exit 1)."""
-    con = get("sarsa")
+    record = get("sarsa")
+    con = record.construction
     bad = dataclasses.replace(con, p12=tuple(((k, -v) if k == ("gphi_next", "w") else (k, v)) for k, v in con.p12))
-    monkeypatch.setitem(constructions.CONSTRUCTIONS, "sarsa", bad)
-    r = prove("sarsa", out=None)
-    assert r["general"] is False and r["residual"] and r["report"] is None
+    monkeypatch.setitem(algorithms._REGISTRY, "sarsa", dataclasses.replace(record, construction=bad))
+    r = prove("sarsa")
+    assert r["general"] is False and r["residual"]
     assert not any(c["ok"] for c in r["concrete"])
     rc, out, _ = _run(["prove", "--algorithm", "sarsa", "--out", str(tmp_path)], capsys)
     assert rc == 1 and "NOT PROVEN" in out
@@ -199,8 +205,8 @@ def test_api_step_sizes_exact():
     from fractions import Fraction
     P, V = full_pv("sarsa", 1, {alpha: sp.Rational(1, 5)})
     for a in ("1/5", 0.2, Fraction(1, 5), sp.Rational(1, 5)):
-        assert prove("sarsa", weights=(P, V), alpha=a, out=None)["general"] is True
-    assert prove("sarsa", weights=(P, V), alpha=0.25, out=None)["general"] is False
+        assert prove("sarsa", weights=(P, V), alpha=a)["general"] is True
+    assert prove("sarsa", weights=(P, V), alpha=0.25)["general"] is False
     from theory.errors import InputError
     with pytest.raises(InputError, match="exact"):
-        prove("sarsa", weights=(P.evalf(), V.evalf()), out=None)
+        prove("sarsa", weights=(P.evalf(), V.evalf()))

@@ -9,14 +9,16 @@ import pytest
 import sympy as sp
 import torch
 
-from numerics.core.tolerances import VISIBLE_RTOL
-from numerics.core.block import readout_fast, readout_literal, split_full
-from numerics.core.tolerances import SYMBOLIC_NUMERIC_RTOL
+from numerics.core.block import block_literal, lemma_c1, split_full
+from numerics.core.tolerances import SYMBOLIC_NUMERIC_RTOL, VISIBLE_RTOL
 from theory import concrete as C
-from theory import constructions
 from theory import symbolic as S
-from theory.constructions import ALGORITHMS, alpha, full_pv, gamma, get
+from theory.algorithms import PAPER, get
+from theory.constructions import alpha, full_pv, gamma
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT
+from theory.spec import Index
+
+ALGORITHMS = tuple(a.name for a in PAPER)
 from theory.symmetry import prove_scaling_invariance
 
 
@@ -42,50 +44,49 @@ def test_lemma_c1_wrong_formula_leaves_residual():
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_theorem_construction_general_d_n(algorithm):
-    proof = S.prove_construction(algorithm)
+    proof = S.prove_construction(get(algorithm))
     assert proof.ok and proof.residual is None
 
 
-def _patched(monkeypatch, algorithm, **changes):
-    con = dataclasses.replace(get(algorithm), **changes)
-    monkeypatch.setitem(constructions.CONSTRUCTIONS, algorithm, con)
+def _patched(algorithm, **changes):
+    """The algorithm's record with its construction's tables changed."""
+    record = get(algorithm)
+    return dataclasses.replace(record, construction=dataclasses.replace(record.construction, **changes))
 
 
 @pytest.mark.parametrize("fault", ["flipped sign in P12", "wrong step size", "reward dropped"])
 @pytest.mark.parametrize("algorithm", ["sarsa", "actor-critic"])
-def test_construction_faults_fail_general_and_concrete(monkeypatch, algorithm, fault):
-    con = get(algorithm)
+def test_construction_faults_fail_general_and_concrete(algorithm, fault):
+    con = get(algorithm).construction
     if fault == "flipped sign in P12":
-        p12 = tuple(((k, -v) if k == ("phi", "w") else (k, v)) for k, v in con.p12)
-        _patched(monkeypatch, algorithm, p12=p12)
+        record = _patched(algorithm, p12=tuple(((k, -v) if k == ("phi", "w") else (k, v)) for k, v in con.p12))
     elif fault == "wrong step size":
-        _patched(monkeypatch, algorithm, vbar21=tuple((k, 2 * v) for k, v in con.vbar21))
+        record = _patched(algorithm, vbar21=tuple((k, 2 * v) for k, v in con.vbar21))
     else:
-        _patched(monkeypatch, algorithm, p12=tuple((k, v) for k, v in con.p12 if k != ("r", "one")))
-    proof = S.prove_construction(algorithm)
+        record = _patched(algorithm, p12=tuple((k, v) for k, v in con.p12 if k != ("r", "one")))
+    proof = S.prove_construction(record)
     assert not proof.ok and proof.residual not in (None, "0")
-    r = C.construction_residual(algorithm, 1, 2)
+    r = C.construction_residual(record, 1, 2)
     assert not C.is_zero_matrix(r)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("d, n", [(1, 1), (2, 3), (3, 2)])
 def test_theorem_construction_concrete(algorithm, d, n):
-    assert C.is_zero_matrix(C.construction_residual(algorithm, d, n))
+    assert C.is_zero_matrix(C.construction_residual(get(algorithm), d, n))
 
 
 def test_concrete_teacher_without_gamma_fails():
     """Teacher with gamma dropped (a different update): the identity must fail."""
-    lay = VALUE_LAYOUT
-    P, V = full_pv("sarsa", 2)
-    pr = C.concrete_prompt(lay, 2, 2)
-    teach = C.teacher("sarsa", pr).subs(gamma, 1)
+    P, V = full_pv(get("sarsa"), 2)
+    pr = C.concrete_prompt(get("sarsa"), 2, 2)
+    teach = C.teacher(get("sarsa"), pr).subs(gamma, 1)
     assert not C.is_zero_matrix(C.expand_matrix(C.literal_readout(P, V, pr.H, 2) - teach))
 
 
-@pytest.mark.parametrize("layout, d, n", [(VALUE_LAYOUT, 1, 2), (VALUE_LAYOUT, 2, 1), (ACTOR_CRITIC_LAYOUT, 1, 1)])
-def test_lemma_c1_concrete_every_entry_symbolic(layout, d, n):
-    assert C.lemma_c1_concrete(layout, d, n)
+@pytest.mark.parametrize("algorithm, d, n", [("sarsa", 1, 2), ("sarsa", 2, 1), ("actor-critic", 1, 1)])
+def test_lemma_c1_concrete_every_entry_symbolic(algorithm, d, n):
+    assert C.lemma_c1_concrete(get(algorithm), d, n)
 
 
 @pytest.mark.parametrize("layout", [VALUE_LAYOUT, ACTOR_CRITIC_LAYOUT], ids=lambda l: l.name)
@@ -108,7 +109,7 @@ def test_scaling_with_wrong_power_is_not_a_symmetry():
 
 
 def test_prove_scaling_invariance():
-    assert prove_scaling_invariance("sarsa") is True
+    assert prove_scaling_invariance(get("sarsa")) is True
 
 
 def _prompt_tensor(Xn, th, m, D, n):
@@ -134,9 +135,10 @@ def test_symbolic_readout_equals_numeric(layout, d, n, seed):
         Xn, th = rng.uniform(-1, 1, (m, n)), rng.uniform(-1, 1, (q, 1))
         H = _prompt_tensor(Xn, th, m, D, n)
         Pt, Vt = torch.tensor(Pn), torch.tensor(Vn)
-        lit = readout_literal(Pt, Vt, H, q)[0].numpy().reshape(-1, 1)
+        lit = block_literal(Pt, Vt, H)[0, -q:, -1].numpy().reshape(-1, 1)
         wt = torch.cat([torch.ones(1, 1, dtype=torch.float64), torch.tensor(th.T)], 1)
-        fast = readout_fast(torch.tensor(Xn.T)[None], wt, *split_full(Pt, Vt, m))[0].numpy().reshape(-1, 1)
+        idx = Index(m, D - m, q, D)
+        fast = lemma_c1(torch.tensor(Xn.T)[None], wt, *split_full(idx, Pt, Vt))[0].numpy().reshape(-1, 1)
         sym_g = f_general(Pn, Vn, Xn, th)
         sym_l = f_literal(Pn, Vn, H[0].numpy())
         scale = max(1.0, float(np.abs(lit).max()))
@@ -162,11 +164,12 @@ def test_symbolic_readout_detects_numeric_fault():
 def test_weights_residual_per_column_argument():
     """h and g of theory.concrete.weights_residual reproduce n (TF - teacher)
     at n = 3 for weights with a cubic term (so the every-n argument is sound)."""
-    P, V = full_pv("sarsa", 1, {alpha: sp.Rational(1, 5)})
+    sarsa, hp = get("sarsa"), {"alpha": sp.Rational(1, 5)}
+    P, V = full_pv(sarsa, 1, {alpha: sp.Rational(1, 5)})
     P[3, 3], V[4, 4], P[0, 4] = 2, 3, 1
-    wr = C.weights_residual("sarsa", P, V, sp.Rational(1, 5))
-    pr = C.concrete_prompt(VALUE_LAYOUT, 1, 3)
-    direct = C.expand_matrix(3 * (C.literal_readout(P, V, pr.H, 1) - C.teacher("sarsa", pr, sp.Rational(1, 5))))
+    wr = C.weights_residual(sarsa, P, V, hp)
+    pr = C.concrete_prompt(sarsa, 1, 3)
+    direct = C.expand_matrix(3 * (C.literal_readout(P, V, pr.H, 1) - C.teacher(sarsa, pr, hp)))
     h = wr.per_column
     one = wr.prompt.cols[0]
     total = sp.zeros(1, 1)

@@ -13,6 +13,7 @@ from numerics.analysis.ablation import (ABLATION_SCALE, classify_run, consistent
 from numerics.commands.cli import main
 from numerics.core.constructions import constructed_blocks
 from numerics.analysis.hessian import split_reduced
+from theory.algorithms import get
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.analysis.train import TrainConfig
 
@@ -36,7 +37,7 @@ def test_train_ablation_offset_along_invariances_is_recognised(onehot_kernel):
     """A rescaled construction moved along the invariances: everything is
     'along the extra kernel'; moved off it (a wrong alpha): the rest is large."""
     _, basis = onehot_kernel
-    P12s, Vbar21s = constructed_blocks("sarsa", 4, 0.2)
+    P12s, Vbar21s = constructed_blocks(get("sarsa"), 4, {"alpha": 0.2})
     m, p = P12s.shape
     dP, dV = split_reduced(torch.as_tensor(basis.T), m, p)
     a = torch.linspace(-0.5, 0.5, basis.shape[1], dtype=torch.float64)

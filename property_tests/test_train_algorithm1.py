@@ -1,4 +1,4 @@
-"""numerics.train: the batched trainer is Algorithm 1 (THEORY.md section 5),
+"""numerics.analysis.train: the batched trainer is Algorithm 1 (THEORY.md section 5),
 resumes exactly, recovers the construction on a small distribution, and
 its CLI rejects bad input with exit 2."""
 from __future__ import annotations
@@ -10,16 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from property_tests.references import algorithm1_loop
-from numerics.core.tolerances import FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, TRAINED_LOSS_RATIO, VISIBLE_ABS, ZERO_LOSS_ABS
+from numerics.analysis.recovery import recovery_summary
+from numerics.analysis.train import TrainConfig, evaluate, train, train_block
 from numerics.commands.cli import main
+from numerics.core.block import mimic_loss
 from numerics.core.constructions import constructed_weights
-from theory.errors import InputError
-from numerics.core.models import build_model, load_model
-from numerics.analysis.recovery import plot_heatmaps, recovery_summary
+from numerics.core.models import build_model
 from numerics.core.stream import initial_state, sample_window
-from numerics.core.tolerances import RESUME_ATOL, STRUCTURE_RECOVERY_RTOL
-from numerics.analysis.train import FrameStream, TrainConfig, evaluate, fast_window, mimic_loss, train, train_block
+from numerics.core.tolerances import (FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, RESUME_ATOL,
+                                      STRUCTURE_RECOVERY_RTOL, TRAINED_LOSS_RATIO, VISIBLE_ABS, ZERO_LOSS_ABS)
+from numerics.io.files import atomic_savefig
+from numerics.io.models import load_model
+from numerics.render.training import heatmaps_figure
+from property_tests.references import algorithm1_loop, sample_window_per_step
+from theory.algorithms import get
+from theory.errors import InputError
 
 #: Small distribution on which a short run converges (2 states, 2 actions,
 #: d = 4 dense features per MDP: identifiable, THEORY.md section 5).
@@ -28,22 +33,24 @@ TINY = TrainConfig(states=2, actions=2, n=5, mdps=640, frames=20, batch_mdps=32,
 
 
 @pytest.mark.parametrize("algorithm", ["sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"])
-def test_train_fast_window_equals_sampler(algorithm):
-    """The trainer's sampler returns the very window of numerics.sampler."""
+def test_stream_sampler_equals_per_step_reference(algorithm):
+    """The stream's window sampler (policy at every state and transition CDFs
+    precomputed) returns the very window of the per-step reference loop."""
     cfg = dataclasses.replace(TINY, algorithm=algorithm, states=3, actions=2)
+    record = get(algorithm)
     gen = torch.Generator().manual_seed(5)
     mdp, F = cfg.distribution().sample(6, gen)
-    theta, s0 = initial_state(algorithm, mdp, F, gen)
+    theta, s0 = initial_state(record, mdp, F, gen)
     state = gen.get_state()
-    want = sample_window(algorithm, mdp, F, s0, theta, 7, 0.3, gen)
+    want = sample_window_per_step(record, mdp, F, s0, theta, 7, 0.3, gen)
     gen.set_state(state)
-    got = fast_window(algorithm, mdp, F, mdp.T.cumsum(-1), s0, theta, 7, 0.3, gen)
+    got = sample_window(record, mdp, F, mdp.T.cumsum(-1), s0, theta, 7, 0.3, gen)
     assert torch.equal(got.s, want.s) and torch.equal(got.a, want.a) and torch.equal(got.r, want.r)
 
 
 def test_train_batch_of_one_is_algorithm_1_literally():
     """``batch_mdps = 1``: the trainer equals a plain per-MDP loop over
-    numerics.sampler.frames (one Adam step per frame on that prompt's loss,
+    the per-step sampler (one Adam step per frame on that prompt's loss,
     w <- teacher, s_0 <- s_n), to the last bit."""
     cfg = dataclasses.replace(TINY, mdps=3, frames=4, batch_mdps=1, lr_every=2, lr_decay=0.5)
     model, _ = train(cfg)
@@ -56,12 +63,12 @@ def test_train_minibatch_gradient_is_mean_of_per_mdp_gradients():
     """One batched step uses the mean of the B per-MDP Algorithm-1 gradients
     (the minibatch estimate whose expectation is the sequential one's)."""
     gen = torch.Generator().manual_seed(2)
-    stream = FrameStream(TINY, 6, gen, "cpu")
-    X, wt, target = stream.next()
+    frame = TINY.stream(6, gen, "cpu").next()
+    X, wt, target = frame.X, frame.wt, frame.target
     model = build_model("lsa", "sarsa", TINY.d, TINY.n, gen=gen)
-    g_batch = torch.autograd.grad(mimic_loss(model, X, wt, target), [model.P12, model.Vbar21])
-    per = [torch.autograd.grad(mimic_loss(model, X[b:b + 1], wt[b:b + 1], target[b:b + 1]), [model.P12, model.Vbar21])
-           for b in range(6)]
+    g_batch = torch.autograd.grad(mimic_loss(model.readout(X, wt), target), [model.P12, model.Vbar21])
+    per = [torch.autograd.grad(mimic_loss(model.readout(X[b:b + 1], wt[b:b + 1]), target[b:b + 1]),
+                               [model.P12, model.Vbar21]) for b in range(6)]
     for k in range(2):
         mean = sum(p[k] for p in per) / 6
         assert torch.allclose(g_batch[k], mean, rtol=REORDER_RTOL, atol=FEW_OPS_ATOL)
@@ -72,7 +79,7 @@ def test_train_construction_has_zero_loss_and_distance():
     zero and the fitted c is recovered (either sign)."""
     for c in (1.0, -3.0):
         model = build_model("lsa", "sarsa", TINY.d, TINY.n)
-        P, V = constructed_weights("sarsa", TINY.d, TINY.alpha)
+        P, V = constructed_weights(get("sarsa"), TINY.d, {"alpha": TINY.alpha})
         model.set_weights(c * P, V / c)
         ev = evaluate(model, dataclasses.replace(TINY, frames=3, eval_mdps=4), torch.device("cpu"))
         assert ev["loss"] < ZERO_LOSS_ABS and ev["identity_loss"] > VISIBLE_ABS
@@ -83,7 +90,7 @@ def test_train_construction_has_zero_loss_and_distance():
 def test_train_distance_detects_wrong_step_size():
     """A block with the wrong alpha is off M* by a clear margin."""
     model = build_model("lsa", "sarsa", TINY.d, TINY.n)
-    model.set_weights(*constructed_weights("sarsa", TINY.d, 2 * TINY.alpha))
+    model.set_weights(*constructed_weights(get("sarsa"), TINY.d, {"alpha": 2 * TINY.alpha}))
     assert recovery_summary(model, TINY)["distance_to_manifold"] > STRUCTURE_RECOVERY_RTOL
 
 
@@ -117,7 +124,8 @@ def test_train_recovers_construction_on_small_distribution(tmp_path):
     model, meta = load_model(res["weights"])
     assert meta["config"]["mdps"] == TINY.mdps and len(meta["loss_curve"]) == TINY.num_batches
     assert meta["distance_to_manifold"] == res["distance_to_manifold"]
-    png = plot_heatmaps(model, TINY, str(tmp_path / "h.png"))
+    png = str(tmp_path / "h.png")
+    atomic_savefig(heatmaps_figure(model, TINY), png)
     with open(png, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -87,11 +87,11 @@ _PROOFS: dict = {}
 
 
 def _proof(alg: str) -> dict:
-    """``theory.prove.prove`` for the registered record, once per record (a
-    patched record is a new object, hence a new proof)."""
+    """The JSON of ``theory.prove.prove`` for the registered record, once per
+    record (a patched record is a new object, hence a new proof)."""
     record = algorithms.get(alg)
     if record not in _PROOFS:
-        _PROOFS[record] = prove(record)
+        _PROOFS[record] = proof_summary(prove(record))
     return _PROOFS[record]
 
 
@@ -104,7 +104,7 @@ def _proof_evidence(alg: str) -> Evidence:
     if r["residual"]:
         summ += f"; residual: {r['residual']}"
     return Evidence("", "", bool(r["general"] and ok_concrete), summ,
-                    command=f"icrl-verify prove --algorithm {alg}", data=proof_summary(r))
+                    command=f"icrl-verify prove --algorithm {alg}", data=r)
 
 
 for _alg in ALGS:

@@ -64,7 +64,7 @@ def run(args) -> int:
         for alg in algs:
             res = P.prove(alg, weights=args.weights, alpha=a, beta=b)
             one = dict(vars(args), algorithm=alg)
-            command = reproduce_command("prove", type(args)(**one), add_arguments)
+            command = reproduce_command("prove", type(args)(**one), add_arguments, always=("algorithm",))
             report = os.path.join(args.out, P.report_name(res) + ".md")
             atomic_write(report, P.render(res, run_header(command, config_of(args))))
             r = P.summary(res, report)

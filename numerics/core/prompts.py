@@ -85,6 +85,11 @@ def build_context(record, q: dict[str, torch.Tensor], theta: torch.Tensor, gamma
     return X, wt
 
 
+def prompt_from_window(record, F: torch.Tensor, win, theta: torch.Tensor, gamma: torch.Tensor, epsilon: float):
+    """``(X, w~)`` of a window: :func:`window_quantities` then :func:`build_context`."""
+    return build_context(record, window_quantities(record, F, win, theta, epsilon), theta, gamma)
+
+
 def assemble_prompt(X: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
     """The full prompt ``H`` (``B x D x (n+1)``): columns ``0..n-1`` are
     ``[x_i; 0]``, the last is ``[0; w~]``."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from numerics.core.policies import split_theta
+from numerics.core.prompts import window_quantities
 from theory.rules import Quantities
 
 
@@ -42,3 +43,10 @@ def teacher_update(record, q: dict[str, torch.Tensor], theta: torch.Tensor, gamm
     out = record.rule(t, parts, steps, TorchOps)
     new = [parts[b] + out[b][0] * out[b][1].mean(1) if b in out else parts[b] for b in record.layout.readout_blocks]
     return new[0] if len(new) == 1 else torch.cat(new, -1)
+
+
+def teacher_from_window(record, F: torch.Tensor, win, theta: torch.Tensor, gamma: torch.Tensor, epsilon: float,
+                        steps: dict[str, float]) -> torch.Tensor:
+    """The teacher's new ``theta`` for a window (the quantities computed by the
+    prompt path, :func:`numerics.core.prompts.window_quantities`)."""
+    return teacher_update(record, window_quantities(record, F, win, theta, epsilon), theta, gamma, steps)

@@ -41,7 +41,10 @@ def load_checkpoint(path: str, config: dict, model, opt: torch.optim.Optimizer, 
     checkpoint's (else :class:`InputError` naming the first difference)."""
     if not os.path.exists(path):
         raise InputError("resume", f"no checkpoint {path}")
-    arrays = load_npz(path, "resume")
+    try:
+        arrays = load_npz(path, "resume")
+    except InputError as e:
+        raise InputError("resume", f"{path} is not a readable checkpoint ({str(e).split(': ', 1)[-1]})") from None
     if "header" not in arrays or "gen_state" not in arrays:
         raise InputError("resume", f"{path} is not a training checkpoint (no header)")
     try:

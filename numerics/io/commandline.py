@@ -9,9 +9,10 @@ import shlex
 SKIP = ("help", "config", "json", "func", "command")
 
 
-def reproduce_command(command: str, args: argparse.Namespace, add_arguments) -> str:
+def reproduce_command(command: str, args: argparse.Namespace, add_arguments, always: tuple[str, ...] = ()) -> str:
     """The command line that reproduces ``args`` for ``icrl-verify command``
-    (``add_arguments`` builds the command's parser, to read its defaults)."""
+    (``add_arguments`` builds the command's parser, to read its defaults);
+    the options named in ``always`` are written even at their default."""
     p = argparse.ArgumentParser(prog="icrl-verify " + command, add_help=False)
     add_arguments(p)
     parts = ["icrl-verify", command]
@@ -20,7 +21,7 @@ def reproduce_command(command: str, args: argparse.Namespace, add_arguments) -> 
         if k in SKIP or k not in vars(args) or not action.option_strings:
             continue
         v = getattr(args, k)
-        if v == action.default or v is None:
+        if (v == action.default and k not in always) or v is None:
             continue
         flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else action.option_strings[0]
         if isinstance(action, argparse._StoreConstAction):

@@ -1,10 +1,14 @@
-"""Hypothesis strategies for the paper's objects (reusable by users).
+"""Hypothesis strategies for the paper's objects, for users' own tests::
+
+    from numerics.testing.strategies import cases, mdps, orbit_weights
+
+(this module imports hypothesis; nothing else in the package does).
 
 Every composite strategy draws shapes first, then values, so Hypothesis
 shrinks a counterexample to the smallest sizes before it shrinks numbers.
-Everything is float64 torch (the project's ``numerics.DTYPE``).
+Everything is float64 torch (``numerics.core.tolerances.DTYPE``).
 
-* :func:`mdps` -- valid batches of finite MDPs (:class:`numerics.mdp.MDP`):
+* :func:`mdps` -- valid batches of finite MDPs (:class:`numerics.core.mdp.MDP`):
   sizes, stochastic transition tensors (dense, or with deterministic rows),
   rewards per ``(s, a, s')``, a discount per MDP, a start distribution.
 * :func:`feature_tensors` -- features ``F[b, s, a]`` (``B x S x A x d``):
@@ -32,13 +36,12 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numerics.algorithms import layout, q_dim
 from numerics.core.constructions import constructed_weights, symmetry_member
 from numerics.core.distributions import MDPDistribution
 from numerics.core.mdp import MDP
 from numerics.core.stream import Window, initial_state, sample_window
 from numerics.core.tolerances import DTYPE
-from theory.constructions import ALGORITHMS
+from theory import algorithms as registry
 
 FEATURE_KINDS = ("onehot", "dense", "degenerate")
 
@@ -72,7 +75,7 @@ def _simplex(draw, shape, deterministic_rows: bool) -> torch.Tensor:
 @st.composite
 def mdps(draw, states=st.integers(1, 4), actions=st.integers(1, 3), batch=st.integers(1, 3),
          gammas=_floats(0.0, 0.95), reward_bound: float = 1.0) -> MDP:
-    """A batch of valid MDPs (validated by :class:`numerics.mdp.MDP`)."""
+    """A batch of valid MDPs (validated by :class:`numerics.core.mdp.MDP`)."""
     B, S, A = draw(batch), draw(states), draw(actions)
     det = draw(st.booleans())
     T = _simplex(draw, (B, S, A, S), det)
@@ -153,6 +156,14 @@ class Case:
     def d(self) -> int:
         return self.F.shape[-1]
 
+    @property
+    def record(self):
+        return registry.get(self.algorithm)
+
+    @property
+    def steps(self) -> dict:
+        return {"alpha": self.alpha, "beta": self.beta}
+
     def __repr__(self):  # short: Hypothesis prints it for a falsifying example
         return (f"Case({self.algorithm}, B={self.mdp.batch}, S={self.mdp.states}, A={self.mdp.actions}, "
                 f"d={self.d}, n={self.win.n}, gamma={self.mdp.gamma.tolist()}, epsilon={self.epsilon}, "
@@ -161,7 +172,7 @@ class Case:
 
 
 @st.composite
-def cases(draw, algorithms=ALGORITHMS, max_states: int = 4, max_actions: int = 3, max_n: int = 6,
+def cases(draw, algorithms=None, max_states: int = 4, max_actions: int = 3, max_n: int = 6,
           feature_kinds=FEATURE_KINDS, max_batch: int = 3) -> Case:
     """A :class:`Case`: sizes first, then MDP, features, ``theta``, window, step sizes.
 
@@ -170,13 +181,14 @@ def cases(draw, algorithms=ALGORITHMS, max_states: int = 4, max_actions: int = 3
     ``theta``), so both the identity "for every prompt" and the realistic
     data path are exercised.
     """
-    alg = draw(st.sampled_from(algorithms))
+    alg = draw(st.sampled_from(registry.names() if algorithms is None else algorithms))
+    record = registry.get(alg)
     S, A = draw(st.integers(1, max_states)), draw(st.integers(1, max_actions))
     B, n = draw(st.integers(1, max_batch)), draw(st.integers(1, max_n))
     kind = draw(st.sampled_from(feature_kinds))
     mdp = draw(mdps(states=st.just(S), actions=st.just(A), batch=st.just(B)))
-    F = draw(feature_tensors(B, S, A, kind, state_features=(alg == "td")))
-    theta = draw(parameters(B, q_dim(alg, F.shape[-1])))
+    F = draw(feature_tensors(B, S, A, kind, state_features=(record.features == "state")))
+    theta = draw(parameters(B, record.layout.q(F.shape[-1])))
     epsilon = draw(_floats(0.0, 1.0))
     alpha, beta = draw(_floats(0.01, 1.0)), draw(_floats(0.01, 1.0))
     if draw(st.booleans()):
@@ -184,8 +196,8 @@ def cases(draw, algorithms=ALGORITHMS, max_states: int = 4, max_actions: int = 3
     else:
         seed = draw(st.integers(0, 2**31 - 1))
         gen = torch.Generator().manual_seed(seed)
-        _, s0 = initial_state(alg, mdp, F, gen)
-        win = sample_window(alg, mdp, F, s0, theta, n, epsilon, gen)
+        _, s0 = initial_state(record, mdp, F, gen)
+        win = sample_window(record, mdp, F, mdp.T.cumsum(-1), s0, theta, n, epsilon, gen)
     return Case(alg, mdp, F, theta, win, epsilon, alpha, beta)
 
 
@@ -196,10 +208,11 @@ def section_4_1_case(algorithm: str = "sarsa", batch: int = 4, seed: int = 0) ->
     TD(0)), epsilon 0.1, alpha 0.2 (beta 0.2), a window of n = 20 sampled
     by Algorithm 1 from ``theta ~ Unif(-1, 1)^q``."""
     gen = torch.Generator().manual_seed(seed)
-    dist = MDPDistribution(state_features=(algorithm == "td"))
+    record = registry.get(algorithm)
+    dist = MDPDistribution(state_features=(record.features == "state"))
     mdp, F = dist.sample(batch, gen)
-    theta, s0 = initial_state(algorithm, mdp, F, gen)
-    win = sample_window(algorithm, mdp, F, s0, theta, 20, 0.1, gen)
+    theta, s0 = initial_state(record, mdp, F, gen)
+    win = sample_window(record, mdp, F, mdp.T.cumsum(-1), s0, theta, 20, 0.1, gen)
     return Case(algorithm, mdp, F, theta, win, 0.1, 0.2, 0.2)
 
 
@@ -220,12 +233,13 @@ def symmetry_scales(lo: float = 0.05, hi: float = 20.0):
 def orbit_weights(draw, algorithm: str, d: int, alpha: float, beta: float = 0.0):
     """``(c, P, V)``: a member of the construction's symmetry family,
     ``(c P*, V*/c)`` with arbitrary values (scale drawn in [0, 100]) in every
-    never-read block (via :func:`numerics.constructions.symmetry_member`)."""
+    never-read block (via :func:`numerics.core.constructions.symmetry_member`)."""
     c = draw(symmetry_scales())
     seed = draw(st.integers(0, 2**31 - 1))
     scale = draw(_floats(0.0, 100.0))
-    P, V = constructed_weights(algorithm, d, alpha, beta)
-    P2, V2 = symmetry_member(P, V, c, algorithm, d, gen=torch.Generator().manual_seed(seed), scale=scale)
+    record = registry.get(algorithm)
+    P, V = constructed_weights(record, d, {"alpha": alpha, "beta": beta})
+    P2, V2 = symmetry_member(P, V, c, record, d, gen=torch.Generator().manual_seed(seed), scale=scale)
     return c, P2, V2
 
 
@@ -233,8 +247,8 @@ def orbit_weights(draw, algorithm: str, d: int, alpha: float, beta: float = 0.0)
 def off_orbit_perturbations(draw, algorithm: str, d: int, min_size: float = 1e-3, max_size: float = 1.0):
     """``(which, row, col, size)``: add ``size`` to one entry of ``P12``
     (``which == "P12"``) or ``Vbar21`` of the construction."""
-    lay = layout(algorithm)
-    m, p, q = lay.m(d), lay.p(d), lay.q(d)
+    idx = registry.get(algorithm).spec.index(d)
+    m, p, q = idx.m, idx.p, idx.q
     which = draw(st.sampled_from(("P12", "Vbar21")))
     rows, cols = (m, p) if which == "P12" else (q, m)
     row, col = draw(st.integers(0, rows - 1)), draw(st.integers(0, cols - 1))
