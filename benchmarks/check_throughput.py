@@ -17,37 +17,35 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks._common import parser, report, timed  # noqa: E402
-from numerics.core.block import block_literal, readout_fast, split_full  # noqa: E402
 from numerics.analysis.check import run_check  # noqa: E402
+from numerics.core.block import block_literal, lemma_c1, split_full  # noqa: E402
 from numerics.core.constructions import constructed_weights  # noqa: E402
 from numerics.core.distributions import MDPDistribution  # noqa: E402
-from numerics.core.prompts import assemble_prompt, build_context  # noqa: E402
-from numerics.core.stream import frames  # noqa: E402
-from numerics.core.teachers import teacher_update, window_features  # noqa: E402
+from numerics.core.prompts import assemble_prompt  # noqa: E402
+from numerics.core.stream import Stream  # noqa: E402
+from theory.algorithms import get  # noqa: E402
+
+SARSA = get("sarsa")
 
 
 def sample_prompts(prompts: int, mdps: int, seed: int = 0):
+    """Prompts and teacher targets from Algorithm 1's stream (Section 4.1, SARSA)."""
     dist = MDPDistribution()
     gen = torch.Generator().manual_seed(seed)
     mdp, F = dist.sample(mdps, gen)
-    teacher = lambda th, w: teacher_update("sarsa", F, w, th, mdp.gamma, 0.1, 0.2)
-    Xs, wts, wants = [], [], []
-    for theta, win in frames("sarsa", mdp, F, 20, 0.1, prompts // mdps, gen, teacher):
-        feats = window_features("sarsa", F, win, theta, 0.1)
-        X, wt = build_context("sarsa", F, win, theta, mdp.gamma, 0.1, feats=feats)
-        Xs.append(X)
-        wts.append(wt)
-        wants.append(teacher_update("sarsa", F, win, theta, mdp.gamma, 0.1, 0.2, feats=feats))
-    return torch.cat(Xs), torch.cat(wts), torch.cat(wants), dist.d
+    stream = Stream(SARSA, mdp, F, n=20, epsilon=0.1, steps={"alpha": 0.2}, gen=gen)
+    frames = list(stream.frames(prompts // mdps))
+    return (torch.cat([f.X for f in frames]), torch.cat([f.wt for f in frames]),
+            torch.cat([f.target for f in frames]), dist.d)
 
 
 def batched(X, wt, want, P, V, chunk: int):
     """The check's own path: Lemma C.1 read-out of ``chunk`` prompts at a
     time (``run_check`` handles one frame of ``mdps`` prompts per batch)."""
-    blocks = split_full(P, V, X.shape[-1])
+    blocks = split_full(SARSA.spec.index((X.shape[-1] - 1) // 2), P, V)
     worst = 0.0
     for i in range(0, X.shape[0], chunk):
-        got = readout_fast(X[i:i + chunk], wt[i:i + chunk], *blocks)
+        got = lemma_c1(X[i:i + chunk], wt[i:i + chunk], *blocks)
         worst = max(worst, float((got - want[i:i + chunk]).abs().max()))
     return worst
 
@@ -68,10 +66,10 @@ def main():
     p.add_argument("--mdps", type=int, default=10_000)
     args = p.parse_args()
     sampling_s, (X, wt, want, d) = timed(sample_prompts, args.prompts, args.mdps)
-    P, V = constructed_weights("sarsa", d, 0.2)
+    P, V = constructed_weights(SARSA, d, {"alpha": 0.2})
     ours_s, err_ours = timed(batched, X, wt, want, P, V, args.mdps, repeat=3)
     reference_s, err_ref = timed(looped, X, wt, want, P, V)
-    e2e_s, res = timed(run_check, "sarsa", MDPDistribution(), prompts=args.prompts, mdps=args.mdps)
+    e2e_s, res = timed(run_check, SARSA, MDPDistribution(), prompts=args.prompts, mdps=args.mdps)
     result = dict(name="check_throughput", prompts=int(X.shape[0]), d=d, n=20,
                   ours_s=ours_s, reference_s=reference_s, ratio=reference_s / ours_s,
                   sampling_s=sampling_s, end_to_end_s=e2e_s, end_to_end_holds=res.holds,

@@ -25,9 +25,9 @@ import scipy.linalg  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._common import parser, report, timed  # noqa: E402
-from numerics.core.block import embed_reduced, readout_literal  # noqa: E402
-from numerics.core.distributions import MDPDistribution  # noqa: E402
 from numerics.analysis.hessian import gauss_newton_reduced, sample_prompts, structure  # noqa: E402
+from numerics.core.block import block_literal, embed_reduced  # noqa: E402
+from numerics.core.distributions import MDPDistribution  # noqa: E402
 from numerics.core.prompts import assemble_prompt  # noqa: E402
 
 
@@ -42,10 +42,10 @@ def naive(S):
     m, p = S.m, S.p
     D = m + p
     Hp = assemble_prompt(S.X, S.wt)
-    Ps, Vs = embed_reduced(*S.construction())
+    Ps, Vs = embed_reduced(S.index, *S.construction())
 
     def f(v):
-        r = readout_literal(v[:D * D].reshape(D, D), v[D * D:].reshape(D, D), Hp, p - 1) - S.target
+        r = block_literal(v[:D * D].reshape(D, D), v[D * D:].reshape(D, D), Hp)[..., -(p - 1):, -1] - S.target
         return 0.5 * (r * r).sum(-1).mean()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)      # torch.jit notice inside torch.func

@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.core.tolerances import DTYPE
 from numerics.commands.cli import main
-from theory.errors import InputError
 from numerics.core.mdp import MDP
+from numerics.core.tolerances import DTYPE
 from property_tests.test_check_cli import console_script
-
+from theory.errors import InputError
 
 # ---- MDP-level input: numerics.core.mdp.MDP raises InputError naming the field ----
 

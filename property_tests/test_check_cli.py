@@ -19,13 +19,12 @@ import subprocess
 import pytest
 import torch
 
-from numerics.core.tolerances import DTYPE
-from numerics.core.block import embed_reduced, lemma_c1, term_scale
 from numerics.commands.cli import main
+from numerics.core.block import embed_reduced, lemma_c1, term_scale
 from numerics.core.constructions import constructed_blocks, constructed_weights, symmetry_member
 from numerics.core.prompts import prompt_from_window
 from numerics.core.teachers import teacher_from_window
-from numerics.core.tolerances import readout_tolerance
+from numerics.core.tolerances import DTYPE, readout_tolerance
 from numerics.io.models import save_weights
 from numerics.testing.strategies import section_4_1_case
 from theory.algorithms import PAPER, get

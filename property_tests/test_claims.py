@@ -7,9 +7,10 @@ of the constructions must turn the affected verdicts to `fails`.
 import dataclasses
 import json
 
-
-from numerics.claims import checks  # noqa: F401  (registers the checks)
-from numerics.claims import liang_lai
+from numerics.claims import (
+    checks,  # noqa: F401  (registers the checks)
+    liang_lai,
+)
 from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, Evidence, Settings, all_pass, evaluate, run_checks
 from numerics.commands.cli import main
 from theory import algorithms

@@ -14,7 +14,7 @@ from numerics.commands.cli import main
 from numerics.core.block import embed_reduced
 from numerics.core.constructions import constructed_blocks
 from numerics.core.distributions import MDPDistribution
-from numerics.core.mdp import discounted_return, greedy_policy, normalized_return, value_iteration
+from numerics.core.mdp import discounted_return, normalized_return, value_iteration
 from numerics.core.models import build_model
 from numerics.core.policies import greedy_actions
 from numerics.core.tolerances import CLOSED_LOOP_ATOL, ITERATIVE_RTOL, REORDER_RTOL, VI_TOL, VISIBLE_ABS

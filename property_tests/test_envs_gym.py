@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.core.tolerances import FEW_OPS_ATOL, REORDER_RTOL
 from numerics.commands.cli import main
+from numerics.core.tolerances import FEW_OPS_ATOL, REORDER_RTOL
 from numerics.io.envs import broadcast_mdp, env_features, load_gym_env, table_to_mdp
 from theory.errors import InputError
 
@@ -127,7 +127,8 @@ def test_broadcast_mdp_is_a_view():
 
 # ---- property: any random table keeps its mass and expected reward ---------
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @st.composite

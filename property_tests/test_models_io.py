@@ -11,10 +11,10 @@ import torch
 
 from numerics.analysis.check import run_check
 from numerics.core.block import readout_literal
-from numerics.core.prompts import assemble_prompt
 from numerics.core.constructions import constructed_weights
 from numerics.core.distributions import MDPDistribution
 from numerics.core.models import INIT_GAIN, build_model
+from numerics.core.prompts import assemble_prompt
 from numerics.core.stream import Stream
 from numerics.core.tolerances import REORDER_RTOL
 from numerics.io.models import load_model, load_weights, save_model

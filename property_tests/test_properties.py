@@ -27,11 +27,28 @@ from numerics.core.mdp import MDP, evaluate_policy, greedy_policy, value_iterati
 from numerics.core.prompts import assemble_prompt, prompt_from_window
 from numerics.core.stream import initial_state, sample_window
 from numerics.core.teachers import teacher_from_window
-from numerics.core.tolerances import (DTYPE, GRADIENT_ON_MANIFOLD_FACTOR, HESSIAN_RTOL, KERNEL_RTOL,
-                                      LP_FEASIBILITY_TOL, LP_VALUE_RTOL, SYMBOLIC_NUMERIC_RTOL, VI_TOL,
-                                      policy_value_tolerance, readout_tolerance)
-from numerics.testing.strategies import (Case, cases, draw_floats, mdps, off_orbit_perturbations, orbit_weights,
-                                         section_4_1_case, weights_pv)
+from numerics.core.tolerances import (
+    DTYPE,
+    GRADIENT_ON_MANIFOLD_FACTOR,
+    HESSIAN_RTOL,
+    KERNEL_RTOL,
+    LP_FEASIBILITY_TOL,
+    LP_VALUE_RTOL,
+    SYMBOLIC_NUMERIC_RTOL,
+    VI_TOL,
+    policy_value_tolerance,
+    readout_tolerance,
+)
+from numerics.testing.strategies import (
+    Case,
+    cases,
+    draw_floats,
+    mdps,
+    off_orbit_perturbations,
+    orbit_weights,
+    section_4_1_case,
+    weights_pv,
+)
 from theory.algorithms import PAPER, get
 from theory.concrete import literal_readout_function
 from theory.spec import Index
@@ -645,6 +662,7 @@ def test_hypothesis_profiles_ci_default_thorough_by_env(monkeypatch):
     under ``CI=true``; ``thorough`` by ``ICRL_HYPOTHESIS_PROFILE``; an
     unknown name is a usage error, never silently the default."""
     from hypothesis import settings
+
     from property_tests import conftest
     monkeypatch.delenv("ICRL_HYPOTHESIS_PROFILE", raising=False)
     monkeypatch.delenv("CI", raising=False)

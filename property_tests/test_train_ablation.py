@@ -7,15 +7,19 @@ import json
 import pytest
 import torch
 
-from numerics.core.tolerances import FIT_RTOL
-from numerics.analysis.ablation import (ABLATION_SCALE, classify_run, consistent, invariance_component,
-                               richness_and_kernel)
+from numerics.analysis.ablation import (
+    ABLATION_SCALE,
+    classify_run,
+    consistent,
+    invariance_component,
+    richness_and_kernel,
+)
+from numerics.analysis.hessian import split_reduced
+from numerics.analysis.train import TrainConfig
 from numerics.commands.cli import main
 from numerics.core.constructions import constructed_blocks
-from numerics.analysis.hessian import split_reduced
+from numerics.core.tolerances import FIT_RTOL, STRUCTURE_RECOVERY_RTOL
 from theory.algorithms import get
-from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
-from numerics.analysis.train import TrainConfig
 
 SMALL = TrainConfig(**{**ABLATION_SCALE, "states": 2, "actions": 2, "mdps": 320, "frames": 20})
 

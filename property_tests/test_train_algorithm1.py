@@ -17,8 +17,16 @@ from numerics.core.block import mimic_loss
 from numerics.core.constructions import constructed_weights
 from numerics.core.models import build_model
 from numerics.core.stream import initial_state, sample_window
-from numerics.core.tolerances import (FEW_OPS_ATOL, ITERATIVE_RTOL, REORDER_RTOL, RESUME_ATOL,
-                                      STRUCTURE_RECOVERY_RTOL, TRAINED_LOSS_RATIO, VISIBLE_ABS, ZERO_LOSS_ABS)
+from numerics.core.tolerances import (
+    FEW_OPS_ATOL,
+    ITERATIVE_RTOL,
+    REORDER_RTOL,
+    RESUME_ATOL,
+    STRUCTURE_RECOVERY_RTOL,
+    TRAINED_LOSS_RATIO,
+    VISIBLE_ABS,
+    ZERO_LOSS_ABS,
+)
 from numerics.io.files import atomic_savefig
 from numerics.io.models import load_model
 from numerics.render.training import heatmaps_figure

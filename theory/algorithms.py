@@ -15,7 +15,9 @@ A record is data plus one teacher rule (:mod:`theory.rules`):
   over actions);
 * ``acts_with``: the read-out block whose greedy policy is scored in control
   (None: the algorithm evaluates and does not control);
-* ``rule``: the per-transition update the block must compute;
+* ``rule``: the per-transition update the block must compute; it reads the
+  step sizes and the record's ``constants`` from its ``hp`` argument (exact
+  SymPy numbers in proofs, floats in the numerics);
 * ``theorem``, ``statement``: what the paper claims, for reports.
 
 Everything below the command line takes a record; :func:`get` is the only
@@ -33,7 +35,7 @@ from theory import constructions as C
 from theory import rules
 from theory.errors import InputError
 from theory.spec import ACTOR_CRITIC_SPEC, VALUE_SPEC, BlockSpec
-from theory.symbols import gamma
+from theory.symbols import STEP_SIZES, gamma
 
 QUANTITIES = ("phi", "phi_next", "r", "g", "one")
 NEXT_RULES = ("taken", "expected", "greedy")
@@ -57,6 +59,7 @@ class Algorithm:
     theorem: str = ""
     statement: str = ""
     steps: tuple[str, ...] = ("alpha",)
+    constants: tuple[tuple[str, sp.Expr], ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
@@ -80,6 +83,18 @@ class Algorithm:
     @property
     def layout(self):
         return self.spec.layout
+
+    def exact_hp(self, steps: dict | None = None) -> dict:
+        """``hp`` for the rule in exact arithmetic: the step sizes (symbols
+        unless given) and the constants."""
+        hp = dict(STEP_SIZES)
+        hp.update(steps or {})
+        hp.update(dict(self.constants))
+        return hp
+
+    def numeric_hp(self, steps: dict) -> dict:
+        """``hp`` for the rule in floating point: the step sizes and the constants."""
+        return {**steps, **{k: float(v) for k, v in self.constants}}
 
     @property
     def controls(self) -> bool:

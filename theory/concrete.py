@@ -22,7 +22,7 @@ import sympy as sp
 from theory import rules
 from theory.constructions import full_pv
 from theory.layout import Layout
-from theory.symbols import STEP_SIZES, gamma
+from theory.symbols import gamma
 
 
 @dataclass
@@ -87,7 +87,7 @@ def teacher(record, pr: ConcretePrompt, hp: dict | None = None) -> sp.Matrix:
     window's exact columns (:func:`theory.rules.column_step`), stacked in the
     read-out order; ``hp`` maps ``alpha``, ``beta`` to values (default: the
     symbols)."""
-    hp = dict(STEP_SIZES) if hp is None else hp
+    hp = record.exact_hp(hp)
     vec = lambda key: [sp.Matrix(c[key]) for c in pr.cols]
     t = rules.Quantities(phi=vec("phi"), phi_next=vec("phi_next"), r=[c["r"] for c in pr.cols], gamma=gamma,
                          g=vec("g"), one=[c["one"] for c in pr.cols])

@@ -133,3 +133,12 @@ ACTOR_CRITIC_LAYOUT = Layout(
     context=(("phi", "d"), ("gphi_next", "d"), ("r", 1), ("g", "d")),
     params=(("one", 1), ("w", "d"), ("lam", "d")),
 )
+
+#: Wang et al. (ICLR 2025), THEORY.md section 9: context column j = [phi(s_j); gamma phi(s_{j+1}); r_j], query
+#: column [phi_q; 0; 0]; the read-out is -Z[-1, -1] (the value prediction w^T phi_q).
+WANG_LAYOUT = Layout(
+    name="wang2025",
+    context=(("phi", "d"), ("gphi_next", "d"), ("r", 1)),
+    readout=(("r", -1),),
+    query=("phi",),
+)

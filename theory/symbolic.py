@@ -34,7 +34,7 @@ from sympy import BlockMatrix, Identity, MatrixSymbol, ZeroMatrix, block_collaps
 
 from theory import rules
 from theory.layout import Layout
-from theory.symbols import STEP_SIZES, c, d, n
+from theory.symbols import c, d, n
 
 #: The three row groups of ``P`` and ``V`` used by Lemma C.1: the context
 #: rows (``m``), the constant ``one`` row, the read-out rows (``q``).
@@ -208,7 +208,7 @@ def teacher_general(record, t: rules.Quantities, pars: dict, cols=n, hp: dict | 
     once (:class:`theory.rules.WindowOps`): e.g. for SARSA
     ``w + (alpha/n) Phi delta`` with ``delta = r^T + gamma Phi+^T w - Phi^T w``
     (``n x 1``).  Written from the update rule, not from the construction."""
-    hp = dict(STEP_SIZES) if hp is None else hp
+    hp = record.exact_hp(hp)
     ops = rules.WindowOps(cols)
     theta = {b: pars[b] for b in record.layout.readout_blocks}
     new = ops.step(theta, record.rule(t, theta, hp, ops))

@@ -1,4 +1,4 @@
-"""``icrl-verify richness``: is the training distribution rich?  The Hessian
+"""icrl-verify richness: is the training distribution rich?  The Hessian
 of the teacher-mimicking loss on the optimal set, its kernel classified, and
 the local rate it predicts (THEORY.md section 5, Theorem 3.2).
 

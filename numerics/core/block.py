@@ -183,6 +183,12 @@ class LSABlock(nn.Module):
         """Lemma C.1 read-out of the prompt ``(X, w~)``."""
         return lemma_c1(X, wt, *self.blocks())
 
+    def readout_prompt(self, H: torch.Tensor) -> torch.Tensor:
+        """The read-out of the whole prompt ``H`` through every layer (any
+        specification; for Lemma C.1 specifications it equals :meth:`readout`)."""
+        P, V = self.full_weights()
+        return readout_literal(self.spec, P, V, H, self.d)
+
     def forward(self, H: torch.Tensor) -> torch.Tensor:
         P, V = self.full_weights()
         return forward(self.spec, P, V, H, self.d)

@@ -40,7 +40,7 @@ def teacher_update(record, q: dict[str, torch.Tensor], theta: torch.Tensor, gamm
     t = Quantities(phi=q["phi"], phi_next=q.get("phi_next"), r=q["r"], gamma=gamma[:, None], g=q.get("g"),
                    one=q.get("one"))
     parts = split_theta(record, theta)
-    out = record.rule(t, parts, steps, TorchOps)
+    out = record.rule(t, parts, record.numeric_hp(steps), TorchOps)
     new = [parts[b] + out[b][0] * out[b][1].mean(1) if b in out else parts[b] for b in record.layout.readout_blocks]
     return new[0] if len(new) == 1 else torch.cat(new, -1)
 
