@@ -103,9 +103,11 @@ def lemma_c1(X: torch.Tensor, wt: torch.Tensor, P12: torch.Tensor, Vbar21: torch
     Returns: ``B x q`` (or ``K x B x q``).
     """
     n = X.shape[1]
-    a = (wt @ P12.transpose(-1, -2)).unsqueeze(-2)              # (K x) B x 1 x m: (P12 w~)^T
-    u = a @ X.transpose(1, 2)                                   # (K x) B x 1 x n: x_i^T P12 w~
-    s = (u @ X).squeeze(-2) / n                                 # (K x) B x m:     Sigma P12 w~
+    if P12.ndim == 3:
+        return _lemma_c1_sets(X, wt, P12, Vbar21, P22, Vbar22, parts)
+    a = (wt @ P12.transpose(-1, -2)).unsqueeze(-2)              # B x 1 x m: (P12 w~)^T
+    u = a @ X.transpose(1, 2)                                   # B x 1 x n: x_i^T P12 w~
+    s = (u @ X).squeeze(-2) / n                                 # B x m:     Sigma P12 w~
     # (row-vector products: batched GEMV as 1 x k GEMMs is ~2x faster than
     # X @ a with a column, measured by benchmarks/check_throughput.py)
     out = wt[:, 1:] + s @ Vbar21.transpose(-1, -2)
@@ -113,6 +115,23 @@ def lemma_c1(X: torch.Tensor, wt: torch.Tensor, P12: torch.Tensor, Vbar21: torch
     if P22 is not None and Vbar22 is not None:
         quad = ((wt @ P22.transpose(-1, -2)) * wt).sum(-1)       # w~^T P22 w~
         out = out + (quad / n).unsqueeze(-1) * (wt @ Vbar22.transpose(-1, -2))
+    return (out, s, quad) if parts else out
+
+
+def _lemma_c1_sets(X, wt, P12, Vbar21, P22, Vbar22, parts):
+    """:func:`lemma_c1` for ``K`` weight sets at once (leading axis ``K`` on
+    the weights), the same products taken as einsum contractions over
+    ``(K, prompts)``: the order the gradient-flow experiment has always used,
+    so its implicit-Euler step decisions, and hence its numbers, do not move."""
+    n = X.shape[1]
+    z = torch.einsum("np,kmp->knm", wt, P12)                    # P12 w~
+    u = torch.einsum("nim,knm->kni", X, z)                      # x_i . P12 w~
+    s = torch.einsum("nim,kni->knm", X, u) / n                  # Sigma P12 w~
+    out = wt[None, :, 1:] + torch.einsum("knm,kqm->knq", s, Vbar21)
+    quad = None
+    if P22 is not None and Vbar22 is not None:
+        quad = torch.einsum("np,kpr,nr->kn", wt, P22, wt)
+        out = out + (quad / n)[..., None] * torch.einsum("np,kqp->knq", wt, Vbar22)
     return (out, s, quad) if parts else out
 
 
