@@ -32,7 +32,7 @@ from scipy import stats
 from numerics.core.block import lemma_c1
 from numerics.core.constructions import constructed_blocks
 from numerics.core.distributions import FEATURE_KINDS, MDPDistribution
-from numerics.core.mdp import MDP, discounted_return, greedy_policy, uniform_policy, value_iteration
+from numerics.core.mdp import MDP, discounted_return, greedy_policy, normalize_return, uniform_policy, value_iteration
 from numerics.core.policies import greedy_actions
 from numerics.core.runtime import torch_threads
 from numerics.core.stream import Stream
@@ -112,11 +112,8 @@ class Evaluator:
         return discounted_return(base, uniform_policy(base)).expand(self.mdp.batch)
 
     def normalize(self, J: torch.Tensor) -> torch.Tensor:
-        """``(J - J_unif) / (J* - J_unif)`` (with the guard of
-        :func:`numerics.mdp.normalized_return` for ``J* = J_unif``)."""
-        denom = self.J_opt - self.J_unif
-        denom = torch.where(denom.abs() < 1e-12, torch.ones_like(denom), denom)
-        return (J - self.J_unif) / denom
+        """``(J - J_unif) / (J* - J_unif)`` (:func:`numerics.core.mdp.normalize_return`)."""
+        return normalize_return(J, self.J_opt, self.J_unif)
 
     def normalized(self, actions: torch.Tensor) -> torch.Tensor:
         """Normalised return of the deterministic policies ``actions``."""

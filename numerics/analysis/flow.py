@@ -35,16 +35,10 @@ from numerics.analysis.spectrum import cholesky_solver
 from numerics.core.block import lemma_c1, mimic_loss
 from numerics.core.distributions import MDPDistribution
 from numerics.core.runtime import torch_threads
-from numerics.core.tolerances import DTYPE, FLOW_MANIFOLD_RTOL, FLOW_RATE_RTOL
+from numerics.core.tolerances import CHORD_RTOL, DTYPE, FLOW_MANIFOLD_RTOL, FLOW_RATE_RTOL, ROOT_RTOL
 from theory.errors import InputError
 
 DEFAULT_RADII = (0.01, 0.1, 0.3, 1.0, 3.0)
-
-#: Implicit-Euler equation solved to this residual relative to the step's
-#: size.  The gradient carries rounding ~1e-16 / |residual| relative (1e-10
-#: near theta*), so tighter targets stall; 1e-7 changes a step's loss ratio
-#: by ~1e-6, far below the 20% the rate is judged at.
-CHORD_RTOL = 1e-6
 
 
 def batched_loss(sample: PromptSample, P12, Vbar21, P22=None, Vbar22=None) -> torch.Tensor:
@@ -202,7 +196,7 @@ def fit_rate(times: np.ndarray, losses: np.ndarray, tail: float = 0.4) -> dict:
         hi = 1.0 / hs.min()
         while f(hi) < 0:
             hi *= 2
-        return float(2 * brentq(f, 0.0, hi, xtol=1e-300, rtol=1e-12))
+        return float(2 * brentq(f, 0.0, hi, xtol=1e-300, rtol=ROOT_RTOL))
     k = len(t) // 2
     return dict(rate=rate(t, y), rate_first=rate(t[:k + 1], y[:k + 1]), rate_second=rate(t[k:], y[k:]),
                 t_start=float(t[0]) if len(t) else math.nan, t_end=float(t[-1]) if len(t) else math.nan,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from numerics.core.tolerances import QUARTIC_REAL_RTOL
+
 
 def _as_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -49,7 +51,7 @@ def distance_to_manifold(P12, Vbar21, P12s, Vbar21s) -> tuple[float, float]:
     roots = np.roots([A, -a, 0.0, b, -B])
     # Real roots up to rounding; candidates on both components.  Polishing
     # with Newton steps on the quartic removes np.roots' rounding.
-    cands = [float(r.real) for r in roots if abs(r.imag) <= 1e-7 * max(1.0, abs(r))]
+    cands = [float(r.real) for r in roots if abs(r.imag) <= QUARTIC_REAL_RTOL * max(1.0, abs(r))]
     poly = np.polynomial.Polynomial([-B, b, 0.0, -a, A])
     dpoly = poly.deriv()
     polished = []

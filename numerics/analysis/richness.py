@@ -43,7 +43,16 @@ from numerics.core.block import PARAMETERIZATIONS, block_literal
 from numerics.core.constructions import unread_mask
 from numerics.core.distributions import MDPDistribution
 from numerics.core.prompts import assemble_prompt
-from numerics.core.tolerances import DTYPE, FLAT_RTOL, FLAT_STEP_RTOL, KERNEL_RTOL
+from numerics.core.tolerances import (
+    DESCRIBE_ATOL,
+    DTYPE,
+    EXPLAIN_RANK_RTOL,
+    EXPLAIN_SPAN_RTOL,
+    FLAT_RTOL,
+    FLAT_STEP_RTOL,
+    KERNEL_RTOL,
+    MONOMIAL_RANK_RTOL,
+)
 from theory import algorithms
 from theory.errors import InputError
 from theory.symmetry import symmetry_tangent_dim
@@ -208,14 +217,14 @@ def quartic_rise(sample: PromptSample, st: Structure, spec: Spectrum, v: np.ndar
 def _block_text(vals: np.ndarray, name: str, gamma: float | None) -> str:
     if vals.size == 0:
         return ""
-    if np.allclose(vals, 0, atol=1e-9):
+    if np.allclose(vals, 0, atol=DESCRIBE_ATOL):
         return "0"
-    if np.allclose(vals, vals[0], atol=1e-9):
+    if np.allclose(vals, vals[0], atol=DESCRIBE_ATOL):
         x = float(vals[0])
         one = " 1" if vals.size > 1 else ""
-        if abs(abs(x) - 1) < 1e-9:
+        if abs(abs(x) - 1) < DESCRIBE_ATOL:
             return "-1" if x < 0 else "1"
-        if gamma is not None and gamma != 0 and abs(abs(x) - gamma) < 1e-9:
+        if gamma is not None and gamma != 0 and abs(abs(x) - gamma) < DESCRIBE_ATOL:
             return ("-" if x < 0 else "") + "gamma" + one
         return f"{x:.4g}" + one
     return "[" + ", ".join(f"{float(x):.3g}" for x in vals) + "]"
@@ -224,7 +233,7 @@ def _block_text(vals: np.ndarray, name: str, gamma: float | None) -> str:
 def describe_vector(c: np.ndarray, blocks, gamma: float | None) -> str:
     """``(gamma 1, -1, 0)`` over the layout's named blocks."""
     c = c / np.abs(c).max()
-    nz = np.flatnonzero(np.abs(c) > 1e-9)
+    nz = np.flatnonzero(np.abs(c) > DESCRIBE_ATOL)
     if nz.size and c[nz[0]] < 0:
         c = -c
     parts = [f"{_block_text(c[s:e], b, gamma)}" for b, (s, e) in blocks]
@@ -261,7 +270,7 @@ def invariance_sentences(sample: PromptSample, R: np.ndarray, scaling: np.ndarra
     rest[zmask] = 0.0
     if rest.size:
         uu, sv, _ = np.linalg.svd(rest, full_matrices=False)
-        rest = uu[:, sv > 1e-6]
+        rest = uu[:, sv > EXPLAIN_RANK_RTOL]
     for i in range(rest.shape[1]):
         c = rest[:, i]
         sentences.append(f"every context column x_i is orthogonal to c = {describe_vector(c, ctx_blocks, gamma)}: "
@@ -286,7 +295,7 @@ def invariance_sentences(sample: PromptSample, R: np.ndarray, scaling: np.ndarra
     base = np.column_stack([scaling / np.linalg.norm(scaling)])
 
     def rank(A):
-        return int(np.linalg.matrix_rank(A, tol=1e-8 * max(1.0, np.abs(A).max()))) if A.size else 0
+        return int(np.linalg.matrix_rank(A, tol=EXPLAIN_SPAN_RTOL * max(1.0, np.abs(A).max()))) if A.size else 0
     found = rank(np.column_stack([base, R])) - 1
     explained = rank(np.column_stack([base, E])) - 1 if E.size else 0
     inside = rank(np.column_stack([base, R, E])) == rank(np.column_stack([base, R])) if E.size else True
@@ -305,8 +314,8 @@ def _full_22_part(sample: PromptSample) -> dict:
     wt = sample.wt.numpy()
     iu = np.triu_indices(p)
     mono = (wt[:, iu[0]] * wt[:, iu[1]])
-    r_mono = int(np.linalg.matrix_rank(mono, tol=1e-10 * max(1.0, np.abs(mono).max()) * max(mono.shape)))
-    r_w = int(np.linalg.matrix_rank(wt, tol=1e-10 * max(1.0, np.abs(wt).max()) * max(wt.shape)))
+    r_mono = int(np.linalg.matrix_rank(mono, tol=MONOMIAL_RANK_RTOL * max(1.0, np.abs(mono).max()) * max(mono.shape)))
+    r_w = int(np.linalg.matrix_rank(wt, tol=MONOMIAL_RANK_RTOL * max(1.0, np.abs(wt).max()) * max(wt.shape)))
     dim = p * (p + 1) // 2 + q * p
     radical = (p * (p + 1) // 2 - r_mono) + q * (p - r_w)
     return dict(dim=dim, radical=radical, rank_quadratic_forms=r_mono, rank_parameter_columns=r_w)

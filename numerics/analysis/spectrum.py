@@ -11,7 +11,13 @@ import scipy.linalg
 import scipy.sparse.linalg as sla
 import torch
 
-from numerics.core.tolerances import KERNEL_RTOL, RICHNESS_LAMMAX_RTOL, RICHNESS_SHIFT_RTOL
+from numerics.core.tolerances import (
+    KERNEL_RTOL,
+    LANCZOS_BOTTOM_TOL,
+    LANCZOS_TOP_TOL,
+    RICHNESS_LAMMAX_RTOL,
+    RICHNESS_SHIFT_RTOL,
+)
 
 #: Reduced parameter counts up to this use a dense eigensolver (full
 #: spectrum); above it, shift-invert Lanczos (``eigsh``) for the bottom of
@@ -46,14 +52,14 @@ class Spectrum:
             self.lam_max = float(vals[-1])
             self.method = "dense (scipy.linalg.eigh)"
         else:
-            self.lam_max = float(sla.eigsh(H, k=1, which="LA", return_eigenvectors=False, tol=1e-10)[0])
+            self.lam_max = float(sla.eigsh(H, k=1, which="LA", return_eigenvectors=False, tol=LANCZOS_TOP_TOL)[0])
             sigma = RICHNESS_SHIFT_RTOL * self.lam_max
             self._solve = cholesky_solver(H + sigma * np.eye(count))
             opinv = sla.LinearOperator(H.shape, matvec=self._solve, dtype=np.float64)
             k = min(count - 2, 24)
             while True:
                 v0 = np.ones(count) / math.sqrt(count)
-                _, vecs = sla.eigsh(opinv, k=k, which="LA", v0=v0, tol=1e-12)
+                _, vecs = sla.eigsh(opinv, k=k, which="LA", v0=v0, tol=LANCZOS_BOTTOM_TOL)
                 vecs, _ = np.linalg.qr(vecs)
                 small = vecs.T @ H @ vecs
                 vals, rot = np.linalg.eigh(0.5 * (small + small.T))
@@ -100,7 +106,7 @@ def smallest_off_kernel(H: np.ndarray, lam_max: float, kernel_dim: int, dense: b
     solve = cholesky_solver(H + RICHNESS_SHIFT_RTOL * lam_max * np.eye(count))
     opinv = sla.LinearOperator(H.shape, matvec=solve, dtype=np.float64)
     k = min(count - 2, kernel_dim + 6)
-    _, vecs = sla.eigsh(opinv, k=k, which="LA", v0=np.ones(count) / math.sqrt(count), tol=1e-12)
+    _, vecs = sla.eigsh(opinv, k=k, which="LA", v0=np.ones(count) / math.sqrt(count), tol=LANCZOS_BOTTOM_TOL)
     vecs, _ = np.linalg.qr(vecs)
     vals = np.linalg.eigvalsh(vecs.T @ H @ vecs)
     nz = vals[vals >= thr]

@@ -21,6 +21,7 @@ from numerics.core.distributions import MDPDistribution
 from numerics.core.tolerances import (
     FLOW_RATE_RTOL,
     READOUT_FACTOR,
+    REORDER_RTOL,
     STRUCTURE_RECOVERY_RTOL,
 )
 from numerics.io.files import atomic_savefig
@@ -167,7 +168,7 @@ def _richness(name: str, s: Settings) -> dict:
             # are the reduced analysis' on the same sample: reuse them.
             red = _richness("section41-reduced", s)
             r = richness(dist, "sarsa", par, seed=s.seed, bootstrap=0, keep=True, **kw)
-            if abs(r["mu"] - red["mu"]) <= 1e-12 * red["mu"]:
+            if abs(r["mu"] - red["mu"]) <= REORDER_RTOL * red["mu"]:
                 r["mu_ci95"] = red["mu_ci95"]
                 r["details"].update({k: v for k, v in red["details"].items()
                                      if k.startswith("bootstrap") or k == "mu_in_ci95"})

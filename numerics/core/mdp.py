@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from numerics.core.tolerances import DTYPE, ROW_SUM_ATOL, VI_TOL
+from numerics.core.tolerances import DTYPE, NORMALIZE_DENOM_ATOL, ROW_SUM_ATOL, VI_TOL
 from theory.errors import InputError
 
 
@@ -173,6 +173,12 @@ def normalized_return(mdp: MDP, pi: torch.Tensor, J_opt=None, J_unif=None) -> to
         J_opt = discounted_return(mdp, greedy_policy(Qs))
     if J_unif is None:
         J_unif = discounted_return(mdp, uniform_policy(mdp))
-    denom = (J_opt - J_unif)
-    denom = torch.where(denom.abs() < 1e-12, torch.ones_like(denom), denom)
-    return (discounted_return(mdp, pi) - J_unif) / denom
+    return normalize_return(discounted_return(mdp, pi), J_opt, J_unif)
+
+
+def normalize_return(J: torch.Tensor, J_opt: torch.Tensor, J_unif: torch.Tensor) -> torch.Tensor:
+    """``(J - J_unif) / (J* - J_unif)``; where ``|J* - J_unif|`` is below
+    :data:`~numerics.core.tolerances.NORMALIZE_DENOM_ATOL` the denominator is 1."""
+    denom = J_opt - J_unif
+    denom = torch.where(denom.abs() < NORMALIZE_DENOM_ATOL, torch.ones_like(denom), denom)
+    return (J - J_unif) / denom

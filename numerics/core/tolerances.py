@@ -188,3 +188,51 @@ POWER_LAW_RTOL = 1e-6
 #: A training run "fitted" the teacher: held-out loss below this fraction of
 #: the identity map's (w -> w) loss.
 TRAINED_LOSS_RATIO = 1e-3
+
+# ---- decision thresholds of the analyses (moved here from the modules that use them)
+
+#: ``J* - J_unif`` below this: every policy scores alike on that MDP, and the
+#: normalised return ``(J - J_unif) / (J* - J_unif)`` would divide by rounding;
+#: the denominator is then taken as 1 (the score is J - J_unif, about zero).
+NORMALIZE_DENOM_ATOL = 1e-12
+
+#: Implicit-Euler equation of the flow solved to this residual relative to the
+#: step's size.  The gradient carries rounding ~1e-16 / |residual| relative
+#: (1e-10 near theta*), so tighter targets stall; 1e-6 changes a step's loss
+#: ratio by ~1e-6, far below the 20% the rate is judged at.
+CHORD_RTOL = 1e-6
+
+#: Relative precision of the scalar root finds (brentq) that turn a flow's
+#: loss fall into a rate: far below the rate's own sampling error.
+ROOT_RTOL = 1e-12
+
+#: A root of the distance-to-manifold quartic counts as real when its
+#: imaginary part is below this times max(1, |root|): np.roots leaves
+#: ~1e-8 relative on well-separated roots; the real candidates are polished by
+#: Newton steps afterwards, so a spurious candidate only costs one evaluation.
+QUARTIC_REAL_RTOL = 1e-7
+
+#: Lanczos tolerances of the large-Hessian route (scipy eigsh): the top
+#: eigenvalue to 1e-10 relative (it only sets the kernel threshold
+#: KERNEL_RTOL * lambda_max), the shift-inverted bottom to 1e-12 (the
+#: eigenvalues are then recomputed as Rayleigh quotients with H itself).
+LANCZOS_TOP_TOL = 1e-10
+LANCZOS_BOTTOM_TOL = 1e-12
+
+#: Invariance sentences: an entry of a null vector, normalised to max 1,
+#: is read as 0, 1, gamma or equal to another when within this (the vectors
+#: come from an eigendecomposition accurate to ~1e-12; the named values are
+#: separated by far more).
+DESCRIBE_ATOL = 1e-9
+
+#: Rank decisions on the null vectors that explain invariances (singular
+#: values of orthonormal columns with some rows removed, so at most 1; the
+#: span test relative to the largest entry): the explanations are exact
+#: vectors (0, +-1, gamma entries), so their spectrum has a gap of many orders.
+EXPLAIN_RANK_RTOL = 1e-6
+EXPLAIN_SPAN_RTOL = 1e-8
+
+#: Rank of the monomials w~_a w~_b and of the parameter columns over the
+#: sample (full parameterisation's P22 / Vbar22 analysis), relative to the
+#: largest entry times the matrix size (numpy's default rule, scaled).
+MONOMIAL_RANK_RTOL = 1e-10
