@@ -59,7 +59,7 @@ def render(res: dict, header: str = "") -> str:
     L += [f"**Verdict: {verdict}.**  Update: {res['statement']}.", ""]
     L += ["## The layer and the construction", "",
           "One layer (our notation; their $P$ is our $V$, their $Q$ our $P$): "
-          "$Z \\leftarrow Z + \\frac1n \\sum_h (V_h Z) R_h M (Z^\\top P Z)$ with the mask $M$ "
+          "$Z \\leftarrow Z + \\frac1n \\sum_h (V_h Z) R_h M (Z^\\top P Z)$ with the mask "
           + ("$M_{ij}=\\lambda^{i-j}$ for $j\\le i<n$, zero last row and column"
              if record.spec.has_decay else "$M=\\mathrm{diag}(1,\\dots,1,0)$")
           + " (the query column is never a key or a value). Layout rows: "
