@@ -6,11 +6,12 @@ as records, their constructions as block tables (single source).
 Notation (ours; docs/wang2025.md maps it to their code).  One layer is the
 block specification's
 
-    Z  <-  Z + (1/n) W (V Z) M (Z^T P Z)                                (W1)
+    Z  <-  Z + (1/n) (V Z) M (Z^T P Z)                                  (W1)
 
-(``theory.spec.BlockSpec`` with the ``wang2025`` layout, mask ``context``,
-writes the carried row): their ``P`` is our ``V`` (it picks and writes rows
-of the values), their ``Q`` is our ``P`` (the bilinear key-query form).
+(``theory.spec.BlockSpec`` with the ``wang2025`` layout and mask ``context``;
+every row may be written, as in their layer): their ``P`` is our ``V`` (it
+picks and writes rows of the values), their ``Q`` is our ``P`` (the bilinear
+key-query form).
 Context column ``j`` is ``[phi_j; gamma phi'_j; r_j]``, the query column
 ``[phi_q; 0; 0]``; the read-out is ``-Z[-1, -1]``.
 
@@ -129,7 +130,9 @@ _TD_CONTEXT = (("phi", sp.Integer(1), "phi"), ("gphi_next", gamma, "phi_next"), 
 
 
 def _spec(decay=0):
-    return BlockSpec(WANG_LAYOUT, mask="context", writes=("r",), decay=decay)
+    # their layer writes every row (their P, our V, is a full matrix); the constructions' V happens to write
+    # only the carried row, and the check verifies that every other entry stays untouched
+    return BlockSpec(WANG_LAYOUT, mask="context", decay=decay)
 
 
 TD = WangAlgorithm(
@@ -147,7 +150,7 @@ RG = WangAlgorithm(
     statement="w_{l+1} = w_l + (1/n) C_l sum_j delta_j(w_l) (phi_j - gamma phi'_j)")
 AVG_REWARD = WangAlgorithm(
     name="avg-reward", title="average-reward TD",
-    spec=BlockSpec(WANG_AVG_LAYOUT, mask="context", writes=("y",), heads=("running-mean", None)),
+    spec=BlockSpec(WANG_AVG_LAYOUT, mask="context", heads=("running-mean", None)),
     p_table=((("phi", "phi"), sp.Integer(-1)), (("phi", "phi_next"), sp.Integer(1))),
     v_tables=(((("y", "r"), sp.Integer(1)),), ((("y", "y"), sp.Integer(1)),)),
     context=(("phi", sp.Integer(1), "phi"), ("phi_next", sp.Integer(1), "phi_next"), ("r", sp.Integer(1), "r"),

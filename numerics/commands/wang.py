@@ -21,12 +21,14 @@ import time
 import torch
 
 from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
+from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig, train_wang
 from numerics.commands.cli import config_of, emit, progress_bar
 from numerics.core.tolerances import DTYPE
 from numerics.io.config import finite_float, positive_int
 from numerics.io.files import atomic_write
 from numerics.io.report import run_header
-from numerics.io.wang_weights import load_preconditioner, load_wang_weights
+from numerics.io.wang_weights import load_preconditioner, load_wang_weights, save_wang_weights
+from numerics.render import wang_training
 from theory import stacked
 from theory import wang as W
 from theory import wang_prove
@@ -38,6 +40,8 @@ PRECONDITIONERS = ("identity", "random")
 #: Wang et al.'s values of the shared options, per command (used when the option was not given).
 CHECK_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, alpha=1.0, context=100, mdps=30)
 PROVE_DEFAULTS = dict(algorithm="td")
+TRAIN_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, context=30, lr=1e-3, mdps=CPU_SCALE["mrps"],
+                      model="lsa", parameterization="reduced", features="dense")
 
 
 class _Default:
@@ -252,3 +256,99 @@ def run_prove(args) -> int:
     obj = results[0] if len(results) == 1 else {"algorithms": results, "all_proven": ok}
     emit(lines, obj, args.json)
     return 0 if ok else 1
+
+
+# ==================================================================== train
+
+def add_train_arguments(p):
+    add_layout_argument(p)
+    g = p.add_argument_group(
+        "Wang et al. 2025, Figure 2 (--layout wang2025: Boyan chains, their objective; defaults there: states 10, "
+        f"gamma 0.9, context 30, lr 1e-3, mdps {CPU_SCALE['mrps']} MRPs per seed (their scale: "
+        f"{PAPER_SCALE['mrps']}))")
+    g.add_argument("--layers", type=positive_int, default=3, help="number of layers L (3)")
+    g.add_argument("--features-dim", type=positive_int, default=4, help="feature dimension d (4)")
+    g.add_argument("--untied", action="store_true", help="one (P, V) per layer (their 'sequential' mode); "
+                                                         "default tied (their 'auto' mode)")
+    g.add_argument("--seeds", type=positive_int, default=10, help="seeds trained side by side (10)")
+    g.add_argument("--minibatches", type=positive_int, default=5, help="Adam steps per MRP (5)")
+    g.add_argument("--window-steps", type=positive_int, default=64,
+                   help="sliding-window TD errors per minibatch (64: 65 prompts)")
+    g.add_argument("--weight-decay", type=finite_float, default=1e-6, help="Adam weight decay (1e-6)")
+    g.add_argument("--log-every", type=positive_int, default=50, help="MRPs between points of the curves (50)")
+    mark_defaults(p, TRAIN_DEFAULTS)
+
+
+def _train_config(args) -> WangTrainConfig:
+    algorithm = pick(args, "algorithm", "td")
+    if algorithm != "td":
+        raise InputError("algorithm", f"--layout wang2025 trains their TD(0) transformer (td), got {algorithm!r}")
+    for dest, flag in (("model", "model"), ("parameterization", "parameterization"), ("features", "features")):
+        if not isinstance(getattr(args, dest), _Default):
+            raise InputError(flag, "not used with --layout wang2025 (their block: full P and V, Unif(-1,1) features)")
+    for dest in ("resume", "gamma_range"):
+        if getattr(args, dest):
+            raise InputError(dest.replace("_", "-"), "not supported with --layout wang2025")
+    return WangTrainConfig(states=pick(args, "states", 10), d=args.features_dim, n=pick(args, "context", 30),
+                           layers=args.layers, tied=not args.untied, gamma=pick(args, "gamma", 0.9),
+                           lr=pick(args, "lr", 1e-3), weight_decay=args.weight_decay,
+                           mrps=pick(args, "mdps", CPU_SCALE["mrps"]), minibatches=args.minibatches,
+                           steps=args.window_steps, seeds=args.seeds, seed=args.seed, eval_mrps=args.eval_mdps,
+                           log_every=args.log_every)
+
+
+def train_command(cfg: WangTrainConfig, extra=()) -> str:
+    parts = ["icrl-verify", "train", "--layout", "wang2025", "--states", cfg.states, "--features-dim", cfg.d,
+             "--context", cfg.n, "--layers", cfg.layers, "--gamma", cfg.gamma, "--lr", cfg.lr,
+             "--weight-decay", cfg.weight_decay, "--mdps", cfg.mrps, "--minibatches", cfg.minibatches,
+             "--window-steps", cfg.steps, "--seeds", cfg.seeds, "--seed", cfg.seed, "--eval-mdps", cfg.eval_mrps,
+             "--log-every", cfg.log_every] + (["--untied"] if not cfg.tied else []) + list(extra)
+    return shlex.join(str(x) for x in parts)
+
+
+def scale_note(cfg: WangTrainConfig) -> str:
+    if cfg.mrps >= PAPER_SCALE["mrps"] and cfg.minibatches == 5 and cfg.steps == 64:
+        return "their scale (Figure 2: 4,000 MRPs x 5 minibatches)."
+    return (f"a CPU scale ({cfg.mrps} of their {PAPER_SCALE['mrps']} MRPs; docs/wang2025.md gives the measured cost; "
+            f"their scale: --mdps {PAPER_SCALE['mrps']}).")
+
+
+def run_train(args) -> int:
+    cfg = _train_config(args)
+    name = args.name or ("wang2025-td" + ("-untied" if not cfg.tied else ""))
+    if not name or "/" in name or name.startswith("."):
+        raise InputError("name", f"must be a plain file name, got {name!r}")
+    out = args.out or os.path.join("runs", "train", name)
+    extra = ["--name", name] if args.name else []
+    command = train_command(cfg, extra)
+    with progress_bar(total=cfg.mrps, desc=f"train {name}", disable=args.json, unit="MRP") as bar:
+        res = train_wang(cfg, progress=bar.update, threads=args.threads)
+    P, V = res["P"], res["V"]
+    for s in range(cfg.seeds):
+        Ps, Vs = (P[s], V[s]) if cfg.tied else (P[:, s], V[:, s])
+        save_wang_weights(os.path.join(out, f"seed-{cfg.seed + s}.npz"), Ps, Vs)
+    res["weights_dir"] = out
+    report = None
+    if not args.no_report:
+        wang_training.write(res, name, args.report_dir, command, cfg.as_dict() | {"name": name, "out": out},
+                            scale_note(cfg))
+        report = os.path.join(args.report_dir, name + ".md")
+    f = res["final"]
+    fmt = lambda k: f"{f[k]['mean']:.3g} [{f[k]['ci95'][0]:.3g}, {f[k]['ci95'][1]:.3g}]"
+    lines = [f"train {name}: {cfg.seeds} seeds x {cfg.mrps} MRPs x {cfg.minibatches} minibatches "
+             f"({res['adam_steps']} Adam steps per seed), {res['seconds']:.0f} s",
+             f"structure (sign-aligned): V written entry {fmt('written_entry')} vs others {fmt('others_mean_abs_V')}; "
+             f"tr P[phi,phi] {fmt('trace_phi_phi')}, tr P[phi,gphi] {fmt('trace_phi_gphi')} vs others "
+             f"{fmt('others_mean_abs_P')}",
+             f"functional: value difference {fmt('value_difference')}, sensitivity cosine "
+             f"{fmt('sensitivity_cosine')}, implied-weight cosine {fmt('implied_weight_cosine')}; fitted alpha "
+             f"{fmt('alpha_fitted')}",
+             f"distance to the construction family {fmt('distance')}: "
+             + ("RECOVERED" if res["recovered"] else f"NOT RECOVERED (threshold {res['recovery_threshold']:.0%} on the "
+                                                     "upper end of the 95% interval)"),
+             f"weights: {out}/seed-*.npz" + (f"; report: {report}" if report else "")]
+    result = dict(layout="wang2025", recovered=res["recovered"], distance_upper95=res["distance_upper95"],
+                  threshold=res["recovery_threshold"], final=f, seconds=res["seconds"], report=report,
+                  weights=out, command=command, config=cfg.as_dict())
+    emit(lines, result, args.json)
+    return 0 if res["recovered"] else 1

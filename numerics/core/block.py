@@ -65,17 +65,20 @@ def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d:
     ``heads x D x D`` when the specification has several heads."""
     n = H.shape[-1] - 1
     M = _mask(spec, H.shape[-1], H)
-    S = H.transpose(-1, -2) @ P @ H
     heads = (V,) if len(spec.heads) == 1 else tuple(V[..., h, :, :] for h in range(len(spec.heads)))
-    upd = None
+    values = None                                 # sum_h (V_h H) R_h M: D x (n+1)
     for Vh, mix in zip(heads, spec.heads):
         VH = Vh @ H
         if mix == "running-mean":
             VH = VH @ running_mean(H.shape[-1], H)
         if M is not None:
             VH = VH * M if M.ndim == 1 else VH @ M    # (V H) M with M = diag(mask), or the full mask
-        term = VH @ S
-        upd = term if upd is None else upd + term
+        values = VH if values is None else values + VH
+    if H.shape[-2] < H.shape[-1]:
+        # D < n+1: the same product associated through D x D matrices, ((values H^T) P) H, is the cheaper order
+        upd = ((values @ H.transpose(-1, -2)) @ P) @ H
+    else:
+        upd = values @ (H.transpose(-1, -2) @ P @ H)    # eq. 1's order: the scores H^T P H, (n+1) x (n+1)
     upd = upd / n
     rows = spec.written_rows(d)
     if rows is not None:

@@ -86,9 +86,14 @@ def sample_mrps(kind: str, batch: int, states: int, gen: torch.Generator, gamma=
 
 
 def stationary_distribution(mdp: MDP) -> torch.Tensor:
-    """``pi[b]`` with ``pi T = pi``, ``sum pi = 1`` (least squares on the stacked
-    system; exact for an irreducible chain), ``B x S``."""
-    T = mdp.T[:, :, 0, :]
+    """``pi[b]`` with ``pi T = pi``, ``sum pi = 1`` for an MRP, ``B x S``."""
+    return stationary_of(mdp.T[:, :, 0, :])
+
+
+def stationary_of(T: torch.Tensor) -> torch.Tensor:
+    """``pi`` with ``pi T = pi``, ``sum pi = 1`` for transition matrices
+    ``B x S x S`` (least squares on the stacked system; exact for an
+    irreducible chain)."""
     B, S, _ = T.shape
     A = torch.cat([T.transpose(-1, -2) - torch.eye(S, dtype=DTYPE), torch.ones(B, 1, S, dtype=DTYPE)], dim=1)
     b = torch.zeros(B, S + 1, 1, dtype=DTYPE)
