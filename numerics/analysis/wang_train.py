@@ -119,6 +119,9 @@ class WangTrainConfig:
 # ---- data ----------------------------------------------------------------------------------
 
 def _seed_of(cfg, s: int, stream: int) -> int:
+    """Seed of seed index ``s``'s generator for one stream (0 training data, 1
+    held-out measures, 2 initial weights, 3 the curves' chains): index ``s``
+    of base seed ``b`` is index 0 of base seed ``b + 1000 s``."""
     return cfg.seed + 1000 * s + 1_000_003 * stream
 
 
@@ -167,14 +170,17 @@ def sliding_windows(F, r, states, n: int, gamma: float) -> tuple[Windows, torch.
 
 # ---- models ----------------------------------------------------------------------------------
 
-def init_weights(cfg: WangTrainConfig, gen: torch.Generator):
-    """Xavier-normal (gain 0.1, or 0.1 / L untied) ``P``, ``V`` per seed:
-    ``seeds x D x D`` (tied) or ``L x seeds x D x D``."""
+def init_weights(cfg: WangTrainConfig, gens):
+    """Xavier-normal (gain 0.1, or 0.1 / L untied) ``P``, ``V``, each seed from
+    its own generator: ``seeds x D x D`` (tied) or ``L x seeds x D x D``."""
     D = cfg.D
     gain = cfg.init_gain if cfg.tied else cfg.init_gain / cfg.layers
     std = gain * math.sqrt(2.0 / (D + D))
-    shape = (cfg.seeds, D, D) if cfg.tied else (cfg.layers, cfg.seeds, D, D)
-    return (std * torch.randn(*shape, generator=gen, dtype=DTYPE), std * torch.randn(*shape, generator=gen, dtype=DTYPE))
+    shape = (D, D) if cfg.tied else (cfg.layers, D, D)
+    draws = [(std * torch.randn(*shape, generator=g, dtype=DTYPE), std * torch.randn(*shape, generator=g, dtype=DTYPE))
+             for g in gens]
+    axis = 0 if cfg.tied else 1
+    return torch.stack([p for p, _ in draws], axis), torch.stack([v for _, v in draws], axis)
 
 
 def values(cfg: WangTrainConfig, P, V, Z):
@@ -331,6 +337,19 @@ def t_interval(x: np.ndarray):
     return mean, mean - half, mean + half
 
 
+def their_pattern(final: dict) -> dict:
+    """Their Figure 2 reading, each decided on the 95% intervals over seeds:
+    the written entry of ``V`` above the mean ``|V|`` of the rest, the (phi, phi)
+    trace of ``P`` negative and the (phi, gamma phi') trace positive, and the
+    sensitivity similarity above 1/2."""
+    lo = lambda k: final[k]["ci95"][0]
+    hi = lambda k: final[k]["ci95"][1]
+    return {"written entry above the rest": bool(lo("written_entry") > hi("others_mean_abs_V")),
+            "tr P[phi, phi] < 0": bool(hi("trace_phi_phi") < 0),
+            "tr P[phi, gamma phi'] > 0": bool(lo("trace_phi_gphi") > 0),
+            "sensitivity similarity > 1/2": bool(lo("sensitivity_cosine") > 0.5)}
+
+
 def _summaries(per_seed: dict) -> dict:
     out = {}
     for k, v in per_seed.items():
@@ -388,7 +407,7 @@ def heldout_loss(cfg, P, V, alpha, held) -> dict:
 def _train(cfg: WangTrainConfig, progress) -> dict:
     t0 = time.perf_counter()
     gens = [torch.Generator().manual_seed(_seed_of(cfg, s, 0)) for s in range(cfg.seeds)]
-    P0, V0 = init_weights(cfg, torch.Generator().manual_seed(_seed_of(cfg, 0, 2)))
+    P0, V0 = init_weights(cfg, [torch.Generator().manual_seed(_seed_of(cfg, s, 2)) for s in range(cfg.seeds)])
     P, V = P0.clone().requires_grad_(True), V0.clone().requires_grad_(True)
     alpha = torch.ones(cfg.seeds, dtype=DTYPE, requires_grad=True)
     opt = torch.optim.Adam([P, V], lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -430,6 +449,6 @@ def _train(cfg: WangTrainConfig, progress) -> dict:
     summary = _summaries(final)
     upper = summary["distance"]["ci95"][1]
     return dict(config=cfg.as_dict(), P=P.detach(), V=V.detach(), alpha=alpha.detach(), curve=curve,
-                final=summary, recovered=bool(upper < WANG_RECOVERY_RTOL), recovery_threshold=WANG_RECOVERY_RTOL,
+                final=summary, pattern=their_pattern(summary), recovered=bool(upper < WANG_RECOVERY_RTOL), recovery_threshold=WANG_RECOVERY_RTOL,
                 distance_upper95=float(upper), seconds=seconds, adam_steps=cfg.adam_steps,
                 steps_per_s=cfg.adam_steps / seconds)

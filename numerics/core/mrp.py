@@ -92,13 +92,16 @@ def stationary_distribution(mdp: MDP) -> torch.Tensor:
 
 def stationary_of(T: torch.Tensor) -> torch.Tensor:
     """``pi`` with ``pi T = pi``, ``sum pi = 1`` for transition matrices
-    ``B x S x S`` (least squares on the stacked system; exact for an
-    irreducible chain)."""
+    ``B x S x S``: the linear system ``(I - T)^T pi = 0`` with its last
+    equation replaced by ``sum pi = 1`` (nonsingular for an irreducible chain;
+    an LU solve, which, unlike the least-squares driver, gives the same bits
+    on every call)."""
     B, S, _ = T.shape
-    A = torch.cat([T.transpose(-1, -2) - torch.eye(S, dtype=DTYPE), torch.ones(B, 1, S, dtype=DTYPE)], dim=1)
-    b = torch.zeros(B, S + 1, 1, dtype=DTYPE)
-    b[:, S] = 1
-    return torch.linalg.lstsq(A, b).solution.squeeze(-1)
+    A = (torch.eye(S, dtype=T.dtype, device=T.device) - T).transpose(-1, -2).clone()
+    A[:, -1, :] = 1.0
+    b = torch.zeros(B, S, 1, dtype=T.dtype, device=T.device)
+    b[:, -1] = 1.0
+    return torch.linalg.solve(A, b).squeeze(-1)
 
 
 def walk(T: torch.Tensor, rho0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

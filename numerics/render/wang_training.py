@@ -121,6 +121,8 @@ def markdown(res: dict, name: str, command: str, config: dict | None, scale_note
     L.append(f"Distance to the construction family: {_fmt(f['distance'])}; threshold {thr:.0%} on the upper end of the "
              f"interval: **{'RECOVERED' if res['recovered'] else 'NOT RECOVERED'}** "
              f"(upper end {res['distance_upper95']:.3g}).")
+    L += ["", "Their Figure 2 reading, each decided on the 95% intervals over seeds: "
+          + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in res["pattern"].items()) + "."]
     L += ["", "## Their structure measures (our notation: their P is our V, their Q our P)", "",
           "| measure | construction | trained |", "|---|---|---|"]
     L += [f"| {label} | {want} | {_fmt(f[k])} |" for k, label, want in STRUCTURE]
