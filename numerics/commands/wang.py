@@ -119,6 +119,8 @@ def _check_config(args) -> dict:
                preconditioner=args.preconditioner, mask=args.mask, mrp=args.mrp,
                lam=args.lam if record.uses_lambda else None, weights=args.weights, features=args.features,
                gamma_range=list(args.gamma_range) if args.gamma_range else None)
+    if str(getattr(args, "device", "cpu")) != "cpu":
+        raise InputError("device", "--layout wang2025 runs on the CPU (the check is a float64 loop per window)")
     if getattr(args, "mdp", None):
         raise InputError("mdp", "MDP files are not read with --layout wang2025 (it draws MRPs: --mrp random|boyan)")
     if args.features not in ("dense", "dense-shared"):
@@ -286,6 +288,8 @@ def _train_config(args) -> WangTrainConfig:
     for dest, flag in (("model", "model"), ("parameterization", "parameterization"), ("features", "features")):
         if not isinstance(getattr(args, dest), _Default):
             raise InputError(flag, "not used with --layout wang2025 (their block: full P and V, Unif(-1,1) features)")
+    if str(args.device) != "cpu":
+        raise InputError("device", "--layout wang2025 trains on the CPU")
     for dest in ("resume", "gamma_range"):
         if getattr(args, dest):
             raise InputError(dest.replace("_", "-"), "not supported with --layout wang2025")
