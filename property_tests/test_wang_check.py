@@ -29,8 +29,14 @@ from numerics.commands.cli import main
 from numerics.core import wang_reference
 from numerics.core.block import _mask, forward_layers, running_mean
 from numerics.core.mdp import evaluate_policy
-from numerics.core.mrp import boyan_chains, mrp_windows, random_mrps, stationary_distribution, uniform_features
-from numerics.core.mrp import sample_trajectories
+from numerics.core.mrp import (
+    boyan_chains,
+    mrp_windows,
+    random_mrps,
+    sample_trajectories,
+    stationary_distribution,
+    uniform_features,
+)
 from numerics.core.tolerances import DTYPE, FEW_OPS_ATOL, REORDER_RTOL, VISIBLE_RTOL, WANG_CHECK_RTOL
 from numerics.core.wang import construction, prompt, readout
 from numerics.core.wang_reference import batch_td_loop

@@ -160,7 +160,8 @@ def prove_layer(record, con=None, *, key=None, mask: str | None = None, teacher_
     s = Symbols()
     key = s.C.T if key is None else key
     P = table_block_matrix(con, con.p_table, key)
-    heads = [(table_block_matrix(con, t, key), general_value_mix(mix, s)) for t, mix in zip(con.v_tables, con.spec.heads)]
+    heads = [(table_block_matrix(con, t, key), general_value_mix(mix, s))
+             for t, mix in zip(con.v_tables, con.spec.heads)]
     M = general_mask(base, s, mask)
     Z = carrying_prompt(base, s, s.w)
     S = Z.T * P * Z

@@ -14,7 +14,8 @@ step on
 ``v(Z) = -Z_L[-1, -1]``.  Alongside, their "batch TD with a fitted step
 size": the TD(0) construction with ``C = alpha I`` (one ``alpha`` per seed,
 shared by the layers, initialised at 1) trained by its own Adam on the same
-loss and data (evaluated in weight space, :func:`td_values`).  Weights ``P``, ``V`` (``D x D`` tied, or ``L x D x D``) start
+loss and data (evaluated in weight space, :func:`td_values`).  Weights ``P``,
+``V`` (``D x D`` tied, or ``L x D x D``) start
 Xavier-normal with gain 0.1 (0.1 / L untied), as theirs.
 
 Seeds run side by side: each seed has its own data generator and its own
@@ -234,7 +235,8 @@ def structure_measures(P, V, d: int) -> dict:
     diag_abs = (torch.diagonal(Pa[..., :d, :d], dim1=-2, dim2=-1).abs().sum(-1)
                 + torch.diagonal(Pa[..., :d, d:2 * d], dim1=-2, dim2=-1).abs().sum(-1))
     total = Pa.abs().sum((-1, -2))
-    return dict(written_entry=Va[..., -1, -1], others_mean_abs_V=(Va.abs().sum((-1, -2)) - Va[..., -1, -1].abs()) / (D * D - 1),
+    others_V = (Va.abs().sum((-1, -2)) - Va[..., -1, -1].abs()) / (D * D - 1)
+    return dict(written_entry=Va[..., -1, -1], others_mean_abs_V=others_V,
                 trace_phi_phi=tr1, trace_phi_gphi=tr2, others_mean_abs_P=(total - diag_abs) / (D * D - 2 * d),
                 others_P_theirs=(total - tr1 - tr2) / (D * D - 2 * d))
 
@@ -449,6 +451,7 @@ def _train(cfg: WangTrainConfig, progress) -> dict:
     summary = _summaries(final)
     upper = summary["distance"]["ci95"][1]
     return dict(config=cfg.as_dict(), P=P.detach(), V=V.detach(), alpha=alpha.detach(), curve=curve,
-                final=summary, pattern=their_pattern(summary), recovered=bool(upper < WANG_RECOVERY_RTOL), recovery_threshold=WANG_RECOVERY_RTOL,
+                final=summary, pattern=their_pattern(summary), recovered=bool(upper < WANG_RECOVERY_RTOL),
+                recovery_threshold=WANG_RECOVERY_RTOL,
                 distance_upper95=float(upper), seconds=seconds, adam_steps=cfg.adam_steps,
                 steps_per_s=cfg.adam_steps / seconds)

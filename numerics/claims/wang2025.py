@@ -10,15 +10,14 @@ import os
 import torch
 
 from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
-from numerics.analysis.wang_train import PAPER_SCALE, WangTrainConfig, train_wang
+from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig, train_wang
 from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Claim, Evidence, Settings, all_pass, check
 from numerics.core.tolerances import VISIBLE_RTOL, WANG_CHECK_RTOL, WANG_RECOVERY_RTOL
 from numerics.core.wang import construction
 from numerics.io.files import atomic_savefig
 from numerics.render import wang_training as render
-from theory import stacked
+from theory import stacked, wang_prove
 from theory import wang as W
-from theory import wang_prove
 
 PAPER = ("Wang, Blaser, Daneshmand, Zhang (ICLR 2025), *Transformers Can Learn Temporal Difference Methods for "
          "In-Context Reinforcement Learning*")
@@ -26,7 +25,7 @@ PAPER = ("Wang, Blaser, Daneshmand, Zhang (ICLR 2025), *Transformers Can Learn T
 #: Their verification sizes (the acceptance of issue 13): L layers, n, d, random MRPs, states.
 ACCEPT = dict(layers=40, n=100, d=3, mrps=30, states=10)
 #: Training budget of the claims check: MRPs per seed (10 seeds, 5 minibatches each).
-TRAIN_MRPS = {"quick": 500, "full": PAPER_SCALE["mrps"]}
+TRAIN_MRPS = {"quick": CPU_SCALE["mrps"], "full": PAPER_SCALE["mrps"]}
 
 
 # =========================================================================== symbolic
@@ -79,8 +78,8 @@ def _check_evidence(name: str, s: Settings) -> Evidence:
     record = W.get(name)
     gen = torch.Generator().manual_seed(s.seed)
     a = ACCEPT
+    Cs = random_preconditioners(a["layers"], a["d"], gen)        # the order of `check --preconditioner random`
     win = draw_windows("random", a["mrps"], a["states"], a["d"], a["n"], 0.9, gen)
-    Cs = random_preconditioners(a["layers"], a["d"], gen)
     lam = 0.5 if record.uses_lambda else None
     res = check_against_loop(record, win, Cs, layers=a["layers"], tied=False, lam=lam)
     faults = {}
@@ -88,7 +87,8 @@ def _check_evidence(name: str, s: Settings) -> Evidence:
         P, V = construction(record, Cs)
         flipped = P.clone()
         flipped[:, :a["d"], :a["d"]] *= -1
-        for fault, kw in (("flipped sign in P (their Q)", dict(weights=(flipped, V))), ("missing mask", dict(mask="none")),
+        for fault, kw in (("flipped sign in P (their Q)", dict(weights=(flipped, V))),
+                          ("missing mask", dict(mask="none")),
                           ("wrong C (C^T)", dict(weights=construction(record, Cs.transpose(1, 2))))):
             f = check_against_loop(record, win, Cs, layers=a["layers"], tied=False, **kw)
             faults[fault] = dict(holds=f.holds, max_rel_error=f.max_rel_error, counterexample=f.counterexample)
@@ -99,7 +99,8 @@ def _check_evidence(name: str, s: Settings) -> Evidence:
             f"error {res.max_rel_error:.2e} (tolerance {WANG_CHECK_RTOL:g})")
     if faults:
         summ += "; planted faults, each must fail: " + ", ".join(
-            f"{k}: {'FAILS' if not v['holds'] else 'passes (NOT caught)'} ({v['max_rel_error']:.2g})" for k, v in faults.items())
+            f"{k}: {'FAILS' if not v['holds'] else 'passes (NOT caught)'} ({v['max_rel_error']:.2g})"
+            for k, v in faults.items())
     cmd = (f"icrl-verify check --layout wang2025 --algorithm {name} --layers {a['layers']} --context {a['n']} "
            f"--features-dim {a['d']} --mdps {a['mrps']} --preconditioner random --seed {s.seed}")
     return Evidence("", "", bool(ok), summ, command=cmd, data=res.as_dict() | {"faults": faults})
@@ -137,7 +138,7 @@ def _train_evidence(s: Settings) -> Evidence:
             f"difference {fmt('value_difference')} (fitted alpha {fmt('alpha_fitted')}); distance to the construction "
             f"family {fmt('distance')} (threshold {WANG_RECOVERY_RTOL:.0%} on the upper end); their pattern: "
             + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in pat.items()))
-    cmd = f"icrl-verify train --layout wang2025 --mdps {cfg['mrps']} --seed {s.seed}"
+    cmd = f"icrl-verify train --layout wang2025 --mdps {cfg['mrps']} --seed {s.seed} --log-every {cfg['log_every']}"
     data = {k: v for k, v in r.items() if k not in ("P", "V", "alpha", "curve")}
     return Evidence("", "", bool(r["recovered"]), summ, command=cmd, data=data, figures=[fig])
 
@@ -154,12 +155,15 @@ def _decide_learned(ev):
                        f"(distance {dist['mean']:.3g}, upper 95% end {dist['ci95'][1]:.3g})")
     if all(d["pattern"].values()):
         return QUALIFIED, ("their Figure 2 reading reproduces (every sign of their measures, decided on 95% intervals "
-                           "over seeds, and sensitivity similarity above 1/2), but the weights are not the construction: "
+                           "over seeds, and sensitivity similarity above 1/2), but the weights are not the "
+                           "construction: "
                            f"distance to the construction family {dist['mean']:.3g} [{dist['ci95'][0]:.3g}, "
-                           f"{dist['ci95'][1]:.3g}] > {WANG_RECOVERY_RTOL:.0%}; their measures compare one entry with the "
+                           f"{dist['ci95'][1]:.3g}] > {WANG_RECOVERY_RTOL:.0%}; their measures compare one entry with "
+                           "the "
                            "mean of the others, which hides how much of the weights' norm lies off the construction")
     missing = [k for k, v in d["pattern"].items() if not v]
-    return FAILS, (f"not recovered (distance {dist['mean']:.3g} > {WANG_RECOVERY_RTOL:.0%}) and their pattern fails on: "
+    return FAILS, (f"not recovered (distance {dist['mean']:.3g} > {WANG_RECOVERY_RTOL:.0%}) and their pattern fails "
+                   "on: "
                    + ", ".join(missing))
 
 
@@ -173,7 +177,8 @@ def _decide_stacked(ev):
     if not held:
         return FAILS, "refuted for every algorithm"
     return QUALIFIED, ("proven for " + ", ".join(held) + " (every d, n, L); refuted for " + ", ".join(refuted)
-                       + ": their phi+ depends on w but is written into the prompt once, so the stack runs L steps with "
+                       + ": their phi+ depends on w but is written into the prompt once, so the stack runs L steps "
+                       "with "
                        "phi+ frozen at w_0 (exact counterexamples)")
 
 
@@ -188,7 +193,8 @@ CLAIMS: list[Claim] = [
           "eligibility traces e_i = lambda e_{i-1} + phi_i.", ("prove-wang-td-lambda", "check-wang-td-lambda"),
           lambda ev: all_pass(ev)),
     Claim("wang-rg", "Residual gradient", "Wang et al. 2025, residual-gradient construction",
-          "P with the additional blocks +C^T on (gamma phi', phi) and -C^T on (gamma phi', gamma phi') computes L steps "
+          "P with the additional blocks +C^T on (gamma phi', phi) and -C^T on (gamma phi', gamma phi') computes L "
+          "steps "
           "of batch residual gradient.", ("prove-wang-rg", "check-wang-rg"), lambda ev: all_pass(ev)),
     Claim("wang-avg-reward", "Average-reward TD (two heads)", "Wang et al. 2025, average-reward construction",
           "Two heads sharing P, one reading the rewards through a running-mean operator, on a prompt with a row y, "

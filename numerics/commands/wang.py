@@ -29,19 +29,18 @@ from numerics.io.files import atomic_write
 from numerics.io.report import run_header
 from numerics.io.wang_weights import load_preconditioner, load_wang_weights, save_wang_weights
 from numerics.render import wang_training
-from theory import stacked
+from theory import stacked, wang_prove
 from theory import wang as W
-from theory import wang_prove
 from theory.errors import InputError
 
 LAYOUTS = ("paper", "wang2025")
-PRECONDITIONERS = ("identity", "random")
 
 #: Wang et al.'s values of the shared options, per command (used when the option was not given).
 CHECK_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, alpha=1.0, context=100, mdps=30)
 PROVE_DEFAULTS = dict(algorithm="td")
-TRAIN_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, context=30, lr=1e-3, mdps=CPU_SCALE["mrps"],
-                      model="lsa", parameterization="reduced", features="dense")
+TRAIN_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, context=30, lr=1e-3, mdps=CPU_SCALE["mrps"])
+#: Options of the value layouts that --layout wang2025 does not use: given, they are an error.
+TRAIN_UNUSED = ("model", "parameterization", "features")
 
 
 class _Default:
@@ -92,7 +91,8 @@ def add_check_arguments(p):
     g.add_argument("--layers", type=positive_int, default=3, help="number of layers L (3)")
     g.add_argument("--features-dim", type=positive_int, default=3, help="feature dimension d (3)")
     g.add_argument("--preconditioner", default="identity", metavar="identity|random|FILE.npz",
-                   help="the teacher's C: identity (C = alpha I, tied layers), random (one generic C_l = alpha (I + 0.3 "
+                   help="the teacher's C: identity (C = alpha I, tied layers), random (one generic C_l = alpha (I + "
+                        "0.3 "
                         "G_l / sqrt(d)) per layer, untied, from --seed) or FILE.npz with array C, (d, d) or (L, d, d) "
                         "(identity)")
     g.add_argument("--lam", type=finite_float, default=0.5, help="TD(lambda)'s lambda (0.5)")
@@ -278,25 +278,26 @@ def add_train_arguments(p):
                    help="sliding-window TD errors per minibatch (64: 65 prompts)")
     g.add_argument("--weight-decay", type=finite_float, default=1e-6, help="Adam weight decay (1e-6)")
     g.add_argument("--log-every", type=positive_int, default=50, help="MRPs between points of the curves (50)")
-    mark_defaults(p, TRAIN_DEFAULTS)
+    mark_defaults(p, tuple(TRAIN_DEFAULTS) + TRAIN_UNUSED)
 
 
 def _train_config(args) -> WangTrainConfig:
-    algorithm = pick(args, "algorithm", "td")
+    algorithm = pick(args, "algorithm", TRAIN_DEFAULTS["algorithm"])
     if algorithm != "td":
         raise InputError("algorithm", f"--layout wang2025 trains their TD(0) transformer (td), got {algorithm!r}")
-    for dest, flag in (("model", "model"), ("parameterization", "parameterization"), ("features", "features")):
+    for dest in TRAIN_UNUSED:
         if not isinstance(getattr(args, dest), _Default):
-            raise InputError(flag, "not used with --layout wang2025 (their block: full P and V, Unif(-1,1) features)")
+            raise InputError(dest, "not used with --layout wang2025 (their block: full P and V, Unif(-1,1) features)")
     if str(args.device) != "cpu":
         raise InputError("device", "--layout wang2025 trains on the CPU")
     for dest in ("resume", "gamma_range"):
         if getattr(args, dest):
             raise InputError(dest.replace("_", "-"), "not supported with --layout wang2025")
-    return WangTrainConfig(states=pick(args, "states", 10), d=args.features_dim, n=pick(args, "context", 30),
-                           layers=args.layers, tied=not args.untied, gamma=pick(args, "gamma", 0.9),
-                           lr=pick(args, "lr", 1e-3), weight_decay=args.weight_decay,
-                           mrps=pick(args, "mdps", CPU_SCALE["mrps"]), minibatches=args.minibatches,
+    ours = {k: pick(args, k, v) for k, v in TRAIN_DEFAULTS.items()}
+    return WangTrainConfig(states=ours["states"], d=args.features_dim, n=ours["context"],
+                           layers=args.layers, tied=not args.untied, gamma=ours["gamma"],
+                           lr=ours["lr"], weight_decay=args.weight_decay, mrps=ours["mdps"],
+                           minibatches=args.minibatches,
                            steps=args.window_steps, seeds=args.seeds, seed=args.seed, eval_mrps=args.eval_mdps,
                            log_every=args.log_every)
 
