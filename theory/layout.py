@@ -142,3 +142,13 @@ WANG_LAYOUT = Layout(
     readout=(("r", -1),),
     query=("phi",),
 )
+
+#: Wang et al.'s average-reward TD (THEORY.md section 9; docs/wang2025.md section 3): context column
+#: j = [phi(s_j); phi(s_{j+1}); r_j; y_j] (undiscounted, y starting at 0), query column [phi_q; 0; 0; 0];
+#: the read-out is +Z[-1, -1].
+WANG_AVG_LAYOUT = Layout(
+    name="wang2025-avg-reward",
+    context=(("phi", "d"), ("phi_next", "d"), ("r", 1), ("y", 1)),
+    readout=(("y", 1),),
+    query=("phi",),
+)

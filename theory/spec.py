@@ -7,11 +7,19 @@ One layer maps the prompt ``H`` (``D x (n+1)``) to
 
 with ``M`` the attention mask over columns (``none``: every column is a key
 and a value, Liang & Lai eq. 1; ``context``: ``M = diag(1, ..., 1, 0)``, the
-last column never is, Wang et al. 2025) and ``W`` the diagonal projection on
-the rows the layer writes (``writes``; every row when None).  ``depth``
-layers are applied in turn, with the same ``(P, V)`` (``tied``) or one pair
-per layer; the read-out is the layout's ``(block, sign)`` entries of the last
-column.
+last column never is, Wang et al. 2025; with ``decay = lambda != 0`` the
+context block of ``M`` is lower triangular, ``M_ij = lambda^(i-j)`` for
+``j <= i < n`` (value column ``i``, key column ``j``): Wang et al.'s TD(lambda)
+mask) and ``W`` the diagonal projection on the rows the layer writes
+(``writes``; every row when None).  ``depth`` layers are applied in turn,
+with the same ``(P, V)`` (``tied``) or one pair per layer; the read-out is
+the layout's ``(block, sign)`` entries of the last column.
+
+Several heads (``heads``, Wang et al.'s average-reward TD) share the
+key-query form ``P`` and each has its own ``V_h`` and a value-side column
+operator ``R_h`` (None: the identity; ``running-mean``: ``(H R)[:, j]`` is the
+mean of columns ``0..j`` minus column ``j``):
+``H + (1/n) W sum_h (V_h H) R_h M (H^T P H)``.
 
 The single-layer, unmasked block of Liang & Lai with a parameter column is
 one value of this specification (:attr:`BlockSpec.lemma_c1`); for it the
@@ -29,6 +37,8 @@ from dataclasses import dataclass
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT, Layout
 
 MASKS = ("none", "context")
+#: Value-side column operators a head may apply (None: the identity).
+VALUE_MIXES = (None, "running-mean")
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,12 @@ class BlockSpec:
         layer (weights ``L x D x D``).
       mask: ``"none"`` or ``"context"`` (see the module docstring).
       writes: row blocks a layer may write; None: every row.
+      decay: ``lambda`` of the ``context`` mask's lower triangle
+        (``M_ij = lambda^(i-j)``, ``j <= i < n``); 0: the diagonal mask.  A
+        number or a SymPy symbol (the numerics substitute a value first).
+      heads: one value-side column operator per head (:data:`VALUE_MIXES`);
+        the heads share ``P``, and ``V`` gets a head axis when there are
+        several.
     """
 
     layout: Layout
@@ -100,6 +116,8 @@ class BlockSpec:
     tied: bool = True
     mask: str = "none"
     writes: tuple[str, ...] | None = None
+    decay: object = 0
+    heads: tuple = (None,)
 
     def __post_init__(self):
         if not isinstance(self.depth, int) or self.depth < 1:
@@ -111,12 +129,25 @@ class BlockSpec:
             for b in self.writes:
                 if b not in rows:
                     raise ValueError(f"spec: written block {b!r} is not a row block of layout {self.layout.name!r}")
+        if not isinstance(self.heads, tuple) or not self.heads or any(h not in VALUE_MIXES for h in self.heads):
+            raise ValueError(f"spec: heads must be a non-empty tuple of {VALUE_MIXES}, got {self.heads!r}")
+        if self.has_decay and self.mask != "context":
+            raise ValueError(f"spec: a mask decay ({self.decay!r}) needs mask 'context', got {self.mask!r}")
+
+    @property
+    def has_decay(self) -> bool:
+        """True unless ``decay`` is the number 0 (a symbol counts as a decay)."""
+        try:
+            return float(self.decay) != 0.0
+        except TypeError:
+            return True
 
     @property
     def lemma_c1(self) -> bool:
         """True for the single-layer, unmasked block with a parameter column
         (Liang & Lai eq. 1): the read-out is Lemma C.1's."""
-        return self.depth == 1 and self.mask == "none" and self.writes is None and self.layout.has_parameter_column
+        return (self.depth == 1 and self.mask == "none" and self.writes is None and self.heads == (None,)
+                and self.layout.has_parameter_column)
 
     def D(self, d):
         return self.layout.D(d)
@@ -126,8 +157,17 @@ class BlockSpec:
         return Index(int(lay.m(d)), int(lay.p(d)), int(lay.q(d)), int(lay.D(d)))
 
     def weight_shape(self, d: int) -> tuple[int, ...]:
+        """Shape of ``P`` (and of ``V`` with one head)."""
         D = int(self.D(d))
         return (D, D) if self.tied else (self.depth, D, D)
+
+    def value_shape(self, d: int) -> tuple[int, ...]:
+        """Shape of ``V``: :meth:`weight_shape`, with a head axis after the
+        layer axis when there are several heads."""
+        shape = self.weight_shape(d)
+        if len(self.heads) == 1:
+            return shape
+        return shape[:-2] + (len(self.heads),) + shape[-2:]
 
     def readout_rows(self, d: int) -> list[tuple[int, int, int]]:
         """``(start, stop, sign)`` of the read-out rows of the last column."""

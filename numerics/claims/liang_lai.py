@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Claim, all_pass
 
+PAPER = ("Liang & Lai (2026), *Transformers Provably Implement In-Context Reinforcement Learning with Policy "
+         "Improvement*")
+
 CLAIMS: list[Claim] = [
     Claim("lemma-c1", "Lemma C.1: read-out identity", "paper, Lemma C.1",
           "For any P, V and any prompt of the paper's layout, the read-out of H + (1/n)(VH)(H^T P H) equals "

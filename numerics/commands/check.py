@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from numerics.analysis.check import run_check
+from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import emit, progress_bar
 from numerics.core.tolerances import READOUT_FACTOR
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
@@ -22,16 +23,19 @@ from theory import algorithms
 
 
 def add_arguments(p):
-    add_common(p, mdps=100)
+    add_common(p, mdps=100, algorithms=wang_cmd.algorithm_choices(algorithms.names()))
     p.add_argument("--prompts", type=positive_int, default=10_000, help="number of prompts to check (10000)")
     p.add_argument("--weights", metavar="FILE.npz", default=None,
                    help="check these weights (arrays P and V, each D x D) instead of the construction")
     p.add_argument("--mdp", metavar="FILE.npz", default=None,
                    help="check on these MDPs (arrays T, R, gamma, optional rho0, features; see docs/check.md) "
                         "instead of sampled ones")
+    wang_cmd.add_check_arguments(p)
 
 
 def run(args) -> int:
+    if args.layout == "wang2025":
+        return wang_cmd.run_check(args)
     record = algorithms.get(args.algorithm)
     dist = distribution_from_args(args)
     device = device_from_args(args)

@@ -1,6 +1,6 @@
 """icrl-verify claims: a claim-by-claim verdict on Liang & Lai (2026) and on
-its referee's objections, with the evidence and a command that reproduces
-each piece of it.
+its referee's objections, and on Wang et al. (ICLR 2025), with the evidence
+and a command that reproduces each piece of it.
 
 Every claim names the checks that decide it (symbolic, numeric, property,
 experiment) and a rule from evidence to verdict: holds, holds with
@@ -18,6 +18,7 @@ import time
 from numerics.claims import (
     checks,  # noqa: F401  (registers the checks)
     liang_lai,
+    wang2025,
 )
 from numerics.claims.evidence import Settings, evaluate, run_checks
 from numerics.claims.report import render_markdown
@@ -39,8 +40,13 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print one JSON object with the verdicts as the last line")
 
 
+#: (paper, its claims), in report order.
+SECTIONS = ((liang_lai.PAPER, liang_lai.CLAIMS), (wang2025.PAPER, wang2025.CLAIMS))
+
+
 def run(args) -> int:
-    claims = liang_lai.CLAIMS
+    paper_of = {c.id: paper for paper, cs in SECTIONS for c in cs}
+    claims = [c for _, cs in SECTIONS for c in cs]
     if args.only:
         known = {c.id for c in claims}
         bad = [c for c in args.only if c not in known]
@@ -58,7 +64,7 @@ def run(args) -> int:
     done: list[str] = []
     print(f"icrl-verify claims --{args.mode}: {len(names)} checks for {len(claims)} claims", file=sys.stderr)
     evidence = run_checks(names, settings, progress=progress)
-    rows = evaluate(claims, evidence)
+    rows = [dict(r, paper=paper_of[r["id"]]) for r in evaluate(claims, evidence)]
     total = time.perf_counter() - t0
     cmd = f"icrl-verify claims --{args.mode} --seed {args.seed} --out {args.out}"
     md = render_markdown(rows, settings, run_header(cmd), total)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 
+from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import config_of, emit, progress_bar
 from numerics.io.commandline import reproduce_command
 from numerics.io.files import atomic_write
@@ -37,7 +38,7 @@ DEFAULT_OUT = os.path.join("reports", "proofs")
 
 
 def add_arguments(p):
-    p.add_argument("--algorithm", choices=algorithms.names() + ("all",), default="sarsa",
+    p.add_argument("--algorithm", choices=wang_cmd.prove_choices(algorithms.names()), default="sarsa",
                    help="teacher whose update is proven, or all (default sarsa)")
     p.add_argument("--weights", metavar="FILE.json", default=None,
                    help='prove these exact weights instead of the construction: {"P": [[...]], "V": [[...]]}, '
@@ -51,9 +52,12 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with the result as the last line (keys algorithm, general, concrete, "
                         "residual, report, ...; with --algorithm all: {\"algorithms\": [...], \"all_proven\": bool})")
+    wang_cmd.add_prove_arguments(p)
 
 
 def run(args) -> int:
+    if args.layout == "wang2025" or args.stacked:
+        return wang_cmd.run_prove(args)
     a = parse_step(args.alpha, "alpha", None)
     b = parse_step(args.beta, "beta", None)
     if args.algorithm == "all" and args.weights:

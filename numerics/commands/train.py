@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 
 from numerics.analysis.train import CPU_SCALE, TrainConfig, train_block
+from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.models import MODEL_KINDS
@@ -64,6 +65,7 @@ def add_arguments(p):
     o.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz (same config required)")
     o.add_argument("--threads", type=positive_int, default=1,
                    help="torch intra-op threads (1: the tensors of one step are small, more threads only contend)")
+    wang_cmd.add_train_arguments(p)
 
 
 def config_from_args(args) -> TrainConfig:
@@ -82,6 +84,8 @@ def default_name(cfg: TrainConfig) -> str:
 
 
 def run(args) -> int:
+    if args.layout == "wang2025":
+        return wang_cmd.run_train(args)
     cfg = config_from_args(args)
     device = device_from_args(args)
     name = plain_name(args.name or default_name(cfg))

@@ -2,9 +2,10 @@
 driven by a block specification (``theory.spec.BlockSpec``).
 
 One layer: ``H + (1/n) W (V H) M (H^T P H)`` (``M`` the mask over columns,
-``W`` the written rows); ``depth`` layers in turn, tied or untied; the
-read-out is the layout's signed entries of the last column
-(:func:`forward`, :func:`readout_literal`).
+``W`` the written rows; with several heads ``sum_h (V_h H) R_h M``);
+``depth`` layers in turn, tied or untied; the read-out is the layout's
+signed entries of the last column (:func:`forward`, :func:`forward_layers`,
+:func:`readout_literal`).
 
 For the single-layer, unmasked block with a parameter column (Liang & Lai),
 Lemma C.1 turns the read-out into
@@ -31,21 +32,54 @@ def block_literal(P: torch.Tensor, V: torch.Tensor, H: torch.Tensor) -> torch.Te
 
 
 def _mask(spec: BlockSpec, cols: int, like: torch.Tensor) -> torch.Tensor | None:
+    """None (no mask), a vector (the diagonal ``context`` mask) or the full
+    ``(n+1) x (n+1)`` matrix (``context`` with a decay: ``M_ij = decay^(i-j)``,
+    ``j <= i < n``, zero last row and column)."""
     if spec.mask == "none":
         return None
-    m = torch.ones(cols, dtype=like.dtype, device=like.device)
-    m[-1] = 0.0                                   # "context": the last column is never a key or value
-    return m
+    n = cols - 1
+    if not spec.has_decay:
+        m = torch.ones(cols, dtype=like.dtype, device=like.device)
+        m[-1] = 0.0                               # "context": the last column is never a key or value
+        return m
+    lam = float(spec.decay)                       # TypeError for a symbolic decay: substitute a value first
+    i = torch.arange(n, device=like.device)
+    k = (i[:, None] - i[None, :]).to(like.dtype)
+    M = torch.zeros(cols, cols, dtype=like.dtype, device=like.device)
+    M[:n, :n] = torch.where(k >= 0, torch.as_tensor(lam, dtype=like.dtype, device=like.device) ** k.clamp(min=0),
+                            torch.zeros((), dtype=like.dtype, device=like.device))
+    return M
+
+
+def running_mean(cols: int, like: torch.Tensor) -> torch.Tensor:
+    """The value-side operator ``running-mean`` (``cols x cols``): ``(H R)[:, j]``
+    is the mean of columns ``0..j`` of ``H`` minus column ``j``."""
+    j = torch.arange(cols, device=like.device)
+    R = torch.where(j[:, None] <= j[None, :], 1.0 / (j[None, :] + 1).to(like.dtype),
+                    torch.zeros((), dtype=like.dtype, device=like.device))
+    return R - torch.eye(cols, dtype=like.dtype, device=like.device)
 
 
 def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
-    """One layer of ``spec`` on ``H`` (``B x D x (n+1)``)."""
+    """One layer of ``spec`` on ``H`` (``B x D x (n+1)``); ``V`` is ``D x D``, or
+    ``heads x D x D`` when the specification has several heads."""
     n = H.shape[-1] - 1
     M = _mask(spec, H.shape[-1], H)
-    VH = V @ H
-    if M is not None:
-        VH = VH * M                               # (V H) M with M = diag(mask)
-    upd = VH @ (H.transpose(-1, -2) @ P @ H) / n
+    heads = (V,) if len(spec.heads) == 1 else tuple(V[..., h, :, :] for h in range(len(spec.heads)))
+    values = None                                 # sum_h (V_h H) R_h M: D x (n+1)
+    for Vh, mix in zip(heads, spec.heads):
+        VH = Vh @ H
+        if mix == "running-mean":
+            VH = VH @ running_mean(H.shape[-1], H)
+        if M is not None:
+            VH = VH * M if M.ndim == 1 else VH @ M    # (V H) M with M = diag(mask), or the full mask
+        values = VH if values is None else values + VH
+    if H.shape[-2] < H.shape[-1]:
+        # D < n+1: the same product associated through D x D matrices, ((values H^T) P) H, is the cheaper order
+        upd = ((values @ H.transpose(-1, -2)) @ P) @ H
+    else:
+        upd = values @ (H.transpose(-1, -2) @ P @ H)    # eq. 1's order: the scores H^T P H, (n+1) x (n+1)
+    upd = upd / n
     rows = spec.written_rows(d)
     if rows is not None:
         keep = torch.zeros(H.shape[-2], 1, dtype=H.dtype, device=H.device)
@@ -55,13 +89,26 @@ def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d:
     return H + upd
 
 
+def _layer_weights(spec: BlockSpec, P, V, k: int):
+    return (P, V) if spec.tied else (P[k], V[k])
+
+
 def forward(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
-    """Every layer of ``spec`` in turn; ``P``, ``V``: ``D x D`` (tied) or
-    ``L x D x D`` (untied)."""
+    """Every layer of ``spec`` in turn; ``P``: ``D x D`` (tied) or
+    ``L x D x D`` (untied); ``V``: :meth:`theory.spec.BlockSpec.value_shape`."""
     for k in range(spec.depth):
-        Pk, Vk = (P, V) if spec.tied else (P[k], V[k])
-        H = layer(spec, Pk, Vk, H, d)
+        H = layer(spec, *_layer_weights(spec, P, V, k), H, d)
     return H
+
+
+def forward_layers(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+    """``H_0, H_1, ..., H_L`` (the prompt after each layer), stacked as
+    ``(L+1) x B x D x (n+1)``: the same layers as :func:`forward`."""
+    out = [H]
+    for k in range(spec.depth):
+        H = layer(spec, *_layer_weights(spec, P, V, k), H, d)
+        out.append(H)
+    return torch.stack(out)
 
 
 def readout_literal(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
@@ -171,9 +218,8 @@ class LSABlock(nn.Module):
             self.P12 = nn.Parameter(torch.zeros(self.m, self.p, dtype=dtype, device=device))
             self.Vbar21 = nn.Parameter(torch.zeros(self.q, self.m, dtype=dtype, device=device))
         else:
-            shape = spec.weight_shape(d)
-            self.P = nn.Parameter(torch.zeros(*shape, dtype=dtype, device=device))
-            self.V = nn.Parameter(torch.zeros(*shape, dtype=dtype, device=device))
+            self.P = nn.Parameter(torch.zeros(*spec.weight_shape(d), dtype=dtype, device=device))
+            self.V = nn.Parameter(torch.zeros(*spec.value_shape(d), dtype=dtype, device=device))
 
     def blocks(self):
         """``(P12, Vbar21, P22, Vbar22)``; the last two None when reduced."""

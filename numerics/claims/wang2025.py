@@ -1,0 +1,211 @@
+"""The claims of Wang et al. (ICLR 2025) and the question issue 13 asks of
+the paper we verify (does its block stack?), the checks that decide them
+and their verdict rules.  The checks register with
+:func:`numerics.claims.evidence.check`, like :mod:`numerics.claims.checks`.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
+from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig, train_wang
+from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Claim, Evidence, Settings, all_pass, check
+from numerics.core.tolerances import VISIBLE_RTOL, WANG_CHECK_RTOL, WANG_RECOVERY_RTOL
+from numerics.core.wang import construction
+from numerics.io.files import atomic_savefig
+from numerics.render import wang_training as render
+from theory import stacked, wang_prove
+from theory import wang as W
+
+PAPER = ("Wang, Blaser, Daneshmand, Zhang (ICLR 2025), *Transformers Can Learn Temporal Difference Methods for "
+         "In-Context Reinforcement Learning*")
+
+#: Their verification sizes (the acceptance of issue 13): L layers, n, d, random MRPs, states.
+ACCEPT = dict(layers=40, n=100, d=3, mrps=30, states=10)
+#: Training budget of the claims check: MRPs per seed (10 seeds, 5 minibatches each).
+TRAIN_MRPS = {"quick": CPU_SCALE["mrps"], "full": PAPER_SCALE["mrps"]}
+
+
+# =========================================================================== symbolic
+_PROOFS: dict = {}
+
+
+def _proof(name: str) -> dict:
+    record = W.get(name)
+    if record not in _PROOFS:
+        _PROOFS[record] = wang_prove.summary(wang_prove.prove(record))
+    return _PROOFS[record]
+
+
+def _proof_evidence(name: str) -> Evidence:
+    r = _proof(name)
+    refused = sum(f["general_refused"] and f["concrete_refused"] for f in r["faults"])
+    ok = bool(r["general"] and r["faults_refused"])
+    summ = (f"SymPy, symbolic d and n: one masked layer maps the prompt carrying w to the prompt carrying w+ "
+            f"(whole matrix): {r['layer']}; the prompt as built carries w_0 = 0: {r['base_case']}; hence L layers = L "
+            f"steps for every L (induction); independently at {len(r['concrete'])} concrete sizes and two untied "
+            f"layers, all zero: {all(c['ok'] for c in r['concrete']) and r['stack']['ok']}; planted faults refused "
+            f"{refused}/{len(r['faults'])}")
+    if r["residual"]:
+        summ += f"; residual: {r['residual']}"
+    return Evidence("", "", ok, summ, command=f"icrl-verify prove --layout wang2025 --algorithm {name}", data=r)
+
+
+for _name in W.names():
+    check(f"prove-wang-{_name}", "symbolic")(lambda s, _n=_name: _proof_evidence(_n))
+
+
+def _stacked_evidence(name: str) -> Evidence:
+    r = stacked.decide(name)
+    summ = ("proven for every d, n, L: one block maps the whole prompt H(w) to H(w+) (symbolic d, n), so L blocks "
+            "are L steps" if r["holds"] else
+            "refuted: one block is one step with the phi+ written into the prompt (proven), but phi+ depends on w and "
+            "is frozen at w_0; counterexample: " + str(r["counterexample"]))
+    return Evidence("", "", bool(r["holds"]), summ, command=f"icrl-verify prove --stacked --algorithm {name}", data=r)
+
+
+for _name in stacked.STACKABLE:
+    check(f"stacked-{_name}", "symbolic")(lambda s, _n=_name: _stacked_evidence(_n))
+
+
+# =========================================================================== numeric
+def _check_evidence(name: str, s: Settings) -> Evidence:
+    """Their verification sizes, random MRPs, one generic preconditioner per
+    layer (untied, so C and C^T differ); for TD(0) the three faults of the
+    issue must each fail."""
+    record = W.get(name)
+    gen = torch.Generator().manual_seed(s.seed)
+    a = ACCEPT
+    Cs = random_preconditioners(a["layers"], a["d"], gen)        # the order of `check --preconditioner random`
+    win = draw_windows("random", a["mrps"], a["states"], a["d"], a["n"], 0.9, gen)
+    lam = 0.5 if record.uses_lambda else None
+    res = check_against_loop(record, win, Cs, layers=a["layers"], tied=False, lam=lam)
+    faults = {}
+    if name == "td":
+        P, V = construction(record, Cs)
+        flipped = P.clone()
+        flipped[:, :a["d"], :a["d"]] *= -1
+        for fault, kw in (("flipped sign in P (their Q)", dict(weights=(flipped, V))),
+                          ("missing mask", dict(mask="none")),
+                          ("wrong C (C^T)", dict(weights=construction(record, Cs.transpose(1, 2))))):
+            f = check_against_loop(record, win, Cs, layers=a["layers"], tied=False, **kw)
+            faults[fault] = dict(holds=f.holds, max_rel_error=f.max_rel_error, counterexample=f.counterexample)
+    ok = res.holds and all((not f["holds"]) and f["max_rel_error"] > VISIBLE_RTOL for f in faults.values())
+    summ = (f"{res.prompts} random MRPs ({a['states']} states), L = {a['layers']} untied layers with generic "
+            f"preconditioners, n = {a['n']}, d = {a['d']}" + (", lambda = 0.5" if lam is not None else "")
+            + f": every layer's read-out, carried row and untouched entries against an independent loop, max relative "
+            f"error {res.max_rel_error:.2e} (tolerance {WANG_CHECK_RTOL:g})")
+    if faults:
+        summ += "; planted faults, each must fail: " + ", ".join(
+            f"{k}: {'FAILS' if not v['holds'] else 'passes (NOT caught)'} ({v['max_rel_error']:.2g})"
+            for k, v in faults.items())
+    cmd = (f"icrl-verify check --layout wang2025 --algorithm {name} --layers {a['layers']} --context {a['n']} "
+           f"--features-dim {a['d']} --mdps {a['mrps']} --preconditioner random --seed {s.seed}")
+    return Evidence("", "", bool(ok), summ, command=cmd, data=res.as_dict() | {"faults": faults})
+
+
+for _name in W.names():
+    check(f"check-wang-{_name}", "numeric")(lambda s, _n=_name: _check_evidence(_n, s))
+
+
+# =========================================================================== experiment
+_TRAINED: dict = {}
+
+
+def _trained(s: Settings) -> dict:
+    if s not in _TRAINED:
+        cfg = WangTrainConfig(mrps=s.pick(TRAIN_MRPS["quick"], TRAIN_MRPS["full"]), seed=s.seed, log_every=25)
+        _TRAINED[s] = train_wang(cfg)
+    return _TRAINED[s]
+
+
+@check("train-wang2025", "experiment")
+def _train_evidence(s: Settings) -> Evidence:
+    r = _trained(s)
+    cfg, f = r["config"], r["final"]
+    fmt = lambda k: f"{f[k]['mean']:.3g} [{f[k]['ci95'][0]:.3g}, {f[k]['ci95'][1]:.3g}]"
+    pat = r["pattern"]
+    fig = os.path.join(s.out, "figures", "wang2025-train-curves.png")
+    atomic_savefig(render.curves_figure(r, f"Wang et al. Figure 2 setting, {cfg['seeds']} seeds, {cfg['mrps']} MRPs"),
+                   fig, 80)
+    summ = (f"Boyan chains (10 states, d = 4, n = 30), 3 tied layers, their loss, Adam 1e-3 / wd 1e-6, {cfg['seeds']} "
+            f"seeds x {cfg['mrps']} MRPs x 5 minibatches ({r['adam_steps']} Adam steps, {r['seconds']:.0f} s): "
+            f"V's written entry {fmt('written_entry')} vs mean |V| elsewhere {fmt('others_mean_abs_V')}; "
+            f"tr P[phi,phi] {fmt('trace_phi_phi')}, tr P[phi,gamma phi'] {fmt('trace_phi_gphi')}; sensitivity "
+            f"similarity {fmt('sensitivity_cosine')}, implied-weight similarity {fmt('implied_weight_cosine')}, value "
+            f"difference {fmt('value_difference')} (fitted alpha {fmt('alpha_fitted')}); distance to the construction "
+            f"family {fmt('distance')} (threshold {WANG_RECOVERY_RTOL:.0%} on the upper end); their pattern: "
+            + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in pat.items()))
+    cmd = f"icrl-verify train --layout wang2025 --mdps {cfg['mrps']} --seed {s.seed} --log-every {cfg['log_every']}"
+    data = {k: v for k, v in r.items() if k not in ("P", "V", "alpha", "curve")}
+    return Evidence("", "", bool(r["recovered"]), summ, command=cmd, data=data, figures=[fig])
+
+
+# =========================================================================== claims and rules
+def _decide_learned(ev):
+    e = ev["train-wang2025"]
+    if e.passed is None:
+        return NOT_CHECKED, "not run: train-wang2025"
+    d = e.data
+    dist = d["final"]["distance"]
+    if e.passed:
+        return HOLDS, (f"the trained weights lie within {WANG_RECOVERY_RTOL:.0%} of the construction family "
+                       f"(distance {dist['mean']:.3g}, upper 95% end {dist['ci95'][1]:.3g})")
+    if all(d["pattern"].values()):
+        return QUALIFIED, ("their Figure 2 reading reproduces (every sign of their measures, decided on 95% intervals "
+                           "over seeds, and sensitivity similarity above 1/2), but the weights are not the "
+                           "construction: "
+                           f"distance to the construction family {dist['mean']:.3g} [{dist['ci95'][0]:.3g}, "
+                           f"{dist['ci95'][1]:.3g}] > {WANG_RECOVERY_RTOL:.0%}; their measures compare one entry with "
+                           "the "
+                           "mean of the others, which hides how much of the weights' norm lies off the construction")
+    missing = [k for k, v in d["pattern"].items() if not v]
+    return FAILS, (f"not recovered (distance {dist['mean']:.3g} > {WANG_RECOVERY_RTOL:.0%}) and their pattern fails "
+                   "on: "
+                   + ", ".join(missing))
+
+
+def _decide_stacked(ev):
+    if any(e.passed is None for e in ev.values()):
+        return NOT_CHECKED, "not run: " + ", ".join(k for k, e in ev.items() if e.passed is None)
+    held = [k.split("-", 1)[1] for k, e in ev.items() if e.passed]
+    refuted = [k.split("-", 1)[1] for k, e in ev.items() if not e.passed]
+    if not refuted:
+        return HOLDS, "proven for " + ", ".join(held)
+    if not held:
+        return FAILS, "refuted for every algorithm"
+    return QUALIFIED, ("proven for " + ", ".join(held) + " (every d, n, L); refuted for " + ", ".join(refuted)
+                       + ": their phi+ depends on w but is written into the prompt once, so the stack runs L steps "
+                       "with "
+                       "phi+ frozen at w_0 (exact counterexamples)")
+
+
+CLAIMS: list[Claim] = [
+    Claim("wang-td", "L masked layers compute L steps of batch TD(0)", "Wang et al. 2025, TD(0) construction",
+          "With P (their Q) carrying -C^T on (phi, phi) and +C^T on (phi, gamma phi'), V (their P) the single reward "
+          "entry and the mask diag(1,...,1,0), the l-th layer's reward row holds delta_j(w_l) and the query entry "
+          "-w_l.phi_q, with w_{l+1} = w_l + (1/n) C sum_j delta_j(w_l) phi_j; the read-out is L steps of batch TD(0).",
+          ("prove-wang-td", "check-wang-td"), lambda ev: all_pass(ev)),
+    Claim("wang-td-lambda", "The lambda mask gives TD(lambda)", "Wang et al. 2025, TD(lambda) construction",
+          "The same weights with the mask M_ij = lambda^(i-j) (j <= i < n) compute L steps of batch TD(lambda) with "
+          "eligibility traces e_i = lambda e_{i-1} + phi_i.", ("prove-wang-td-lambda", "check-wang-td-lambda"),
+          lambda ev: all_pass(ev)),
+    Claim("wang-rg", "Residual gradient", "Wang et al. 2025, residual-gradient construction",
+          "P with the additional blocks +C^T on (gamma phi', phi) and -C^T on (gamma phi', gamma phi') computes L "
+          "steps "
+          "of batch residual gradient.", ("prove-wang-rg", "check-wang-rg"), lambda ev: all_pass(ev)),
+    Claim("wang-avg-reward", "Average-reward TD (two heads)", "Wang et al. 2025, average-reward construction",
+          "Two heads sharing P, one reading the rewards through a running-mean operator, on a prompt with a row y, "
+          "compute L steps of batch average-reward TD (delta_j = r_j - rbar_j + w.phi'_j - w.phi_j).",
+          ("prove-wang-avg-reward", "check-wang-avg-reward"), lambda ev: all_pass(ev)),
+    Claim("wang-learned", "Trained transformers learn the construction's weights", "Wang et al. 2025, Figure 2",
+          "A 3-layer linear transformer trained with the mean squared TD error on Boyan chains learns weights of the "
+          "construction's shape: V's written entry dominates, P's (phi, phi) and (phi, gamma phi') blocks carry "
+          "traces of opposite sign, and its predictions match batch TD.", ("train-wang2025",), _decide_learned),
+    Claim("stacked", "Stacking Theorem 3.1's block gives L batch steps", "issue 13 (a question to Liang & Lai 2026)",
+          "L copies of the paper's one-layer block with the Theorem 3.1 weights compute L batch steps of the algorithm "
+          "on the same window (SARSA, TD(0), expected SARSA, Q-learning).",
+          tuple(f"stacked-{a}" for a in stacked.STACKABLE), _decide_stacked),
+]

@@ -1,0 +1,71 @@
+"""``icrl-verify claims``: the Wang et al. (2025) section (numerics/claims/wang2025.py).
+
+The cheap claims are run here; a planted fault in the single source of their
+construction turns the verdict to ``fails``; the decision rules for the
+training claim and the stacking question are exercised on synthetic
+evidence (the training itself is the claims run's)."""
+from __future__ import annotations
+
+import json
+
+from numerics.claims import (
+    checks,  # noqa: F401  (registers the checks)
+    wang2025,
+)
+from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Evidence, Settings, evaluate, run_checks
+from numerics.commands.cli import main
+from theory import wang as W
+
+
+def _claims(*ids):
+    return [c for c in wang2025.CLAIMS if c.id in ids]
+
+
+def _verdicts(claims):
+    ev = run_checks(dict.fromkeys(n for c in claims for n in c.checks), Settings())
+    return {r["id"]: r["verdict"] for r in evaluate(claims, ev)}, ev
+
+
+def test_wang_td_and_stacking_verdicts_on_the_code_as_shipped():
+    verdicts, ev = _verdicts(_claims("wang-td", "stacked"))
+    assert verdicts == {"wang-td": HOLDS, "stacked": QUALIFIED}
+    faults = ev["check-wang-td"].data["faults"]
+    assert set(faults) == {"flipped sign in P (their Q)", "missing mask", "wrong C (C^T)"}
+    assert all(not f["holds"] for f in faults.values())
+    assert "refuted for expected-sarsa, q-learning" in evaluate(_claims("stacked"), ev)[0]["reasoning"]
+
+
+def test_a_wrong_sign_in_their_construction_turns_wang_td_to_fails(monkeypatch):
+    monkeypatch.setitem(W._REGISTRY, "td", W.with_p_sign_flipped(W.TD))
+    wang2025._PROOFS.clear()
+    verdicts, ev = _verdicts(_claims("wang-td"))
+    assert verdicts["wang-td"] == FAILS
+    assert ev["prove-wang-td"].passed is False and ev["check-wang-td"].passed is False
+    wang2025._PROOFS.clear()
+
+
+def _train_evidence(passed, pattern, distance=(0.5, 0.4, 0.6)):
+    data = {"final": {"distance": {"mean": distance[0], "ci95": list(distance[1:])}}, "pattern": pattern}
+    return {"train-wang2025": Evidence("train-wang2025", "experiment", passed, "", "", data=data)}
+
+
+def test_training_claim_decision_rule():
+    decide = next(c for c in wang2025.CLAIMS if c.id == "wang-learned").decide
+    yes = {"a": True, "b": True}
+    assert decide(_train_evidence(True, yes, (0.05, 0.04, 0.06)))[0] == HOLDS
+    assert decide(_train_evidence(False, yes))[0] == QUALIFIED
+    verdict, why = decide(_train_evidence(False, {"a": True, "b": False}))
+    assert verdict == FAILS and "b" in why
+    assert decide({"train-wang2025": Evidence("train-wang2025", "experiment", None, "", "")})[0] == NOT_CHECKED
+
+
+def test_claims_cli_renders_both_papers(tmp_path, capsys):
+    rc = main(["claims", "--only", "lemma-c1", "stacked", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    doc = json.loads((tmp_path / "claims.json").read_text())
+    papers = {r["id"]: r["paper"] for r in doc["claims"]}
+    assert papers["lemma-c1"].startswith("Liang & Lai") and papers["stacked"].startswith("Wang, Blaser")
+    text = (tmp_path / "claims.md").read_text()
+    assert "## Liang & Lai (2026)" in text and "## Wang, Blaser, Daneshmand, Zhang (ICLR 2025)" in text
+    assert "reproduce: `icrl-verify prove --stacked --algorithm q-learning`" in text
+    capsys.readouterr()
