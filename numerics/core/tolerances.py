@@ -188,3 +188,27 @@ POWER_LAW_RTOL = 1e-6
 #: A training run "fitted" the teacher: held-out loss below this fraction of
 #: the identity map's (w -> w) loss.
 TRAINED_LOSS_RATIO = 1e-3
+
+# ---- the compiled exact Algorithm 1 (numerics/core/compiled.py; issue 14) --
+
+#: Per Adam step, the largest relative error of an update's *direction*
+#: between the compiled loop and torch: the two compute the gradient in
+#: different summation orders, a relative difference of ``(m + n) eps ~= 2e-14``
+#: of the largest gradient entry, so an entry ``1e5`` times smaller than the
+#: largest (smaller ones move the weights by less than the bound itself) has a
+#: direction error of at most ``~2e-9``; rounded up to 1e-8.
+COMPILED_STEP_RTOL = 1e-8
+
+#: Largest size of one Adam step relative to the learning rate:
+#: ``|mhat| / sqrt(vhat) <= (1 - b1) / sqrt(1 - b2) ~= 3.2`` (PyTorch's defaults).
+ADAM_STEP_BOUND = 3.2
+
+
+def compiled_run_bound(steps: int, lr: float) -> float:
+    """Bound on ``max |theta_compiled - theta_torch|`` after ``steps`` Adam
+    steps at learning rate ``<= lr`` from the same start on the same data:
+    each step moves an entry by at most ``ADAM_STEP_BOUND lr`` in a direction
+    that differs by at most ``COMPILED_STEP_RTOL``; summed over the steps (the
+    weights move by ``<= 3.2 steps lr < 1``, so the gradient's dependence on
+    them adds no growth at the tested lengths)."""
+    return ADAM_STEP_BOUND * steps * lr * COMPILED_STEP_RTOL
