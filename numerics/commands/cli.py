@@ -57,11 +57,13 @@ def plain_name(name: str, field: str = "name") -> str:
 
 
 @contextlib.contextmanager
-def progress_bar(total=None, desc="", disable=False, unit="it"):
-    """A tqdm progress bar on stderr; quiet with ``--json`` and when stderr is
-    not a terminal (set ICRL_PROGRESS=1 to force it on)."""
+def progress_bar(total=None, desc="", disable=False, unit="it", unit_scale=False):
+    """A tqdm progress bar on stderr (rate and time left); quiet with
+    ``--json`` and when stderr is not a terminal (set ICRL_PROGRESS=1 to
+    force it on)."""
     quiet = disable or not (sys.stderr.isatty() or os.environ.get("ICRL_PROGRESS") == "1")
-    bar = tqdm(total=total, desc=desc, disable=quiet, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, desc=desc, disable=quiet, unit=unit, unit_scale=unit_scale, file=sys.stderr, leave=False,
+               dynamic_ncols=True)
     try:
         yield bar
     finally:

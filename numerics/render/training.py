@@ -70,6 +70,7 @@ def write(res: dict, cfg, name: str, report_dir: str, command: str, config: dict
              f"seed {cfg.seed}; device {device}.",
              f"- Time: {res['total_seconds']:.1f} s of training; {res['frames_per_s']:.1f} optimiser steps/s, "
              f"{res['mdp_frames_per_s']:.0f} MDP-frames/s.",
+             *(_protocol_line(res),),
              "", "## Result", "",
              f"- Held-out loss (1/2 ||TF(H) - teacher||^2, {cfg.eval_mdps} fresh MDPs x {cfg.frames} frames): "
              f"**{res['final_loss']:.3e}** (the identity map w -> w scores {res['identity_loss']:.3e}).",
@@ -98,6 +99,73 @@ def write(res: dict, cfg, name: str, report_dir: str, command: str, config: dict
     summary = {k: res[k] for k in ("final_loss", "identity_loss", "distance_to_manifold", "scale_c", "weights",
                                    "seconds", "total_seconds", "frames_per_s", "mdp_frames_per_s")}
     summary.update(name=name, command=command, config=cfg.as_dict(), device=str(device),
-                   recovery=res["recovery"], loss_curve=res["curve"], pngs=pngs)
+                   recovery=res["recovery"], loss_curve=res["curve"], pngs=pngs,
+                   protocol=res.get("protocol", "minibatch"), numba=res.get("numba"))
+    write_report(base, markdown="\n".join(lines), data=summary, figures=figures, dpi=80)
+    return summary
+
+
+def _protocol_line(res: dict) -> str:
+    if res.get("protocol") == "paper":
+        return (f"- Protocol: the paper's exact Algorithm 1 (one MDP at a time, one Adam step per frame), as the "
+                f"compiled loop of numerics.core.compiled (numba {res.get('numba')}); differential-tested against "
+                "the torch trainer (property_tests/test_compiled_exact.py).")
+    return "- Protocol: minibatch Algorithm 1 in torch (docs/training.md: why it is the same algorithm)."
+
+
+def seeds_figure(results: list[dict], cfgs, title: str):
+    """Training loss per MDP (batch) of every seed (log scale)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for c, r in zip(cfgs, results):
+        ax.semilogy(np.arange(1, len(r["curve"]) + 1), np.maximum(np.asarray(r["curve"]), 1e-300), lw=0.8,
+                    label=f"seed {c.seed}")
+    ax.set_xlabel("MDP" if cfgs[0].batch_mdps == 1 else "MDP batch")
+    ax.set_ylabel("mean training loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write_seeds(results: list[dict], cfgs, name: str, report_dir: str, command: str, config: dict | None, device,
+                protocol: str, workers: int) -> dict:
+    """The report of ``train --seeds K``: a row per seed, the loss curves,
+    the heatmaps of the first seed; atomically.  Returns the JSON summary."""
+    base = os.path.join(report_dir, name)
+    cfg = cfgs[0]
+    lsa = cfg.model == "lsa"
+    figures = {"-curve": seeds_figure(results, cfgs, f"{name}: training loss, {len(cfgs)} seeds")}
+    pngs = [os.path.basename(base) + "-curve.png"]
+    if lsa:
+        figures["-heatmaps"] = heatmaps_figure(results[0]["model"], cfg, f"seed {cfg.seed}")
+        pngs.append(os.path.basename(base) + "-heatmaps.png")
+    lines = [f"# Training report: {name} ({len(cfgs)} seeds)", run_header(command, config),
+             f"Teacher mimicking (Algorithm 1, THEORY.md section 5) of **{cfg.algorithm}** by the **{cfg.model}** model"
+             + (f" ({cfg.parameterization} parameterisation)" if lsa else "") + f", seeds {cfgs[0].seed}.."
+             f"{cfgs[-1].seed}, run in {workers} parallel process(es) (each seed an independent run).", "",
+             f"- Distribution: {cfg.distribution().describe()}; n = {cfg.n}, epsilon = {cfg.epsilon}, "
+             f"alpha = {cfg.alpha}.",
+             f"- Scale: {cfg.mdps} MDPs x {cfg.frames} frames, {cfg.batch_mdps} MDPs per optimiser step "
+             f"({cfg.num_batches * cfg.frames} Adam steps per seed); lr {cfg.lr:g} x {cfg.lr_decay:g} every "
+             f"{cfg.lr_every} MDPs; device {device}.", _protocol_line(results[0]), "", "## Result", "",
+             "| seed | held-out loss | identity map | distance to M* | fitted c | seconds | Adam steps/s | weights |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for c, r in zip(cfgs, results):
+        dist = f"{r['distance_to_manifold']:.3%}" if lsa else "-"
+        sc = f"{r['scale_c']:.4g}" if lsa else "-"
+        lines.append(f"| {c.seed} | {r['final_loss']:.3e} | {r['identity_loss']:.3e} | {dist} | {sc} | "
+                     f"{r['total_seconds']:.1f} | {r['frames_per_s']:,.0f} | `{r['weights']}` |")
+        rows.append({k: r[k] for k in ("final_loss", "identity_loss", "distance_to_manifold", "scale_c", "weights",
+                                       "total_seconds", "frames_per_s")} | {"seed": c.seed, "loss_curve": r["curve"],
+                                                                             "recovery": r["recovery"]})
+    if lsa:
+        ok = sum(r["distance_to_manifold"] < STRUCTURE_RECOVERY_RTOL for r in results)
+        lines += ["", f"Recovered (within {STRUCTURE_RECOVERY_RTOL:.0%} of M*) on {ok} of {len(results)} seeds.", "",
+                  f"![heatmaps of seed {cfg.seed}]({pngs[1]})"]
+    lines += ["", f"![loss curves]({pngs[0]})", ""]
+    summary = dict(name=name, command=command, config=cfg.as_dict(), protocol=protocol, workers=workers,
+                   device=str(device), seeds=rows, pngs=pngs)
     write_report(base, markdown="\n".join(lines), data=summary, figures=figures, dpi=80)
     return summary
