@@ -32,6 +32,7 @@ COMMANDS = {
     "ablation": ("numerics.commands.ablation", "richness ablation: train on narrow and rich distributions, compare with verdicts"),
     "flow": ("numerics.commands.flow", "gradient flow near the optimal set: measured vs predicted rate, basin"),
     "control": ("numerics.commands.control", "in-context control on unseen MDPs and Gymnasium tabular environments"),
+    "protocols": ("numerics.commands.protocols", "the paper's exact Algorithm 1 beside the minibatch variant: structure, loss, control"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
 }
 

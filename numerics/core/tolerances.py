@@ -212,3 +212,14 @@ def compiled_run_bound(steps: int, lr: float) -> float:
     weights move by ``<= 3.2 steps lr < 1``, so the gradient's dependence on
     them adds no growth at the tested lengths)."""
     return ADAM_STEP_BOUND * steps * lr * COMPILED_STEP_RTOL
+
+#: Two controllers are "as good as each other" when the paired 95% interval
+#: (over seeds) of their final normalised-return difference lies inside
+#: +-CONTROL_EQUIVALENCE_ATOL: issue 5's control criterion (|trained -
+#: teacher| <= 0.02 of the oracle-to-uniform range) made an equivalence
+#: test, so noise cannot pass for agreement.
+CONTROL_EQUIVALENCE_ATOL = 0.02
+
+#: "Near oracle-level" (the paper's wording, Section 4.1): a normalised
+#: return of at least this fraction of the oracle's (which is 1).
+NEAR_ORACLE_LEVEL = 0.9
