@@ -254,6 +254,7 @@ def train_exact_block(cfg: TrainConfig | None = None, *, out_dir: str | None = N
     ``out_dir`` is given (then ``out_dir/lsa.npz`` + metadata, and
     checkpoints if asked)."""
     cfg = dataclasses.replace(cfg or paper_config(), **overrides)
+    load_start = os.getloadavg()[0]
     state, info = train_exact(cfg, out_dir=out_dir, checkpoint_every=checkpoint_every, resume=resume,
                               progress=progress)
     model = exact_model(cfg, state)
@@ -265,11 +266,13 @@ def train_exact_block(cfg: TrainConfig | None = None, *, out_dir: str | None = N
                distance_to_manifold=rec["distance_to_manifold"], scale_c=rec["scale_c"], weights=None, model=model,
                curve=list(state.curve), seconds=info["seconds"], total_seconds=state.elapsed,
                frames_per_s=steps / max(state.elapsed, 1e-12), mdp_frames_per_s=steps / max(state.elapsed, 1e-12),
-               config=cfg.as_dict(), recovery=rec, protocol="paper", steps=steps, numba=K.NUMBA_VERSION)
+               config=cfg.as_dict(), recovery=rec, protocol="paper", steps=steps, numba=K.NUMBA_VERSION,
+               load_average=[load_start, os.getloadavg()[0]], cores=os.cpu_count())
     if out_dir is not None:
         meta = dict(config=cfg.as_dict(), protocol="paper", seed=cfg.seed, versions=dict(versions(), numba=K.NUMBA_VERSION),
                     loss_curve=res["curve"], final_loss=ev["loss"], identity_loss=ev["identity_loss"],
                     distance_to_manifold=res["distance_to_manifold"], scale_c=res["scale_c"],
-                    train_seconds=state.elapsed, steps=steps, device="cpu")
+                    train_seconds=state.elapsed, steps=steps, device="cpu", load_average=res["load_average"],
+                    cores=res["cores"])
         res["weights"] = save_model(os.path.join(out_dir, "lsa.npz"), model, meta)
     return res

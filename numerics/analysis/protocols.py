@@ -41,6 +41,10 @@ NAMES = ("exact", "minibatch")
 #: Rounds at which the paired differences are reported (besides the last).
 MILESTONES = (50, 200, 500, 1000, 2000)
 
+#: Further fractions of the oracle's normalised return whose first round is
+#: reported (the shape of the approach, besides ``level``).
+LEVELS = (0.5, 0.8, 0.85)
+
 
 def describe_training(cfg: TrainConfig, meta: dict) -> dict:
     """The training facts a report shows for one protocol (from the model
@@ -61,7 +65,8 @@ def compare_protocols(models: dict, configs: dict, metas: dict | None = None, *,
 
     Returns a dict: ``training`` and ``structure`` and ``heldout`` per
     protocol, ``control`` (the ``run_control`` result), ``rounds_to_level``
-    (per method), ``exact_minus_minibatch`` and ``minus_teacher`` (paired
+    (per method), ``rounds_to_levels`` (the mean curve's first round at
+    each of :data:`LEVELS` and ``level``), ``exact_minus_minibatch`` and ``minus_teacher`` (paired
     intervals at :data:`MILESTONES` and the last round), ``agree_structure``,
     ``agree_control``, ``agree``, ``level``, ``seconds``.
     """
@@ -100,6 +105,8 @@ def compare_protocols(models: dict, configs: dict, metas: dict | None = None, *,
     return dict(training=training, structure=structure, heldout=heldout,
                 heldout_set=dict(mdps=eval_mdps, frames=eval_frames, seed=seed + 1_000_003),
                 control={k: v for k, v in ctrl.items()}, rounds_to_level=rounds_to_level(ctrl, level), level=level,
+                rounds_to_levels={lv: {m: e["mean_curve"] for m, e in rounds_to_level(ctrl, lv).items()}
+                                  for lv in sorted(set(LEVELS) | {level})},
                 exact_minus_minibatch=diff, minus_teacher=vs_teacher, agree_structure=agree_structure,
                 agree_control=agree_control, agree=bool(agree_structure and agree_control),
                 equivalence_atol=CONTROL_EQUIVALENCE_ATOL, recovery_rtol=STRUCTURE_RECOVERY_RTOL,

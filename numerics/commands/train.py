@@ -39,6 +39,7 @@ from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.render import training as render
+from numerics.render.training import relative
 from theory.errors import InputError
 
 
@@ -144,7 +145,7 @@ def run(args) -> int:
     res = results[0]
     report = None
     if not args.no_report:
-        render.write(res, cfg, name, args.report_dir, command, config_of(args), device)
+        render.write(res, cfg, name, args.report_dir, command, _resolved(args, cfg), device)
         report = os.path.join(args.report_dir, name + ".md")
     lines = [f"train {name}: {cfg.mdps} MDPs x {cfg.frames} frames, batch {cfg.batch_mdps}"
              + (" (the paper's exact protocol, compiled)" if paper else "")
@@ -154,7 +155,7 @@ def run(args) -> int:
     recovered = True
     if cfg.model == "lsa":
         recovered = res["distance_to_manifold"] < STRUCTURE_RECOVERY_RTOL
-        lines.append(f"relative distance to M* {res['distance_to_manifold']:.3%} at c = {res['scale_c']:.4g}: "
+        lines.append(f"relative distance to M* {relative(res['distance_to_manifold'])} at c = {res['scale_c']:.4g}: "
                      + ("RECOVERED" if recovered else f"NOT RECOVERED (threshold {STRUCTURE_RECOVERY_RTOL:.0%})"))
     lines.append(f"weights: {res['weights']}" + (f"; report: {report}" if report else ""))
     result = {k: res[k] for k in ("final_loss", "distance_to_manifold", "scale_c", "weights")}
@@ -165,12 +166,19 @@ def run(args) -> int:
     return 0 if recovered else 1
 
 
+def _resolved(args, cfg: TrainConfig) -> dict:
+    """The options for the report header, with the protocol's scale defaults filled in."""
+    return dict(config_of(args), mdps=cfg.mdps, frames=cfg.frames, batch_mdps=cfg.batch_mdps, lr=cfg.lr,
+                lr_decay=cfg.lr_decay, lr_every=cfg.lr_every,
+                checkpoint_every=CHECKPOINTS[args.protocol] if args.checkpoint_every is None else args.checkpoint_every)
+
+
 def _report_seeds(args, results, cfgs, name, command, device, workers) -> int:
     """``--seeds K > 1``: one line per seed, the report of all of them."""
     report = None
     if not args.no_report:
-        render.write_seeds(results, cfgs, name, args.report_dir, command, config_of(args), device, args.protocol,
-                           workers)
+        render.write_seeds(results, cfgs, name, args.report_dir, command, _resolved(args, cfgs[0]), device,
+                           args.protocol, workers)
         report = os.path.join(args.report_dir, name + ".md")
     lsa = cfgs[0].model == "lsa"
     rows, lines = [], [f"train {name}: {len(cfgs)} seeds in {workers} process(es), {cfgs[0].mdps} MDPs x "
@@ -181,7 +189,7 @@ def _report_seeds(args, results, cfgs, name, command, device, workers) -> int:
                          distance_to_manifold=r["distance_to_manifold"], scale_c=r["scale_c"], weights=r["weights"],
                          recovered=rec, seconds=r["total_seconds"], frames_per_s=r["frames_per_s"]))
         lines.append(f"  seed {c.seed}: held-out loss {r['final_loss']:.3e}"
-                     + (f", distance to M* {r['distance_to_manifold']:.3%} at c = {r['scale_c']:.4g}" if lsa else "")
+                     + (f", distance to M* {relative(r['distance_to_manifold'])} at c = {r['scale_c']:.4g}" if lsa else "")
                      + f", {r['total_seconds']:.1f} s ({r['frames_per_s']:,.0f} Adam steps/s); {r['weights']}")
     recovered = all(r["recovered"] for r in rows)
     if lsa:

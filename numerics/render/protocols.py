@@ -94,6 +94,12 @@ def markdown(res: dict, command: str, config: dict | None = None, png_name: str 
         v, e = M[m], res["rounds_to_level"][m]
         lines.append(f"| {LABELS[m]} | {v['final_normalized_return']:.4f} [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}] | "
                      f"{_rounds(e)} | {e['late_change']:+.4f} |")
+    lv = res["rounds_to_levels"]
+    lines += ["", "First round at which the mean curve reaches a fraction of the oracle's normalised return "
+              "(- : not within the rollout):", "",
+              "| method | " + " | ".join(f"{x:g}" for x in lv) + " |", "|---|" + "---|" * len(lv)]
+    for m in ("exact", "minibatch", "teacher", "constructed"):
+        lines.append(f"| {LABELS[m]} | " + " | ".join("-" if lv[x][m] is None else str(lv[x][m]) for x in lv) + " |")
     lines += ["", f"The constructed block reproduces the teacher's run: max |w difference| "
               f"{ctrl['max_abs_weight_diff_constructed_vs_teacher']:.1e} (tolerance {ctrl['tolerance']:.0e}), "
               f"identical actions: {ctrl['actions_identical']}.", ""]

@@ -13,6 +13,12 @@ from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.report import run_header, write_report
 
 
+def relative(x: float) -> str:
+    """A relative distance as a percentage, in scientific notation when it
+    is below 0.1% (so 3.6e-6 does not print as 0.000%)."""
+    return f"{x:.3%}" if x >= 1e-3 else f"{100 * x:.2e}%"
+
+
 def heatmaps_figure(model, cfg, title: str = ""):
     """Learned ``P12`` and ``Vbar21`` beside ``c P12*`` and ``Vbar21*/c``
     (``c`` fitted), one shared colour scale per block."""
@@ -34,7 +40,7 @@ def heatmaps_figure(model, cfg, title: str = ""):
             ax.set_xlabel("parameter column (1, w)" if row == 0 else "context row (phi, gamma phi+, r)")
             ax.set_ylabel("context row (phi, gamma phi+, r)" if row == 0 else "read-out (w)")
         fig.colorbar(im, ax=axes[row, :].tolist(), shrink=0.8)
-    fig.suptitle(title or f"{cfg.algorithm}, {cfg.parameterization}: relative distance to M* = {rel:.3%}")
+    fig.suptitle(title or f"{cfg.algorithm}, {cfg.parameterization}: relative distance to M* = {relative(rel)}")
     return fig
 
 
@@ -69,7 +75,7 @@ def write(res: dict, cfg, name: str, report_dir: str, command: str, config: dict
              f"({cfg.num_batches * cfg.frames} Adam steps); lr {cfg.lr:g} x {cfg.lr_decay:g} every {cfg.lr_every} MDPs; "
              f"seed {cfg.seed}; device {device}.",
              f"- Time: {res['total_seconds']:.1f} s of training; {res['frames_per_s']:.1f} optimiser steps/s, "
-             f"{res['mdp_frames_per_s']:.0f} MDP-frames/s.",
+             f"{res['mdp_frames_per_s']:.0f} MDP-frames/s" + _load_text(res) + ".",
              *(_protocol_line(res),),
              "", "## Result", "",
              f"- Held-out loss (1/2 ||TF(H) - teacher||^2, {cfg.eval_mdps} fresh MDPs x {cfg.frames} frames): "
@@ -79,10 +85,10 @@ def write(res: dict, cfg, name: str, report_dir: str, command: str, config: dict
         rec = res["recovery"]
         ok = rec["distance_to_manifold"] < STRUCTURE_RECOVERY_RTOL
         lines += [f"- Relative distance of (P12, Vbar21) to M* = {{(c P12*, Vbar21*/c)}}: "
-                  f"**{rec['distance_to_manifold']:.3%}** at fitted c = {rec['scale_c']:.4g} "
+                  f"**{relative(rec['distance_to_manifold'])}** at fitted c = {rec['scale_c']:.4g} "
                   f"(threshold {STRUCTURE_RECOVERY_RTOL:.0%}: {'RECOVERED' if ok else 'NOT RECOVERED'}).",
-                  f"- Per block: |P12 - c P12*| / |c P12*| = {rec['p12_rel_error']:.3%}, "
-                  f"|Vbar21 - Vbar21*/c| / |Vbar21*/c| = {rec['vbar21_rel_error']:.3%}."]
+                  f"- Per block: |P12 - c P12*| / |c P12*| = {relative(rec['p12_rel_error'])}, "
+                  f"|Vbar21 - Vbar21*/c| / |Vbar21*/c| = {relative(rec['vbar21_rel_error'])}."]
         if rec["p22_norm"] is not None:
             lines.append(f"- Full parameterisation: |P22| = {rec['p22_norm']:.3e} (symmetric part "
                          f"{rec['p22_sym_norm']:.3e}), |Vbar22| = {rec['vbar22_norm']:.3e}. The construction has both "
@@ -103,6 +109,14 @@ def write(res: dict, cfg, name: str, report_dir: str, command: str, config: dict
                    protocol=res.get("protocol", "minibatch"), numba=res.get("numba"))
     write_report(base, markdown="\n".join(lines), data=summary, figures=figures, dpi=80)
     return summary
+
+
+def _load_text(res: dict) -> str:
+    la = res.get("load_average")
+    if not la:
+        return ""
+    return (f" (1-minute load average {la[0]:.1f} at the start and {la[1]:.1f} at the end, on {res.get('cores')} "
+            "cores: the time includes waiting for a core when the load exceeds the cores)")
 
 
 def _protocol_line(res: dict) -> str:
@@ -153,7 +167,7 @@ def write_seeds(results: list[dict], cfgs, name: str, report_dir: str, command: 
              "|---|---|---|---|---|---|---|---|"]
     rows = []
     for c, r in zip(cfgs, results):
-        dist = f"{r['distance_to_manifold']:.3%}" if lsa else "-"
+        dist = relative(r["distance_to_manifold"]) if lsa else "-"
         sc = f"{r['scale_c']:.4g}" if lsa else "-"
         lines.append(f"| {c.seed} | {r['final_loss']:.3e} | {r['identity_loss']:.3e} | {dist} | {sc} | "
                      f"{r['total_seconds']:.1f} | {r['frames_per_s']:,.0f} | `{r['weights']}` |")
