@@ -22,6 +22,7 @@ from numerics.io.commandline import reproduce_command
 from numerics.io.config import finite_float, positive_int
 from numerics.io.models import load_model
 from numerics.render import protocols as render
+from numerics.render.training import relative
 from theory.errors import InputError
 
 DEFAULTS = {"exact": os.path.join("runs", "train", "sarsa-lsa-paper", "lsa.npz"),
@@ -87,7 +88,7 @@ def run(args) -> int:
         render.write(res, args.out, name, command, config_of(args))
         report = os.path.join(args.out, name + ".md")
     st, M, R = res["structure"], res["control"]["methods"], res["control"]["rounds"]
-    lines = [f"{k}: distance to M* {st[k]['distance_to_manifold']:.3%} at c = {st[k]['scale_c']:.4g}; held-out loss "
+    lines = [f"{k}: distance to M* {relative(st[k]['distance_to_manifold'])} at c = {st[k]['scale_c']:.4g}; held-out loss "
              f"{res['heldout'][k]['loss']:.3e}; return after {R} rounds {M[k]['final_normalized_return']:.4f}; "
              f"rounds to {args.level:g} of the oracle: {res['rounds_to_level'][k]['mean_curve']}" for k in NAMES]
     lines.append(f"teacher: return after {R} rounds {M['teacher']['final_normalized_return']:.4f}; rounds to "

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from numerics.io.report import run_header, write_report
+from numerics.render.training import relative
 
 LABELS = {"exact": "trained, exact protocol", "minibatch": "trained, minibatch protocol", "teacher": "teacher",
           "constructed": "constructed block", "oracle": "oracle", "uniform": "uniform"}
@@ -43,13 +44,14 @@ def _ci(v: dict) -> str:
 
 
 def _rounds(e: dict) -> str:
-    if e["mean_curve"] is None:
-        return f"not within the rollout (mean curve ends at {e['final']:.3f})"
-    txt = f"{e['mean_curve']}"
+    txt = (f"mean curve: not within the rollout (ends at {e['final']:.3f})" if e["mean_curve"] is None
+           else f"mean curve: {e['mean_curve']}")
+    n = len(e["per_seed"])
     if e["ci95"] is not None:
-        txt += f" (per seed: mean {e['mean']:.0f}, 95% [{e['ci95'][0]:.0f}, {e['ci95'][1]:.0f}], {e['seeds_reached']} seeds)"
+        txt += (f"; each seed's first crossing: mean {e['mean']:.0f}, 95% [{e['ci95'][0]:.0f}, {e['ci95'][1]:.0f}] "
+                f"({e['seeds_reached']} of {n} seeds)")
     elif e["seeds_reached"]:
-        txt += f" ({e['seeds_reached']} seed(s) reached it)"
+        txt += f"; {e['seeds_reached']} of {n} seeds cross it"
     return txt
 
 
@@ -67,7 +69,7 @@ def markdown(res: dict, command: str, config: dict | None = None, png_name: str 
     row("scale", lambda k: f"{tr[k]['mdps']:,} MDPs x {tr[k]['frames']:,} frames = {tr[k]['adam_steps']:,} Adam steps")
     row("learning rate", lambda k: f"{tr[k]['lr']:g} x {tr[k]['lr_decay']:g} every {tr[k]['lr_every']} MDPs")
     row("training time", lambda k: "-" if tr[k]["train_seconds"] is None else f"{tr[k]['train_seconds']:.0f} s")
-    row("distance of (P12, Vbar21) to M*", lambda k: f"**{st[k]['distance_to_manifold']:.3%}**")
+    row("distance of (P12, Vbar21) to M*", lambda k: f"**{relative(st[k]['distance_to_manifold'])}**")
     row("fitted c", lambda k: f"{st[k]['scale_c']:.5g}")
     row(f"held-out loss (common set: {res['heldout_set']['mdps']} MDPs x {res['heldout_set']['frames']} frames)",
         lambda k: f"{ho[k]['loss']:.3e} ({ho[k]['ratio']:.1e} of the identity map's)")
