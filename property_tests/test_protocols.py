@@ -12,7 +12,7 @@ import torch
 
 from numerics.analysis import exact as E
 from numerics.analysis.control import paired_difference, rounds_to_level
-from numerics.analysis.protocols import compare_protocols
+from numerics.analysis.protocols import compare_protocols, equivalence
 from numerics.analysis.train import TrainConfig, train_block
 from numerics.claims import checks  # noqa: F401  (registers the checks)
 from numerics.claims import liang_lai
@@ -53,6 +53,7 @@ def test_compare_protocols_reports_and_decides_consistently(trained):
     last = res["exact_minus_minibatch"][40]
     assert res["agree_control"] == (-CONTROL_EQUIVALENCE_ATOL <= last["ci95"][0] and last["ci95"][1] <= CONTROL_EQUIVALENCE_ATOL)
     assert res["agree"] == (res["agree_control"] and res["agree_structure"])
+    assert res["agree_control"] == (res["control_equivalence"] == "equivalent")
     assert res["rounds_to_level"]["oracle"]["mean_curve"] == 0
     assert res["rounds_to_level"]["uniform"]["mean_curve"] is None
 
@@ -64,7 +65,13 @@ def test_an_untrained_block_does_not_agree(trained):
     d = trained["exact"][1].d
     zero = build_model("lsa", "sarsa", d, 5, init=False)
     res = _compare(trained, models={"exact": trained["exact"][0]["model"], "minibatch": zero})
-    assert not res["agree_structure"] and not res["agree"]
+    assert not res["agree_structure"] and not res["agree"] and res["differ"]
+
+
+def test_equivalence_has_three_outcomes():
+    assert equivalence([-0.01, 0.015], 0.02) == "equivalent"
+    assert equivalence([0.021, 0.05], 0.02) == "different" and equivalence([-0.05, -0.03], 0.02) == "different"
+    assert equivalence([-0.03, 0.01], 0.02) == "inconclusive" and equivalence([-0.03, 0.03], 0.02) == "inconclusive"
 
 
 def _fake(per_seed: dict) -> dict:
@@ -133,10 +140,14 @@ def test_structure_claim_needs_the_protocols_to_agree():
     st = {k: {"distance_to_manifold": 1e-5} for k in ("exact", "minibatch")}
     tr = {"exact": {"mdps": 10_000, "frames": 1_000}}
     train = _ev("train-section41", True, dict(protocol="exact", distance_to_manifold=1e-5))
-    agree = _ev("protocols", True, dict(structure=st, training=tr, agree_structure=True))
-    differ = _ev("protocols", False, dict(structure=st, training=tr, agree_structure=True))
+    data = lambda eq: dict(structure=st, training=tr, agree_structure=True, control_equivalence=eq,
+                           agree=eq == "equivalent")
+    agree = _ev("protocols", True, data("equivalent"))
     assert decide({"train-section41": train, "protocols": agree})[0] == HOLDS
-    assert decide({"train-section41": train, "protocols": differ})[0] == QUALIFIED
+    v, why = decide({"train-section41": train, "protocols": _ev("protocols", False, data("different"))})
+    assert v == QUALIFIED and "differs" in why
+    v, why = decide({"train-section41": train, "protocols": _ev("protocols", True, data("inconclusive"))})
+    assert v == QUALIFIED and "not established" in why
     bad = _ev("train-section41", False, dict(protocol="exact", distance_to_manifold=0.3))
     assert decide({"train-section41": bad, "protocols": agree})[0] == FAILS
 

@@ -20,7 +20,11 @@ fifth of the rollout.
 
 The protocols *agree* when both blocks recover the construction (within
 ``STRUCTURE_RECOVERY_RTOL``) and the paired 95% interval of their final
-normalised-return difference lies inside ``+-CONTROL_EQUIVALENCE_ATOL``.
+normalised-return difference lies inside ``+-CONTROL_EQUIVALENCE_ATOL``
+(control ``equivalent``).  They *differ* when a block does not recover or
+the interval lies entirely outside the margin (control ``different``);
+otherwise the control comparison is ``inconclusive`` at this size (the
+interval is wider than the margin: more seeds or MDPs decide it).
 """
 from __future__ import annotations
 
@@ -46,6 +50,17 @@ MILESTONES = (50, 200, 500, 1000, 2000)
 LEVELS = (0.5, 0.8, 0.85)
 
 
+def equivalence(ci95, margin: float) -> str:
+    """``equivalent`` when the interval lies inside ``[-margin, margin]``,
+    ``different`` when it lies entirely outside it, else ``inconclusive``."""
+    lo, hi = ci95
+    if -margin <= lo and hi <= margin:
+        return "equivalent"
+    if lo > margin or hi < -margin:
+        return "different"
+    return "inconclusive"
+
+
 def describe_training(cfg: TrainConfig, meta: dict) -> dict:
     """The training facts a report shows for one protocol (from the model
     file's metadata or a ``train_block`` / ``train_exact_block`` result)."""
@@ -68,7 +83,8 @@ def compare_protocols(models: dict, configs: dict, metas: dict | None = None, *,
     (per method), ``rounds_to_levels`` (the mean curve's first round at
     each of :data:`LEVELS` and ``level``), ``exact_minus_minibatch`` and ``minus_teacher`` (paired
     intervals at :data:`MILESTONES` and the last round), ``agree_structure``,
-    ``agree_control``, ``agree``, ``level``, ``seconds``.
+    ``control_equivalence`` (:func:`equivalence`), ``agree_control``,
+    ``agree``, ``differ``, ``level``, ``seconds``.
     """
     t0 = time.perf_counter()
     metas = metas or {}
@@ -101,13 +117,15 @@ def compare_protocols(models: dict, configs: dict, metas: dict | None = None, *,
     vs_teacher = {k: paired_difference(ctrl, k, "teacher", marks) for k in NAMES}
     final = diff[rounds]
     agree_structure = all(structure[k]["distance_to_manifold"] < STRUCTURE_RECOVERY_RTOL for k in NAMES)
-    agree_control = bool(-CONTROL_EQUIVALENCE_ATOL <= final["ci95"][0] and final["ci95"][1] <= CONTROL_EQUIVALENCE_ATOL)
+    control = equivalence(final["ci95"], CONTROL_EQUIVALENCE_ATOL)
+    agree_control = control == "equivalent"
     return dict(training=training, structure=structure, heldout=heldout,
                 heldout_set=dict(mdps=eval_mdps, frames=eval_frames, seed=seed + 1_000_003),
                 control={k: v for k, v in ctrl.items()}, rounds_to_level=rounds_to_level(ctrl, level), level=level,
                 rounds_to_levels={lv: {m: e["mean_curve"] for m, e in rounds_to_level(ctrl, lv).items()}
                                   for lv in sorted(set(LEVELS) | {level})},
                 exact_minus_minibatch=diff, minus_teacher=vs_teacher, agree_structure=agree_structure,
-                agree_control=agree_control, agree=bool(agree_structure and agree_control),
+                agree_control=agree_control, control_equivalence=control, agree=bool(agree_structure and agree_control),
+                differ=bool(not agree_structure or control == "different"),
                 equivalence_atol=CONTROL_EQUIVALENCE_ATOL, recovery_rtol=STRUCTURE_RECOVERY_RTOL,
                 seconds=time.perf_counter() - t0)

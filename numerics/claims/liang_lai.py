@@ -102,11 +102,14 @@ def _decide_recovery(ev):
     base = (f"the block trained by the {t.data['protocol']} protocol is {t.data['distance_to_manifold']:.1e} (relative) "
             f"from M*; the paper's exact protocol ({scale['mdps']:,} MDPs x {scale['frames']:,} frames, one Adam step "
             f"per frame) and the minibatch variant: distances {dist}")
-    if p.passed:
+    if p.data["agree"]:
         return HOLDS, base + "; both recover and their blocks control alike (paired interval within the margin)"
-    if p.data["agree_structure"]:
-        return QUALIFIED, base + "; both recover, but their closed-loop control is not equivalent within the margin"
-    return QUALIFIED, base + "; one protocol does not recover the construction"
+    if not p.data["agree_structure"]:
+        return QUALIFIED, base + "; one protocol does not recover the construction"
+    if p.data["control_equivalence"] == "different":
+        return QUALIFIED, base + "; both recover, but their blocks' closed-loop control differs beyond the margin"
+    return QUALIFIED, (base + "; both recover; whether their blocks control alike is not established at this size "
+                       "(the paired interval is wider than the margin; --full decides it)")
 
 
 def _decide_control(ev):

@@ -7,8 +7,10 @@ the constructed block and the oracle (95% intervals over seeds), rolled out
 until the curves flatten: the round at which each method reaches 0.9 of the
 oracle's normalised return.  The protocols agree when both blocks recover
 the construction and the paired 95% interval of their final control
-difference lies within +-0.02.  Writes reports/training/protocols.md (+ .json,
-.png).  Exit 0 when the protocols agree, 1 when they do not, 2 on bad input.
+difference lies within +-0.02 (equivalent); they differ when a block does not
+recover or the interval lies entirely outside +-0.02; otherwise control
+equivalence is inconclusive at that size.  Writes reports/training/protocols.md
+(+ .json, .png).  Exit 0 when the protocols agree, 1 otherwise, 2 on bad input.
 """
 from __future__ import annotations
 
@@ -94,12 +96,12 @@ def run(args) -> int:
     lines.append(f"teacher: return after {R} rounds {M['teacher']['final_normalized_return']:.4f}; rounds to "
                  f"{args.level:g} of the oracle: {res['rounds_to_level']['teacher']['mean_curve']}")
     d = res["exact_minus_minibatch"][R]
-    lines.append(f"exact - minibatch after {R} rounds: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]; "
-                 f"the protocols {'AGREE' if res['agree'] else 'DO NOT AGREE'}")
+    lines.append(f"exact - minibatch after {R} rounds: {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] "
+                 f"(control {res['control_equivalence']}); the protocols: {render.verdict(res).upper()}")
     if report:
         lines.append(f"report: {report}")
     out = {k: res[k] for k in ("structure", "heldout", "rounds_to_level", "exact_minus_minibatch", "agree_structure",
-                               "agree_control", "agree", "level", "seconds")}
+                               "agree_control", "control_equivalence", "agree", "differ", "level", "seconds")}
     out["final"] = {m: {"return": v["final_normalized_return"], "ci95": v["ci95"]} for m, v in M.items()}
     out["report"] = report
     emit(lines, out, args.json)

@@ -15,6 +15,14 @@ LABELS = {"exact": "trained, exact protocol", "minibatch": "trained, minibatch p
           "constructed": "constructed block", "oracle": "oracle", "uniform": "uniform"}
 
 
+def verdict(res: dict) -> str:
+    if res["agree"]:
+        return "agree"
+    if res["differ"]:
+        return "differ"
+    return "agree in structure; control equivalence not established at this size"
+
+
 def curves_figure(res: dict, title: str = ""):
     """Normalised return against round (log-x), 95% bands, the level line."""
     ctrl = res["control"]
@@ -80,9 +88,10 @@ def markdown(res: dict, command: str, config: dict | None = None, png_name: str 
     lines += ["", "## Do the two protocols agree?", "",
               f"- Structure: both within {res['recovery_rtol']:.0%} of M*: **{res['agree_structure']}**.",
               f"- Control: the paired 95% interval of exact minus minibatch after {R} rounds, "
-              f"{_ci(res['exact_minus_minibatch'][R])}, lies inside +-{res['equivalence_atol']:g}: "
-              f"**{res['agree_control']}**.",
-              f"- Verdict: the protocols **{'agree' if res['agree'] else 'do not agree'}**.", "",
+              f"{_ci(res['exact_minus_minibatch'][R])}, against the margin +-{res['equivalence_atol']:g}: "
+              f"**{res['control_equivalence']}** (equivalent: inside it; different: entirely outside it; "
+              "inconclusive: wider than it, more seeds or MDPs decide).",
+              f"- Verdict: the protocols **{verdict(res)}**.", "",
               "Paired differences (exact minus minibatch) along the rollout: "
               + "; ".join(f"round {k}: {_ci(v)}" for k, v in res["exact_minus_minibatch"].items()) + ".", "",
               f"## Control against the teacher and the oracle ({ctrl['seeds']} seeds x {ctrl['mdps']} unseen MDPs)", "",
