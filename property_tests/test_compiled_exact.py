@@ -175,6 +175,20 @@ def test_egreedy_cdf_equals_torch_behaviour_policy():
         assert torch.equal(torch.from_numpy(got), want[b])
 
 
+def test_q_values_are_the_in_order_dot_products_bit_for_bit():
+    """``q_values`` (rows of the transposed features, vectorised across
+    pairs) sums each ``w . F[s, a]`` in the order of ``_dot``, so the
+    teacher that reads ``Q`` is the teacher that takes the dot products,
+    bit for bit (the kernels rely on it)."""
+    rng = np.random.default_rng(4)
+    for S, A, d in ((9, 4, 36), (3, 2, 6), (1, 1, 1)):
+        F, w = rng.uniform(-1, 1, (S, A, d)), rng.uniform(-1, 1, d)
+        FT, Q = np.empty((d, S * A)), np.empty(S * A)
+        C.features_t(F, FT)
+        C.q_values(FT, w, Q)
+        assert all(Q[s * A + a] == C._dot(F[s, a], w) for s in range(S) for a in range(A))
+
+
 def test_lr_schedule_equals_trainconfig():
     """``lr_at`` of the kernels is ``TrainConfig.lr_at`` with one MDP per batch, bit for bit."""
     cfg = E.paper_config()

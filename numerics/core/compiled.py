@@ -135,19 +135,44 @@ def categorical(cdf, u):
 
 
 @njit(**_JIT)
-def egreedy_cdf(F, w, epsilon, out):
-    """CDF over actions of epsilon-greedy in ``Q_w(s, a) = w . F[s, a]``
-    at every state (THEORY.md section 1): ``eps/A + (1 - eps) [a = first
-    argmax]``, cumulated over ``a`` in order, as
-    ``behaviour_probs(...).cumsum(-1)``.  ``F``: ``S x A x d``, ``w``:
-    ``d``, ``out``: ``S x A`` (written)."""
-    S, A = F.shape[0], F.shape[1]
+def features_t(F, FT):
+    """``FT[k, s A + a] = F[s, a, k]`` (``d x SA``, written): the features
+    laid out so that ``Q_w`` of every state-action pair is a sum of
+    contiguous rows (:func:`q_values`)."""
+    S, A, d = F.shape
+    for s in range(S):
+        for a in range(A):
+            for k in range(d):
+                FT[k, s * A + a] = F[s, a, k]
+
+
+@njit(**_JIT)
+def q_values(FT, w, Q):
+    """``Q[s A + a] = w . F[s, a]`` for every pair (``Q``: ``SA``, written),
+    each summed over ``k = 0..d-1`` in order, exactly as :func:`_dot`
+    sums it (the same products, the same additions): the row updates
+    vectorise across pairs without changing a bit."""
+    for j in range(Q.shape[0]):
+        Q[j] = 0.0
+    for k in range(FT.shape[0]):
+        c = w[k]
+        row = FT[k]
+        for j in range(Q.shape[0]):
+            Q[j] += row[j] * c
+
+
+@njit(**_JIT)
+def egreedy_cdf_q(Q, A, epsilon, out):
+    """CDF over actions of epsilon-greedy in ``Q`` (``SA``, pair ``s A + a``)
+    at every state: ``eps/A + (1 - eps) [a = first argmax]``, cumulated
+    over ``a`` in order, as ``behaviour_probs(...).cumsum(-1)``; ``out``:
+    ``S x A`` (written)."""
     lo = epsilon / A
     hi = 1.0 - epsilon
-    for s in range(S):
+    for s in range(out.shape[0]):
         best, qbest = 0, 0.0
         for a in range(A):
-            q = _dot(F[s, a], w)
+            q = Q[s * A + a]
             if a == 0 or q > qbest:           # first maximiser, as torch.argmax
                 best, qbest = a, q
         acc = 0.0
@@ -155,6 +180,21 @@ def egreedy_cdf(F, w, epsilon, out):
         for a in range(A):
             acc += lo + hi * (1.0 if a == best else 0.0)
             row[a] = acc
+
+
+@njit(**_JIT)
+def egreedy_cdf(F, w, epsilon, out):
+    """CDF over actions of epsilon-greedy in ``Q_w(s, a) = w . F[s, a]``
+    at every state (THEORY.md section 1): ``eps/A + (1 - eps) [a = first
+    argmax]``, cumulated over ``a`` in order, as
+    ``behaviour_probs(...).cumsum(-1)``.  ``F``: ``S x A x d``, ``w``:
+    ``d``, ``out``: ``S x A`` (written)."""
+    S, A, d = F.shape
+    FT = np.empty((d, S * A))
+    Q = np.empty(S * A)
+    features_t(F, FT)
+    q_values(FT, w, Q)
+    egreedy_cdf_q(Q, A, epsilon, out)
 
 
 @njit(**_JIT)
@@ -233,6 +273,24 @@ def sarsa_prompt(F, s, a, r, gamma, X):
         for k in range(d):
             x[d + k] = gamma * phin[k]
         x[2 * d] = r[i]
+
+
+@njit(**_JIT)
+def sarsa_teacher_q(F, Q, s, a, r, gamma, w, alpha, out):
+    """:func:`sarsa_teacher` with ``w . phi`` read from ``Q`` (:func:`q_values`
+    of the same ``w``: the same sums, bit for bit)."""
+    n = r.shape[0]
+    d = w.shape[0]
+    A = F.shape[1]
+    for k in range(d):
+        out[k] = 0.0
+    for i in range(n):
+        phi = F[s[i], a[i]]
+        delta = r[i] + gamma * Q[s[i + 1] * A + a[i + 1]] - Q[s[i] * A + a[i]]
+        for k in range(d):
+            out[k] += delta * phi[k]
+    for k in range(d):
+        out[k] = w[k] + alpha * (out[k] / n)
 
 
 @njit(**_JIT)
@@ -492,27 +550,30 @@ def lr_at(lr, decay, every, mdp_index):
 # ------------------------------------------------------------ frame loop
 
 @njit(**_JIT)
-def frame_data(F, T_cdf, R, gamma, w, s0, u, epsilon, alpha, pi_cdf, s, a, r, X, wt, target):
-    """One frame's data (Algorithm 1): the epsilon-greedy CDF of ``w``
+def frame_data(F, FT, T_cdf, R, gamma, w, s0, u, epsilon, alpha, Q, pi_cdf, s, a, r, X, wt, target):
+    """One frame's data (Algorithm 1): ``Q_w`` of every pair (``Q``, from
+    ``FT`` of :func:`features_t`), the epsilon-greedy CDF of ``w``
     (``pi_cdf``), the window from the ``2n+1`` uniforms ``u`` (``s``, ``a``,
     ``r``), the context ``X`` and ``w~ = [1; w]`` (paper eq. 4) and the
     SARSA teacher ``target`` (paper eq. 2), all written in place."""
-    egreedy_cdf(F, w, epsilon, pi_cdf)
+    q_values(FT, w, Q)
+    egreedy_cdf_q(Q, F.shape[1], epsilon, pi_cdf)
     sample_window(T_cdf, pi_cdf, R, s0, u, s, a, r)
     sarsa_prompt(F, s, a, r, gamma, X)
     wt[0] = 1.0
     for k in range(w.shape[0]):
         wt[1 + k] = w[k]
-    sarsa_teacher(F, s, a, r, gamma, w, alpha, target)
+    sarsa_teacher_q(F, Q, s, a, r, gamma, w, alpha, target)
 
 
 @njit(**_JIT)
 def run_mdp_reduced(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, exp_avg, exp_avg_sq, step, lr,
-                    beta1, beta2, eps, losses, pi_cdf, s, a, r, X, wt, target, out, grad, work):
+                    beta1, beta2, eps, losses, pi_cdf, s, a, r, X, wt, target, out, grad, work, Q, FT):
     """Algorithm 1's frame loop for one MDP, reduced block (see
     :func:`make_mdp_kernel` for the arguments)."""
+    features_t(F, FT)
     for f in range(U.shape[0]):
-        frame_data(F, T_cdf, R, gamma, w, s0, U[f], epsilon, alpha, pi_cdf, s, a, r, X, wt, target)
+        frame_data(F, FT, T_cdf, R, gamma, w, s0, U[f], epsilon, alpha, Q, pi_cdf, s, a, r, X, wt, target)
         losses[f] = loss_grad_reduced(X, wt, params, target, out, grad, work)
         step += 1.0
         adam_update(params, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps)
@@ -523,10 +584,11 @@ def run_mdp_reduced(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, exp_av
 
 @njit(**_JIT)
 def run_mdp_full(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, exp_avg, exp_avg_sq, step, lr,
-                 beta1, beta2, eps, losses, pi_cdf, s, a, r, X, wt, target, out, grad, work):
+                 beta1, beta2, eps, losses, pi_cdf, s, a, r, X, wt, target, out, grad, work, Q, FT):
     """Algorithm 1's frame loop for one MDP, full block (cubic term live)."""
+    features_t(F, FT)
     for f in range(U.shape[0]):
-        frame_data(F, T_cdf, R, gamma, w, s0, U[f], epsilon, alpha, pi_cdf, s, a, r, X, wt, target)
+        frame_data(F, FT, T_cdf, R, gamma, w, s0, U[f], epsilon, alpha, Q, pi_cdf, s, a, r, X, wt, target)
         losses[f] = loss_grad_full(X, wt, params, target, out, grad, work)
         step += 1.0
         adam_update(params, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps)
@@ -543,7 +605,7 @@ def make_mdp_kernel(loss_grad):
 
     Kernel signature: ``run_mdp(F, T_cdf, R, gamma, w, s0, U, epsilon,
     alpha, params, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
-    losses, pi_cdf, s, a, r, X, wt, target, out, grad, work) -> (s0,
+    losses, pi_cdf, s, a, r, X, wt, target, out, grad, work, Q, FT) -> (s0,
     step)``.  It runs ``U.shape[0]`` frames in place: per frame ``f``,
     :func:`frame_data` from ``U[f]``, ``losses[f]``, one Adam step on
     ``params`` (``step`` counts steps, as a float), then ``w <- target``
@@ -552,9 +614,10 @@ def make_mdp_kernel(loss_grad):
     """
     @njit(**{**_JIT, "cache": False})
     def run_mdp(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, exp_avg, exp_avg_sq, step, lr,
-                beta1, beta2, eps, losses, pi_cdf, s, a, r, X, wt, target, out, grad, work):
+                beta1, beta2, eps, losses, pi_cdf, s, a, r, X, wt, target, out, grad, work, Q, FT):
+        features_t(F, FT)
         for f in range(U.shape[0]):
-            frame_data(F, T_cdf, R, gamma, w, s0, U[f], epsilon, alpha, pi_cdf, s, a, r, X, wt, target)
+            frame_data(F, FT, T_cdf, R, gamma, w, s0, U[f], epsilon, alpha, Q, pi_cdf, s, a, r, X, wt, target)
             losses[f] = loss_grad(X, wt, params, target, out, grad, work)
             step += 1.0
             adam_update(params, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps)
@@ -615,6 +678,8 @@ def check_frames(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, params_ab
     out = np.empty(d)
     outa = np.empty(d)
     work = np.zeros((6, max(m, p)))
+    Q = np.empty(S * A)
+    FT = np.empty((d, S * A))
     wb = np.empty(d)
     cubic = False                                 # P22 = Vbar22 = 0: the cubic term adds exactly +0.0
     for k in range(p * m + m * d, params.shape[0]):
@@ -622,10 +687,12 @@ def check_frames(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, params_ab
     for b in range(B):
         wb[:] = w[b]
         sb = s0[b]
+        features_t(F[b], FT)
         for f in range(U.shape[0]):
             if keep:
                 thetas[f, b] = wb
-            frame_data(F[b], T_cdf[b], R[b], gamma[b], wb, sb, U[f, b], epsilon, alpha, pi_cdf, s, a, r, X, wt, target)
+            frame_data(F[b], FT, T_cdf[b], R[b], gamma[b], wb, sb, U[f, b], epsilon, alpha, Q, pi_cdf, s, a, r, X,
+                       wt, target)
             for t in range(n):
                 _abs_into(X[t], Xa[t])
             _abs_into(wt, wta)
@@ -667,16 +734,19 @@ class Workspace:
     out: np.ndarray      # q
     grad: np.ndarray     # num_params
     work: np.ndarray     # 6 x max(m, p)
+    Q: np.ndarray        # S A: Q_w of every pair
+    FT: np.ndarray       # d x S A: the features, transposed (:func:`features_t`)
 
     @staticmethod
     def new(S: int, A: int, d: int, n: int, size: int) -> "Workspace":
         m, p = 2 * d + 1, d + 1
         return Workspace(np.zeros((S, A)), np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64), np.zeros(n),
                          np.zeros((n, m)), np.zeros(p), np.zeros(d), np.zeros(d), np.zeros(size),
-                         np.zeros((6, max(m, p))))
+                         np.zeros((6, max(m, p))), np.zeros(S * A), np.zeros((d, S * A)))
 
     def arrays(self):
-        return (self.pi_cdf, self.s, self.a, self.r, self.X, self.wt, self.target, self.out, self.grad, self.work)
+        return (self.pi_cdf, self.s, self.a, self.r, self.X, self.wt, self.target, self.out, self.grad, self.work,
+                self.Q, self.FT)
 
 
 # -------------------------------------------------------- flat parameters
