@@ -216,9 +216,9 @@ def sample_window(T_cdf, pi_cdf, R, s0, u, s, a, r):
 
 
 @njit(**_JIT)
-def _sample_windows(T_cdf, pi_cdf, R, s0, U, s, a, r):
+def _sample_windows(T_cdf, pi_cdf, R, s0, UT, s, a, r):
     for b in range(s0.shape[0]):
-        sample_window(T_cdf[b], pi_cdf[b], R[b], s0[b], U[:, b], s[b], a[b], r[b])
+        sample_window(T_cdf[b], pi_cdf[b], R[b], s0[b], UT[b], s[b], a[b], r[b])
 
 
 def sample_windows(T_cdf: np.ndarray, pi_cdf: np.ndarray, R: np.ndarray, s0: np.ndarray, U: np.ndarray):
@@ -252,7 +252,9 @@ def sample_windows(T_cdf: np.ndarray, pi_cdf: np.ndarray, R: np.ndarray, s0: np.
     s = np.empty((B, n + 1), dtype=np.int64)
     a = np.empty((B, n + 1), dtype=np.int64)
     r = np.empty((B, n), dtype=np.float64)
-    _sample_windows(T_cdf, pi_cdf, R, s0, U, s, a, r)
+    # each MDP's 2n+1 uniforms contiguous (a column of U is strided by B:
+    # at B = 10,000 reading it cost more than the sampling)
+    _sample_windows(T_cdf, pi_cdf, R, s0, np.ascontiguousarray(U.T), s, a, r)
     return s, a, r
 
 

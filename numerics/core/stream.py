@@ -61,7 +61,10 @@ def sample_window(record, mdp: MDP, F: torch.Tensor, T_cdf: torch.Tensor, s0: to
     (``numerics.core.compiled.sample_windows``) from the same uniforms, one
     ``torch.rand(2n+1, B)`` call (equal to ``2n+1`` successive
     ``torch.rand(B)`` calls on the CPU generator): the same window, bit for
-    bit, as :func:`sample_window_torch` (tested), 10-100 times faster.
+    bit, as :func:`sample_window_torch` (tested), and faster at every batch
+    size measured (Section 4.1, n = 20, one thread, the behaviour policy
+    included: 41 us against 0.65 ms for one MDP, 0.27 against 1.4 ms for
+    100, 58 against 93 ms for 10,000).
     """
     pi_cdf = behaviour_probs(record, F, theta, epsilon).detach().cumsum(-1)      # B x S x A
     if _compiled_sampler_applies(pi_cdf, T_cdf, mdp.R, s0, gen):
