@@ -101,6 +101,9 @@ def test_protocols_cli_writes_report_and_bad_input_exits_2(trained, tmp_path, ca
     assert rc == (0 if res["agree"] else 1)
     md = (tmp_path / "protocols.md").read_text()
     assert "Reproduce: `icrl-verify protocols" in md and "rounds to 0.9 of the oracle" in md
+    doc = json.loads((tmp_path / "protocols.json").read_text())
+    assert "per_seed" not in doc["control"] and doc["control"]["curve_rounds"] == list(range(16))
+    assert len(doc["control"]["methods"]["teacher"]["curve"]) == 16
     rc = main(["protocols", "--exact", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("icrl-verify: error: exact:")

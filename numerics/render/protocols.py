@@ -120,9 +120,23 @@ def markdown(res: dict, command: str, config: dict | None = None, png_name: str 
     return "\n".join(lines) + "\n"
 
 
+def _thin(res: dict) -> dict:
+    """The JSON's copy of the result: per-seed curves dropped and the
+    method curves (with their bands) kept at every round up to 100, then at
+    every 10th round and the last (``curve_rounds`` says which)."""
+    ctrl = res["control"]
+    R = ctrl["rounds"]
+    keep = sorted(set(range(min(R, 100) + 1)) | set(range(100, R + 1, 10)) | {R})
+    methods = {m: dict(v, curve=[v["curve"][k] for k in keep], curve_ci95=[v["curve_ci95"][k] for k in keep])
+               for m, v in ctrl["methods"].items()}
+    control = {k: v for k, v in ctrl.items() if k != "per_seed"} | {"methods": methods, "curve_rounds": keep}
+    return dict(res, control=control)
+
+
 def write(res: dict, out_dir: str, name: str, command: str, config: dict | None = None) -> dict:
-    """``out_dir/name.{md,json,png}``, atomically; returns the paths."""
+    """``out_dir/name.{md,json,png}``, atomically; returns the paths.  The
+    JSON holds the curves thinned (:func:`_thin`)."""
     base = os.path.join(out_dir, name)
-    data = dict(res, command=command)
+    data = dict(_thin(res), command=command)
     return write_report(base, markdown=markdown(res, command, config, png_name=name + ".png"), data=data,
                         figures={"": curves_figure(res)}, dpi=110)
