@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from numerics.analysis import check_compiled
 from numerics.core.block import lemma_c1, split_full, term_scale
 from numerics.core.constructions import constructed_weights
 from numerics.core.distributions import MDPDistribution
@@ -61,6 +62,11 @@ def run_check(algorithm, dist: MDPDistribution, *, prompts: int = 10_000, mdps: 
     index = record.spec.index(d)
     if weights is None:
         weights = constructed_weights(record, d, steps, device=device)
+    if check_compiled.applies(record, F, device):       # the same prompts and rule, compiled (issue 14)
+        r = check_compiled.run_check_compiled(record, mdp, F, weights, index, prompts=prompts, n=n, epsilon=epsilon,
+                                              alpha=alpha, seed=seed, gen=gen, progress=progress)
+        return CheckResult(record.name, r["done"], r["worst"], r["tol_at_worst"], r["counterexample"] is None,
+                           r["counterexample"])
     blocks = split_full(index, *weights)
     num_frames = math.ceil(prompts / mdps)
     worst, worst_ratio, tol_at_worst, cex, done = 0.0, -1.0, readout_tolerance(0.0, index.D, n), None, 0

@@ -227,7 +227,8 @@ def run_control(env: str = "random", algorithm="sarsa", *, dist: MDPDistribution
         ~6x slower than one (measured 28 s vs 4.9 s for 10 rounds).
 
     Returns a dict: ``methods`` (name -> ``final_normalized_return``,
-    ``ci95``, ``curve``, ``curve_ci95``, ``nonfinite_final``),
+    ``ci95``, ``curve``, ``curve_ci95``, ``nonfinite_final``), ``per_seed``
+    (name -> seeds x (rounds + 1) per-seed mean curves),
     ``difference_vs_teacher`` (name -> paired ``mean``, ``ci95`` of the final
     return minus the teacher's), ``max_abs_weight_diff_constructed_vs_teacher``,
     ``actions_identical``, ``tolerance``, ``reproduces_teacher``, the
@@ -362,7 +363,49 @@ def run_control(env: str = "random", algorithm="sarsa", *, dist: MDPDistribution
                 seeds_per_batch=chunk, methods=methods, difference_vs_teacher=diffs,
                 max_abs_weight_diff_constructed_vs_teacher=max_diff, max_abs_teacher_weight=max_abs_w,
                 actions_identical=actions_identical, tolerance=CLOSED_LOOP_ATOL, reproduces_teacher=reproduces,
-                seconds=time.perf_counter() - t0)
+                per_seed={m: per_seed[m].tolist() for m in order}, seconds=time.perf_counter() - t0)
+
+
+def rounds_to_level(result: dict, level: float = 0.9) -> dict:
+    """Per method of a :func:`run_control` result, the first round whose
+    normalised return reaches ``level`` (the oracle scores 1, so 0.9 is 0.9
+    of the oracle's): ``mean_curve`` (on the curve of the mean over seeds,
+    None if never within the rollout), ``per_seed`` (each seed's first
+    round, None if never), ``seeds_reached``, and over the seeds that reached
+    it ``mean`` with a 95% Student-t ``ci95`` (None with fewer than 2);
+    ``final`` is the mean curve's last value and ``late_change`` its change
+    over the last fifth of the rounds (how flat the curve has become)."""
+    out = {}
+    for m, curves in result["per_seed"].items():
+        c = np.asarray(curves)
+        mean = c.mean(0)
+        first = lambda y: next((int(k) for k in np.flatnonzero(y >= level)[:1]), None)
+        per = [first(row) for row in c]
+        hit = np.asarray([k for k in per if k is not None], dtype=float)
+        tail = max(1, len(mean) // 5)
+        entry = dict(level=level, mean_curve=first(mean), per_seed=per, seeds_reached=int(len(hit)), mean=None,
+                     ci95=None, final=float(mean[-1]), late_change=float(mean[-1] - mean[-1 - tail]),
+                     late_rounds=int(tail))
+        if len(hit) >= 2:
+            mu, lo, hi = _t_interval(hit[:, None])
+            entry.update(mean=float(mu[0]), ci95=[float(lo[0]), float(hi[0])])
+        elif len(hit) == 1:
+            entry["mean"] = float(hit[0])
+        out[m] = entry
+    return out
+
+
+def paired_difference(result: dict, a: str, b: str, rounds=None) -> dict:
+    """Paired 95% Student-t intervals over seeds of method ``a``'s
+    normalised return minus ``b``'s at each round of ``rounds`` (default:
+    the last): ``{round: {"mean", "ci95"}}``."""
+    A, B = np.asarray(result["per_seed"][a]), np.asarray(result["per_seed"][b])
+    ks = [A.shape[1] - 1] if rounds is None else [k for k in rounds if 0 <= k < A.shape[1]]
+    out = {}
+    for k in ks:
+        mu, lo, hi = _t_interval((A[:, k] - B[:, k])[:, None])
+        out[int(k)] = dict(mean=float(mu[0]), ci95=[float(lo[0]), float(hi[0])])
+    return out
 
 
 def _model_d(model) -> int:

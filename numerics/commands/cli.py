@@ -32,6 +32,7 @@ COMMANDS = {
     "ablation": ("numerics.commands.ablation", "richness ablation: train on narrow and rich distributions, compare with verdicts"),
     "flow": ("numerics.commands.flow", "gradient flow near the optimal set: measured vs predicted rate, basin"),
     "control": ("numerics.commands.control", "in-context control on unseen MDPs and Gymnasium tabular environments"),
+    "protocols": ("numerics.commands.protocols", "the paper's exact Algorithm 1 beside the minibatch variant: structure, loss, control"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
 }
 
@@ -57,11 +58,13 @@ def plain_name(name: str, field: str = "name") -> str:
 
 
 @contextlib.contextmanager
-def progress_bar(total=None, desc="", disable=False, unit="it"):
-    """A tqdm progress bar on stderr; quiet with ``--json`` and when stderr is
-    not a terminal (set ICRL_PROGRESS=1 to force it on)."""
+def progress_bar(total=None, desc="", disable=False, unit="it", unit_scale=False):
+    """A tqdm progress bar on stderr (rate and time left); quiet with
+    ``--json`` and when stderr is not a terminal (set ICRL_PROGRESS=1 to
+    force it on)."""
     quiet = disable or not (sys.stderr.isatty() or os.environ.get("ICRL_PROGRESS") == "1")
-    bar = tqdm(total=total, desc=desc, disable=quiet, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, desc=desc, disable=quiet, unit=unit, unit_scale=unit_scale, file=sys.stderr, leave=False,
+               dynamic_ncols=True)
     try:
         yield bar
     finally:

@@ -10,19 +10,28 @@ B = 1 is Algorithm 1 itself).  The learning rate decays by --lr-decay every
 --lr-every MDPs.  See docs/training.md for why this is the same algorithm
 and what the default CPU scale is.
 
+--protocol paper runs the paper's exact Algorithm 1 instead (one MDP at a
+time, one Adam step per frame) as a compiled loop, at Section 4.1's scale by
+default (10,000 MDPs x 1,000 frames, Adam 1e-3 x 0.99 every 10 MDPs): about
+10^7 steps in minutes on one core (docs/training.md).  --seeds K trains the
+seeds --seed .. --seed+K-1 in parallel processes (one per core).
+
 Writes DIR/MODEL.npz (for the block: arrays P and V, readable by
 icrl-verify check --weights) with DIR/MODEL.npz.json (config, seed, versions,
 loss curve), checkpoints DIR/checkpoint.npz every --checkpoint-every MDP
 batches (--resume continues from it to the same numbers as an uninterrupted
-run), and the report reports/training/NAME.md (+ .json, .png).  Exit 0 when
-the block recovers the construction (or a baseline trained), 1 when the
-block ends more than 5% from the optimal manifold, 2 on bad input.
+run), and the report reports/training/NAME.md (+ .json, .png); with --seeds
+K > 1 each seed S writes DIR/seed-S/.  Exit 0 when the block recovers the
+construction (or a baseline trained), 1 when the block ends more than 5%
+from the optimal manifold, 2 on bad input.
 """
 from __future__ import annotations
 
 import os
 
-from numerics.analysis.train import CPU_SCALE, TrainConfig, train_block
+from numerics.analysis.exact import CHECKPOINT_EVERY, PAPER_SCALE, check_exact_config
+from numerics.analysis.seeds import PROTOCOLS, default_workers, run_seeds, seed_configs
+from numerics.analysis.train import CPU_SCALE, TrainConfig
 from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
@@ -31,56 +40,89 @@ from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.render import training as render
+from numerics.render.training import relative
 from theory.errors import InputError
+
+
+#: The scale options whose defaults depend on --protocol (docs/training.md).
+SCALES = {"minibatch": CPU_SCALE, "paper": PAPER_SCALE}
+
+#: Default --checkpoint-every per protocol: MDP batches (minibatch), MDPs (paper).
+CHECKPOINTS = {"minibatch": 10, "paper": CHECKPOINT_EVERY}
+
+
+def _scale_help(key: str, what: str) -> str:
+    c, q = CPU_SCALE[key], PAPER_SCALE[key]
+    return f"{what} ({c:g}; --protocol paper: {q:g})"
 
 
 def add_arguments(p):
     add_common(p, mdps=CPU_SCALE["mdps"])
-    g = p.add_argument_group("training (defaults: the CPU scale of docs/training.md)")
+    for action in p._actions:               # --mdps: its default depends on --protocol
+        if action.dest == "mdps":
+            action.default, action.help = None, _scale_help("mdps", "number of MDPs")
+    g = p.add_argument_group("training (defaults: the CPU scale of docs/training.md, or the paper's with "
+                             "--protocol paper)")
+    g.add_argument("--protocol", choices=PROTOCOLS, default="minibatch",
+                   help="minibatch: --batch-mdps MDPs per Adam step (torch); paper: the paper's exact Algorithm 1, "
+                        "one MDP at a time, compiled, at Section 4.1's scale (minibatch)")
     g.add_argument("--model", choices=MODEL_KINDS, default="lsa",
                    help="lsa: the linear self-attention block; mlp / lstm: non-attention baselines (lsa)")
     g.add_argument("--parameterization", choices=PARAMETERIZATIONS, default="reduced",
                    help="block parameters: reduced (P12, Vbar21) or full (P, V) (reduced)")
-    g.add_argument("--frames", type=positive_int, default=CPU_SCALE["frames"],
-                   help=f"frames (optimizer steps) per MDP ({CPU_SCALE['frames']}; Section 4.1: 1000)")
-    g.add_argument("--batch-mdps", type=positive_int, default=CPU_SCALE["batch_mdps"],
-                   help=f"MDPs processed side by side, one step per frame on their mean loss ({CPU_SCALE['batch_mdps']}; "
-                        "1 = Algorithm 1 literally)")
-    g.add_argument("--lr", type=finite_float, default=CPU_SCALE["lr"], help=f"Adam learning rate ({CPU_SCALE['lr']:g})")
-    g.add_argument("--lr-decay", type=finite_float, default=CPU_SCALE["lr_decay"],
-                   help=f"multiply the learning rate by this every --lr-every MDPs ({CPU_SCALE['lr_decay']:g})")
-    g.add_argument("--lr-every", type=positive_int, default=CPU_SCALE["lr_every"],
-                   help=f"decay period, in MDPs ({CPU_SCALE['lr_every']}; Section 4.1: 10)")
+    g.add_argument("--frames", type=positive_int, default=None,
+                   help=_scale_help("frames", "frames (optimizer steps) per MDP"))
+    g.add_argument("--batch-mdps", type=positive_int, default=None,
+                   help=_scale_help("batch_mdps", "MDPs processed side by side, one step per frame on their mean "
+                                                  "loss; 1 = Algorithm 1 literally"))
+    g.add_argument("--lr", type=finite_float, default=None, help=_scale_help("lr", "Adam learning rate"))
+    g.add_argument("--lr-decay", type=finite_float, default=None,
+                   help=_scale_help("lr_decay", "multiply the learning rate by this every --lr-every MDPs"))
+    g.add_argument("--lr-every", type=positive_int, default=None, help=_scale_help("lr_every", "decay period, in MDPs"))
     g.add_argument("--hidden", type=positive_int, default=None, help="hidden width of the mlp (128) / lstm (64)")
     g.add_argument("--eval-mdps", type=positive_int, default=64, help="held-out MDPs for the final loss (64)")
+    g.add_argument("--seeds", type=positive_int, default=1,
+                   help="train the seeds --seed .. --seed+K-1, in parallel processes (1; --layout wang2025: 10, "
+                        "trained side by side)")
+    g.add_argument("--workers", type=positive_int, default=None,
+                   help="processes for --seeds (one per seed, at most one per available core)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None,
-                   help="directory for the weights (<model>.npz + .json) and checkpoints (runs/train/<name>)")
-    o.add_argument("--name", default=None, help="report name (ALGORITHM-MODEL[-full])")
+                   help="directory for the weights (<model>.npz + .json) and checkpoints (runs/train/<name>; "
+                        "with --seeds K > 1, DIR/seed-S for each seed)")
+    o.add_argument("--name", default=None, help="report name (ALGORITHM-MODEL[-full][-paper])")
     o.add_argument("--report-dir", metavar="DIR", default=os.path.join("reports", "training"),
                    help="where <name>.md, .json and .png go (reports/training)")
     o.add_argument("--no-report", action="store_true", help="write no report (weights and checkpoints only)")
-    o.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
-                   help="checkpoint every K MDP batches, 0 = never (10)")
+    o.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                   help=f"checkpoint every K MDP batches ({CHECKPOINTS['minibatch']}; --protocol paper: every K MDPs, "
+                        f"{CHECKPOINTS['paper']}); 0 = never")
     o.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz (same config required)")
     o.add_argument("--threads", type=positive_int, default=1,
                    help="torch intra-op threads (1: the tensors of one step are small, more threads only contend)")
     wang_cmd.add_train_arguments(p)
 
 
+def _scale(args, key: str):
+    v = getattr(args, key)
+    return SCALES[args.protocol][key] if v is None else v
+
+
 def config_from_args(args) -> TrainConfig:
-    if args.checkpoint_every < 0:
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
         raise InputError("checkpoint-every", f"must be >= 0, got {args.checkpoint_every}")
     return TrainConfig(algorithm=args.algorithm, states=args.states, actions=args.actions, gamma=args.gamma,
                        gamma_range=tuple(args.gamma_range) if args.gamma_range else None, features=args.features,
                        feature_seed=args.seed, n=args.context, epsilon=args.epsilon, alpha=args.alpha,
                        beta=args.beta, model=args.model, parameterization=args.parameterization, hidden=args.hidden,
-                       mdps=args.mdps, frames=args.frames, batch_mdps=args.batch_mdps, lr=args.lr,
-                       lr_decay=args.lr_decay, lr_every=args.lr_every, seed=args.seed, eval_mdps=args.eval_mdps)
+                       mdps=_scale(args, "mdps"), frames=_scale(args, "frames"), batch_mdps=_scale(args, "batch_mdps"),
+                       lr=_scale(args, "lr"), lr_decay=_scale(args, "lr_decay"), lr_every=_scale(args, "lr_every"),
+                       seed=args.seed, eval_mdps=args.eval_mdps)
 
 
-def default_name(cfg: TrainConfig) -> str:
-    return f"{cfg.algorithm}-{cfg.model}" + ("-full" if cfg.model == "lsa" and cfg.parameterization == "full" else "")
+def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
+    return (f"{cfg.algorithm}-{cfg.model}" + ("-full" if cfg.model == "lsa" and cfg.parameterization == "full" else "")
+            + ("-paper" if protocol == "paper" else ""))
 
 
 def run(args) -> int:
@@ -88,28 +130,77 @@ def run(args) -> int:
         return wang_cmd.run_train(args)
     cfg = config_from_args(args)
     device = device_from_args(args)
-    name = plain_name(args.name or default_name(cfg))
+    if args.protocol == "paper":
+        check_exact_config(cfg, device)
+    name = plain_name(args.name or default_name(cfg, args.protocol))
     out = args.out or os.path.join("runs", "train", name)
     command = reproduce_command("train", args, add_arguments)
-    with progress_bar(total=cfg.mdps, desc=f"train {name}", disable=args.json, unit="MDP") as bar:
-        res = train_block(cfg, device=device, out_dir=out, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume, progress=bar.update, threads=args.threads)
+    cfgs = seed_configs(cfg, args.seeds)
+    outs = [out] if args.seeds == 1 else [os.path.join(out, f"seed-{c.seed}") for c in cfgs]
+    workers = args.workers or default_workers(args.seeds)
+    every = CHECKPOINTS[args.protocol] if args.checkpoint_every is None else args.checkpoint_every
+    paper = args.protocol == "paper"
+    total = args.seeds * cfg.mdps * (cfg.frames if paper else 1)
+    with progress_bar(total=total, desc=f"train {name}", disable=args.json, unit="step" if paper else "MDP",
+                      unit_scale=paper) as bar:
+        results = run_seeds(args.protocol, cfgs, out_dirs=outs, workers=workers, device=device,
+                            checkpoint_every=every, resume=args.resume, progress=bar.update, threads=args.threads)
+    if args.seeds > 1:
+        return _report_seeds(args, results, cfgs, name, command, device, workers)
+    res = results[0]
     report = None
     if not args.no_report:
-        render.write(res, cfg, name, args.report_dir, command, config_of(args), device)
+        render.write(res, cfg, name, args.report_dir, command, _resolved(args, cfg), device)
         report = os.path.join(args.report_dir, name + ".md")
-    lines = [f"train {name}: {cfg.mdps} MDPs x {cfg.frames} frames, batch {cfg.batch_mdps}, "
-             f"{res['total_seconds']:.1f} s ({res['mdp_frames_per_s']:.0f} MDP-frames/s)",
+    lines = [f"train {name}: {cfg.mdps} MDPs x {cfg.frames} frames, batch {cfg.batch_mdps}"
+             + (" (the paper's exact protocol, compiled)" if paper else "")
+             + f", {res['total_seconds']:.1f} s ({res['frames_per_s']:,.0f} Adam steps/s, "
+             f"{res['mdp_frames_per_s']:,.0f} MDP-frames/s)",
              f"held-out loss {res['final_loss']:.3e} (identity map {res['identity_loss']:.3e})"]
     recovered = True
     if cfg.model == "lsa":
         recovered = res["distance_to_manifold"] < STRUCTURE_RECOVERY_RTOL
-        lines.append(f"relative distance to M* {res['distance_to_manifold']:.3%} at c = {res['scale_c']:.4g}: "
+        lines.append(f"relative distance to M* {relative(res['distance_to_manifold'])} at c = {res['scale_c']:.4g}: "
                      + ("RECOVERED" if recovered else f"NOT RECOVERED (threshold {STRUCTURE_RECOVERY_RTOL:.0%})"))
     lines.append(f"weights: {res['weights']}" + (f"; report: {report}" if report else ""))
     result = {k: res[k] for k in ("final_loss", "distance_to_manifold", "scale_c", "weights")}
     result.update(identity_loss=res["identity_loss"], recovered=recovered, report=report,
                   seconds=res["total_seconds"], frames_per_s=res["frames_per_s"],
-                  mdp_frames_per_s=res["mdp_frames_per_s"])
+                  mdp_frames_per_s=res["mdp_frames_per_s"], protocol=args.protocol)
     emit(lines, result, args.json)
+    return 0 if recovered else 1
+
+
+def _resolved(args, cfg: TrainConfig) -> dict:
+    """The options for the report header, with the protocol's scale defaults filled in."""
+    return dict(config_of(args), mdps=cfg.mdps, frames=cfg.frames, batch_mdps=cfg.batch_mdps, lr=cfg.lr,
+                lr_decay=cfg.lr_decay, lr_every=cfg.lr_every,
+                checkpoint_every=CHECKPOINTS[args.protocol] if args.checkpoint_every is None else args.checkpoint_every)
+
+
+def _report_seeds(args, results, cfgs, name, command, device, workers) -> int:
+    """``--seeds K > 1``: one line per seed, the report of all of them."""
+    report = None
+    if not args.no_report:
+        render.write_seeds(results, cfgs, name, args.report_dir, command, _resolved(args, cfgs[0]), device,
+                           args.protocol, workers)
+        report = os.path.join(args.report_dir, name + ".md")
+    lsa = cfgs[0].model == "lsa"
+    rows, lines = [], [f"train {name}: {len(cfgs)} seeds in {workers} process(es), {cfgs[0].mdps} MDPs x "
+                       f"{cfgs[0].frames} frames each, protocol {args.protocol}"]
+    for c, r in zip(cfgs, results):
+        rec = (r["distance_to_manifold"] < STRUCTURE_RECOVERY_RTOL) if lsa else True
+        rows.append(dict(seed=c.seed, final_loss=r["final_loss"], identity_loss=r["identity_loss"],
+                         distance_to_manifold=r["distance_to_manifold"], scale_c=r["scale_c"], weights=r["weights"],
+                         recovered=rec, seconds=r["total_seconds"], frames_per_s=r["frames_per_s"]))
+        lines.append(f"  seed {c.seed}: held-out loss {r['final_loss']:.3e}"
+                     + (f", distance to M* {relative(r['distance_to_manifold'])} at c = {r['scale_c']:.4g}" if lsa else "")
+                     + f", {r['total_seconds']:.1f} s ({r['frames_per_s']:,.0f} Adam steps/s); {r['weights']}")
+    recovered = all(r["recovered"] for r in rows)
+    if lsa:
+        lines.append("RECOVERED on every seed" if recovered else
+                     f"NOT RECOVERED on some seed (threshold {STRUCTURE_RECOVERY_RTOL:.0%})")
+    if report:
+        lines.append(f"report: {report}")
+    emit(lines, dict(seeds=rows, recovered=recovered, report=report, protocol=args.protocol, workers=workers), args.json)
     return 0 if recovered else 1

@@ -38,7 +38,7 @@ LAYOUTS = ("paper", "wang2025")
 #: Wang et al.'s values of the shared options, per command (used when the option was not given).
 CHECK_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, alpha=1.0, context=100, mdps=30)
 PROVE_DEFAULTS = dict(algorithm="td")
-TRAIN_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, context=30, lr=1e-3, mdps=CPU_SCALE["mrps"])
+TRAIN_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, context=30, lr=1e-3, mdps=CPU_SCALE["mrps"], seeds=10)
 #: Options of the value layouts that --layout wang2025 does not use: given, they are an error.
 TRAIN_UNUSED = ("model", "parameterization", "features")
 
@@ -71,9 +71,11 @@ def mark_defaults(p, dests):
 
 
 def pick(args, dest: str, ours):
-    """The given value of ``dest``, or Wang et al.'s value ``ours`` when it was not given."""
+    """The given value of ``dest``, or Wang et al.'s value ``ours`` when it was
+    not given (a marked default, or None for options whose default depends on
+    another option, like train's scale under --protocol)."""
     v = getattr(args, dest)
-    return ours if isinstance(v, _Default) else v
+    return ours if v is None or isinstance(v, _Default) else v
 
 
 def add_layout_argument(p):
@@ -272,7 +274,6 @@ def add_train_arguments(p):
     g.add_argument("--features-dim", type=positive_int, default=4, help="feature dimension d (4)")
     g.add_argument("--untied", action="store_true", help="one (P, V) per layer (their 'sequential' mode); "
                                                          "default tied (their 'auto' mode)")
-    g.add_argument("--seeds", type=positive_int, default=10, help="seeds trained side by side (10)")
     g.add_argument("--minibatches", type=positive_int, default=5, help="Adam steps per MRP (5)")
     g.add_argument("--window-steps", type=positive_int, default=64,
                    help="sliding-window TD errors per minibatch (64: 65 prompts)")
@@ -298,7 +299,7 @@ def _train_config(args) -> WangTrainConfig:
                            layers=args.layers, tied=not args.untied, gamma=ours["gamma"],
                            lr=ours["lr"], weight_decay=args.weight_decay, mrps=ours["mdps"],
                            minibatches=args.minibatches,
-                           steps=args.window_steps, seeds=args.seeds, seed=args.seed, eval_mrps=args.eval_mdps,
+                           steps=args.window_steps, seeds=ours["seeds"], seed=args.seed, eval_mrps=args.eval_mdps,
                            log_every=args.log_every)
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from numerics.core import compiled
 from numerics.core.mdp import MDP
 from numerics.core.policies import behaviour_probs, sample_categorical
 from numerics.core.prompts import build_context, window_quantities
@@ -55,10 +56,44 @@ def sample_window(record, mdp: MDP, F: torch.Tensor, T_cdf: torch.Tensor, s0: to
     precomputed per MDP batch.  Draw order per step: the action, then the
     next state, one uniform per MDP each (as the per-step reference loop in
     ``property_tests/references.py``, which gives the same window).
+
+    On the CPU in float64 the window is drawn by the compiled sampler
+    (``numerics.core.compiled.sample_windows``) from the same uniforms, one
+    ``torch.rand(2n+1, B)`` call (equal to ``2n+1`` successive
+    ``torch.rand(B)`` calls on the CPU generator): the same window, bit for
+    bit, as :func:`sample_window_torch` (tested), and faster at every batch
+    size measured (Section 4.1, n = 20, one thread, the behaviour policy
+    included: 41 us against 0.65 ms for one MDP, 0.27 against 1.4 ms for
+    100, 58 against 93 ms for 10,000).
     """
+    pi_cdf = behaviour_probs(record, F, theta, epsilon).detach().cumsum(-1)      # B x S x A
+    if _compiled_sampler_applies(pi_cdf, T_cdf, mdp.R, s0, gen):
+        U = torch.rand(2 * n + 1, mdp.batch, generator=gen, dtype=pi_cdf.dtype)
+        s, a, r = compiled.sample_windows(T_cdf.numpy(), pi_cdf.numpy(), mdp.R.numpy(), s0.contiguous().numpy(),
+                                          U.numpy())
+        return Window(torch.from_numpy(s), torch.from_numpy(a), torch.from_numpy(r))
+    return _sample_window_torch(mdp, T_cdf, s0, pi_cdf, n, gen)
+
+
+def _compiled_sampler_applies(pi_cdf, T_cdf, R, s0, gen) -> bool:
+    """The compiled sampler sees the torch path's uniforms only on the CPU
+    generator, and computes in float64."""
+    return (gen.device.type == "cpu" and all(t.device.type == "cpu" for t in (pi_cdf, T_cdf, R, s0))
+            and pi_cdf.dtype == T_cdf.dtype == R.dtype == torch.float64 and not T_cdf.requires_grad
+            and not R.requires_grad)
+
+
+def sample_window_torch(record, mdp: MDP, F: torch.Tensor, T_cdf: torch.Tensor, s0: torch.Tensor,
+                        theta: torch.Tensor, n: int, epsilon: float, gen: torch.Generator) -> Window:
+    """:func:`sample_window` in torch operations only (any device; the path
+    the compiled sampler is tested against)."""
+    pi_cdf = behaviour_probs(record, F, theta, epsilon).cumsum(-1)
+    return _sample_window_torch(mdp, T_cdf, s0, pi_cdf, n, gen)
+
+
+def _sample_window_torch(mdp: MDP, T_cdf, s0, pi_cdf, n: int, gen: torch.Generator) -> Window:
     B = mdp.batch
     bidx = torch.arange(B, device=s0.device)
-    pi_cdf = behaviour_probs(record, F, theta, epsilon).cumsum(-1)        # B x S x A
     s, a, r = [s0], [_draw(pi_cdf[bidx, s0], gen)], []
     for _ in range(n):
         nxt = _draw(T_cdf[bidx, s[-1], a[-1]], gen)

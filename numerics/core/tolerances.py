@@ -257,3 +257,37 @@ WANG_CHECK_RTOL = 1e-10
 #: norm off the family (1% of its energy) is already a visible departure in
 #: their Figure 2 measures.
 WANG_RECOVERY_RTOL = 0.10
+# ---- the compiled exact Algorithm 1 (numerics/core/compiled.py; issue 14) --
+
+#: Per Adam step, the largest relative error of an update's *direction*
+#: between the compiled loop and torch: the two compute the gradient in
+#: different summation orders, a relative difference of ``(m + n) eps ~= 2e-14``
+#: of the largest gradient entry, so an entry ``1e5`` times smaller than the
+#: largest (smaller ones move the weights by less than the bound itself) has a
+#: direction error of at most ``~2e-9``; rounded up to 1e-8.
+COMPILED_STEP_RTOL = 1e-8
+
+#: Largest size of one Adam step relative to the learning rate:
+#: ``|mhat| / sqrt(vhat) <= (1 - b1) / sqrt(1 - b2) ~= 3.2`` (PyTorch's defaults).
+ADAM_STEP_BOUND = 3.2
+
+
+def compiled_run_bound(steps: int, lr: float) -> float:
+    """Bound on ``max |theta_compiled - theta_torch|`` after ``steps`` Adam
+    steps at learning rate ``<= lr`` from the same start on the same data:
+    each step moves an entry by at most ``ADAM_STEP_BOUND lr`` in a direction
+    that differs by at most ``COMPILED_STEP_RTOL``; summed over the steps (the
+    weights move by ``<= 3.2 steps lr < 1``, so the gradient's dependence on
+    them adds no growth at the tested lengths)."""
+    return ADAM_STEP_BOUND * steps * lr * COMPILED_STEP_RTOL
+
+#: Two controllers are "as good as each other" when the paired 95% interval
+#: (over seeds) of their final normalised-return difference lies inside
+#: +-CONTROL_EQUIVALENCE_ATOL: issue 5's control criterion (|trained -
+#: teacher| <= 0.02 of the oracle-to-uniform range) made an equivalence
+#: test, so noise cannot pass for agreement.
+CONTROL_EQUIVALENCE_ATOL = 0.02
+
+#: "Near oracle-level" (the paper's wording, Section 4.1): a normalised
+#: return of at least this fraction of the oracle's (which is 1).
+NEAR_ORACLE_LEVEL = 0.9

@@ -7,6 +7,7 @@ import json
 import platform
 
 import matplotlib
+import numba
 import numpy
 import scipy
 import sympy
@@ -20,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 
 def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "sympy": sympy.__version__}
+            "scipy": scipy.__version__, "sympy": sympy.__version__, "numba": numba.__version__}
 
 
 def run_header(command: str, config: dict | None = None) -> str:

@@ -1,0 +1,112 @@
+"""``icrl-verify check`` through the compiled stream (issue 14): the same
+prompts as the torch stream, the same comparison, 5-10 times the throughput.
+
+For records whose prompt and teacher the kernels implement
+(``numerics.core.compiled.supports``: the SARSA structure), on the CPU, the
+whole frame (window, prompt, teacher, the block's Lemma C.1 read-out and the
+term scale of the tolerance) runs in ``numerics.core.compiled.check_frames``.
+The random draws are the torch stream's: ``initial_state`` from the same
+generator, then each frame's ``2n+1`` uniforms per MDP as one
+``torch.rand(frames, 2n+1, B)`` call (equal to the stream's successive
+draws), so the windows are the torch stream's (``w`` follows the compiled
+teacher, which agrees with torch's to ~1e-16: the windows differ only if two
+``Q_w`` values tie to within rounding).
+
+What is compared, and how, is :func:`numerics.analysis.check.run_check`'s
+rule unchanged: per prompt, ``|TF(H) - teacher|_inf`` against
+``numerics.core.tolerances.readout_tolerance`` of that prompt's term scale
+(``numerics.core.block.term_scale``).  The read-out comes from the given
+weights (the construction from ``theory``, or a user's), the teacher from
+the window alone (paper eq. 2 as a per-transition loop): two independent
+computations, each differential-tested against the torch implementation
+(``property_tests/test_compiled_exact.py``), and the planted faults of
+``property_tests/test_check_cli.py`` still fail the check.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from numerics.core import compiled as K
+from numerics.core.stream import initial_state
+from numerics.core.tolerances import readout_tolerance
+
+#: Prompts per compiled call (frames x MDPs): each call reads every MDP's
+#: tables once and draws its uniforms at once (~330 bytes a prompt, 16 MB).
+CHUNK_PROMPTS = 50_000
+
+
+def applies(record, F: torch.Tensor, device) -> bool:
+    """The compiled check runs for records the kernels implement, in float64 on the CPU."""
+    return K.supports(record) and torch.device(device).type == "cpu" and F.dtype == torch.float64
+
+
+def run_check_compiled(record, mdp, F: torch.Tensor, weights, index, *, prompts: int, n: int, epsilon: float,
+                       alpha: float, seed: int, gen: torch.Generator, progress=None) -> dict:
+    """Check ``prompts`` prompts of the stream of ``mdp`` (``B`` MDPs, one
+    prompt each per frame; the last frame's first ``prompts mod B`` count).
+    Returns ``{"done", "worst", "worst_ratio", "tol_at_worst", "counterexample"}``
+    as :func:`numerics.analysis.check.run_check` computes them."""
+    B, d = mdp.batch, F.shape[-1]
+    theta, s0 = initial_state(record, mdp, F, gen)
+    as_np = lambda t, dt=np.float64: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dt)
+    tables = (as_np(F), as_np(mdp.T.cumsum(-1)), as_np(mdp.R), as_np(mdp.gamma))
+    w, s = as_np(theta).copy(), as_np(s0, np.int64).copy()
+    params = K.flatten_blocks(index, weights[0], weights[1], "full")
+    params_abs = np.abs(params)
+    num_frames = math.ceil(prompts / B)
+    chunk = max(1, min(num_frames, CHUNK_PROMPTS // B))
+    errs, scales = np.empty((chunk, B)), np.empty((chunk, B))
+    none = np.empty((0, 0, 0))
+    worst, worst_ratio, tol_at_worst, cex, done = 0.0, -1.0, readout_tolerance(0.0, index.D, n), None, 0
+    for t0 in range(0, num_frames, chunk):
+        fc = min(chunk, num_frames - t0)
+        U = torch.rand(fc, 2 * n + 1, B, generator=gen, dtype=torch.float64).transpose(1, 2).contiguous().numpy()
+        w_start, s_start = w.copy(), s.copy()
+        K.check_frames(*tables, w, s, U, float(epsilon), float(alpha), params, params_abs, errs[:fc], scales[:fc],
+                       False, none, none, none)
+        tols = readout_tolerance(torch.from_numpy(scales[:fc]), index.D, n).numpy()
+        step = 0
+        for f in range(fc):
+            take = min(B, prompts - done)
+            err, tol = errs[f, :take], tols[f, :take]
+            ratio = err / tol
+            finite = np.isfinite(err)
+            if not finite.all():
+                b = int(np.flatnonzero(~finite)[0])
+                r_b = math.inf
+            else:
+                b = int(ratio.argmax())
+                r_b = float(ratio[b])
+            e_max = float(err.max())
+            if e_max > worst:
+                worst = e_max
+            if r_b > worst_ratio:
+                worst_ratio, tol_at_worst = r_b, float(tol[b])
+                if r_b > 1 and cex is None:
+                    theta_b, want, got = _replay(tables, b, w_start, s_start, U[:f + 1], epsilon, alpha, params,
+                                                 params_abs)
+                    cex = dict(states=mdp.states, actions=mdp.actions, d=d, n=n, seed=seed, mdp_index=b,
+                               frame=t0 + f, gamma=float(mdp.gamma[b]), abs_error=float(err[b]),
+                               tolerance=float(tol[b]), theta=theta_b, expected=want, got=got)
+            done += take
+            step += take
+        if progress is not None:
+            progress(step)
+    return dict(done=done, worst=worst, worst_ratio=worst_ratio, tol_at_worst=tol_at_worst, counterexample=cex)
+
+
+def _replay(tables, b: int, w_start, s_start, U, epsilon, alpha, params, params_abs):
+    """``(theta, teacher, read-out)`` of MDP ``b`` at the last frame of ``U``,
+    replayed from the chunk's start state (MDPs are independent, so the
+    numbers are those of the full pass)."""
+    one = tuple(np.ascontiguousarray(t[b:b + 1]) for t in tables)
+    d = one[0].shape[-1]
+    f = U.shape[0]
+    errs, scales = np.empty((f, 1)), np.empty((f, 1))
+    thetas, targets, gots = (np.empty((f, 1, d)) for _ in range(3))
+    K.check_frames(*one, w_start[b:b + 1].copy(), s_start[b:b + 1].copy(), np.ascontiguousarray(U[:, b:b + 1]),
+                   float(epsilon), float(alpha), params, params_abs, errs, scales, True, thetas, targets, gots)
+    return thetas[-1, 0].tolist(), targets[-1, 0].tolist(), gots[-1, 0].tolist()
