@@ -199,8 +199,7 @@ def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, 
             todo.append(c)
     n_workers = 0
     if todo:
-        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                              "distributed.worker.daemon": False}):
+        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
             if scheduler:
                 cluster, client = None, Client(scheduler, set_as_default=False)
             else:
