@@ -178,7 +178,8 @@ def run_serial(cells: list[Cell], fn: Callable, command: str) -> list[dict]:
 
 
 def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, scheduler: str | None = None,
-              workers: int | None = None, retries: int = DEFAULT_RETRIES, progress=None) -> dict:
+              workers: int | None = None, retries: int = DEFAULT_RETRIES, progress=None,
+              client: Client | None = None) -> dict:
     """Run the cells not yet done on Dask and store each as it finishes.
 
     ``fn(command, argv) -> {"result", "files", "timing"}`` is the task (it
@@ -200,9 +201,10 @@ def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, 
     n_workers = 0
     if todo:
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
-            if scheduler:
-                cluster, client = None, Client(scheduler, set_as_default=False)
-            else:
+            own, cluster = client is None, None
+            if own and scheduler:
+                client = Client(scheduler, set_as_default=False)
+            elif own:
                 n = workers or min(default_workers(), len(todo))
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                        silence_logs=50)
@@ -221,7 +223,8 @@ def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, 
                     if progress:
                         progress(1)
             finally:
-                client.close()
+                if own:
+                    client.close()
                 if cluster is not None:
                     cluster.close()
     return dict(done=done, failed=failed, skipped=skipped, computed=computed, workers=n_workers)
