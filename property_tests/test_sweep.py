@@ -194,7 +194,7 @@ def test_bad_sweep_file_exits_2_with_one_line_and_writes_nothing(case, tmp_path,
 
 
 def test_missing_sweep_file_exits_2(tmp_path, capsys):
-    rc, paths = _sweep(tmp_path, str(tmp_path / "none.toml"))
+    rc, _ = _sweep(tmp_path, str(tmp_path / "none.toml"))
     assert rc == 2 and capsys.readouterr().err.startswith("icrl-verify: error: sweep file: cannot read")
 
 

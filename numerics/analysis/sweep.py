@@ -28,8 +28,8 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from importlib import metadata
-from typing import Callable
 
 import dask
 import numpy as np
@@ -273,7 +273,7 @@ def aggregate(cells: list[Cell], done: dict, failed: dict, grid: dict, seed_key:
         point = tuple((k, json.dumps(c.options.get(k), default=str)) for k in varying)
         groups.setdefault(point, []).append(c)
     rows = []
-    for point, members in groups.items():
+    for members in groups.values():
         ok = [c for c in members if c.key in done]
         metrics = [numeric_metrics(done[c.key]["result"]) for c in ok]
         names = list(dict.fromkeys(k for m in metrics for k in m))

@@ -25,10 +25,9 @@ import torch
 from numerics.analysis.check import run_check
 from numerics.analysis.control import run_control
 from numerics.analysis.exact import check_exact_config
-from numerics.analysis.richness import richness
+from numerics.analysis.richness import BIG_BOOTSTRAP, richness
 from numerics.analysis.seeds import train_one
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
-from numerics.analysis.richness import BIG_BOOTSTRAP
 from numerics.commands import check as check_cmd
 from numerics.commands import control as control_cmd
 from numerics.commands import richness as richness_cmd
