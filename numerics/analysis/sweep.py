@@ -187,8 +187,8 @@ def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, 
     finished or skipped cell.  Returns ``{"done": {key: doc}, "failed":
     {key: message}, "skipped": [keys], "computed": [keys], "workers": n}``.
     """
-    done, failed, skipped, computed = {}, {}, [], []
-    todo = []
+    done, skipped, computed = {}, [], []
+    todo = {}
     for c in cells:
         doc = read_done(directory, c.key)
         if doc is not None:
@@ -197,37 +197,58 @@ def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, 
             if progress:
                 progress(1)
         else:
-            todo.append(c)
-    n_workers = 0
-    if todo:
-        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
-            own, cluster = client is None, None
-            if own and scheduler:
-                client = Client(scheduler, set_as_default=False)
-            elif own:
-                n = workers or min(default_workers(), len(todo))
-                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=50)
-                client = Client(cluster, set_as_default=False)
-            try:
-                n_workers = len(client.scheduler_info().get("workers", {}))
-                futures = {client.submit(fn, command, c.argv, key=f"{command}-{c.key}", retries=retries, pure=False):
-                           c for c in todo}
-                for fut in as_completed(list(futures), loop=client.loop):
-                    c = futures[fut]
-                    if fut.status == "finished":
-                        done[c.key] = write_cell(directory, c, command, fut.result())
-                        computed.append(c.key)
-                    else:
-                        failed[c.key] = _message(fut.exception())
-                    if progress:
-                        progress(1)
-            finally:
-                if own:
-                    client.close()
-                if cluster is not None:
-                    cluster.close()
-    return dict(done=done, failed=failed, skipped=skipped, computed=computed, workers=n_workers)
+            todo[c.key] = c
+
+    def store(key, out):
+        done[key] = write_cell(directory, todo[key], command, out)
+        computed.append(key)
+
+    tasks = {key: (fn, (command, c.argv)) for key, c in todo.items()}
+    failed, n_workers = map_tasks(tasks, scheduler=scheduler, workers=workers, retries=retries, progress=progress,
+                                  client=client, on_result=store, prefix=command) if todo else ({}, 0)
+    return {"done": done, "failed": failed, "skipped": skipped, "computed": computed, "workers": n_workers}
+
+
+def map_tasks(tasks: dict, *, scheduler: str | None = None, workers: int | None = None,
+              retries: int = DEFAULT_RETRIES, progress=None, client: Client | None = None, on_result=None,
+              prefix: str = "task") -> tuple[dict, int]:
+    """Run ``{name: (fn, args)}`` on Dask: ``client`` if given (left open),
+    else a running cluster at ``scheduler``, else an embedded LocalCluster
+    of ``workers`` single-threaded processes (default one per core, at most
+    one per task).  ``on_result(name, value)`` is called here, in this
+    process, as each task finishes; ``progress(1)`` after each task.  A task
+    that raises is retried ``retries`` times; a worker's death reruns its
+    task elsewhere (up to ``ALLOWED_FAILURES`` deaths).  Returns ``({name:
+    error message} of the failed tasks, number of workers)``."""
+    failed: dict = {}
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        own, cluster = client is None, None
+        if own and scheduler:
+            client = Client(scheduler, set_as_default=False)
+        elif own:
+            n = workers or min(default_workers(), len(tasks))
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=50)
+            client = Client(cluster, set_as_default=False)
+        try:
+            n_workers = len(client.scheduler_info().get("workers", {}))
+            futures = {client.submit(fn, *args, key=f"{prefix}-{name}", retries=retries, pure=False): name
+                       for name, (fn, args) in tasks.items()}
+            for fut in as_completed(list(futures), loop=client.loop):
+                name = futures[fut]
+                if fut.status == "finished":
+                    if on_result is not None:
+                        on_result(name, fut.result())
+                else:
+                    failed[name] = _message(fut.exception())
+                if progress:
+                    progress(1)
+        finally:
+            if own:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+    return failed, n_workers
 
 
 def _message(exc) -> str:
