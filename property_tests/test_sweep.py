@@ -241,3 +241,49 @@ def test_aggregate_groups_cells_that_differ_only_in_seed():
     assert rows[0]["metrics"]["holds"]["mean"] == 1.0 and "verdict" not in rows[0]["metrics"]
     assert rows[1]["cells"][2] == dict(key=cells[5].key, seed=2, command=cells[5].command_line, status="failed",
                                       error="boom")
+
+
+_STORED: dict = {}
+
+
+def _fake_experiment(s):
+    """A stand-in experiment (importable by the workers): seeded numbers."""
+    return {"x": np.random.default_rng(s.seed).standard_normal(4).tolist(), "pid": os.getpid()}
+
+
+def test_claims_experiments_run_on_the_workers_and_are_stored_here(cluster, monkeypatch):
+    from numerics.claims import evidence
+
+    fake = evidence.Experiment("fake", ("fake-check",), _fake_experiment,
+                               lambda s, data: _STORED.__setitem__(s, data))
+    monkeypatch.setitem(evidence.EXPERIMENTS, "fake", fake)
+    s = evidence.Settings(mode="quick", seed=5, out="unused")
+    assert evidence.run_experiments(["other-check"], s, scheduler=cluster.scheduler_address) == {}
+    assert s not in _STORED                                    # not wanted by these checks: not run
+    assert evidence.run_experiments(["fake-check"], s, scheduler=cluster.scheduler_address) == {}
+    assert _STORED[s]["x"] == _fake_experiment(s)["x"] and _STORED[s]["pid"] != os.getpid()
+
+
+@pytest.mark.slow
+def test_claims_experiments_on_the_engine_equal_the_in_process_ones(cluster):
+    """``claims --full`` (or ``--scheduler``) runs the shared experiments as
+    Dask tasks and stores them where the checks look: the same numbers as
+    computing them here."""
+    from numerics.claims import checks
+    from numerics.claims.evidence import EXPERIMENTS, Settings, run_experiments
+
+    s = Settings(mode="quick", seed=3, out="unused")
+    names = ["richness-onehot-fixed-gamma", "richness-onehot-gamma-range"]
+    try:
+        failed = run_experiments(names, s, scheduler=cluster.scheduler_address)
+        assert failed == {}
+        assert {e.name for e in EXPERIMENTS.values() if set(e.checks) & set(names)} == set(names)
+        for name in ("onehot-fixed-gamma", "onehot-gamma-range"):
+            remote = checks._RICH[(name, s)]
+            here = checks._richness_fresh(name, s)
+            for k in ("kernel_dim", "symmetry_dim", "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict"):
+                assert remote[k] == here[k], (name, k)
+            assert remote["details"]["bootstrap_mus"] == here["details"]["bootstrap_mus"]
+    finally:
+        for name in ("onehot-fixed-gamma", "onehot-gamma-range"):
+            checks._RICH.pop((name, s), None)
