@@ -287,3 +287,14 @@ def test_claims_experiments_on_the_engine_equal_the_in_process_ones(cluster):
     finally:
         for name in ("onehot-fixed-gamma", "onehot-gamma-range"):
             checks._RICH.pop((name, s), None)
+
+
+def test_unreachable_scheduler_exits_2_with_one_line(tmp_path, capsys):
+    import dask
+
+    file = _write(tmp_path / "s.toml", TRAIN.format(name="s"))
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        rc, paths = _sweep(tmp_path, file, "--scheduler", "tcp://127.0.0.1:9")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("icrl-verify: error: scheduler: cannot connect"), err
+    assert not os.path.exists(paths["out"])

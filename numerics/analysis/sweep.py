@@ -224,7 +224,11 @@ def map_tasks(tasks: dict, *, scheduler: str | None = None, workers: int | None 
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         own, cluster = client is None, None
         if own and scheduler:
-            client = Client(scheduler, set_as_default=False)
+            try:
+                client = Client(scheduler, set_as_default=False)
+            except (OSError, ValueError, TypeError) as e:    # refused, timed out, not an address
+                raise InputError("scheduler", f"cannot connect to a Dask scheduler at {scheduler!r}: "
+                                              f"{' '.join(str(e).split())}") from None
         elif own:
             n = workers or min(default_workers(), len(tasks))
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,

@@ -12,9 +12,9 @@ done.  Default engine: an embedded LocalCluster, one single-threaded worker
 process per core (--workers N); --scheduler ADDRESS uses a running Dask
 cluster (its workers must see the same filesystem only to read input files
 such as --weights; results travel back to this process, which writes them).
-A worker that dies mid-task loses only that task (it runs again elsewhere);
-a task that raises is retried `retries` times (sweep file, default 1), then
-reported failed with its message.  Report: REPORT_DIR/NAME.md (+ .json,
+A worker that dies mid-task loses only that task (it runs again
+elsewhere); a task that raises is retried as often as the sweep file's
+retries says (default 1), then reported failed with its message.  Report: REPORT_DIR/NAME.md (+ .json,
 .png).  Exit 0 when every cell finished, 1 when some failed, 2 on a bad
 sweep file.
 """
