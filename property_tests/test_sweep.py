@@ -14,12 +14,14 @@ import signal
 import threading
 import time
 
+import dask
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 from scipy import stats
 
 from numerics.analysis import sweep as engine
+from numerics.claims import checks, evidence
 from numerics.commands import cells as registry
 from numerics.commands import cli
 from numerics.commands.sweep import build_cells
@@ -252,8 +254,6 @@ def _fake_experiment(s):
 
 
 def test_claims_experiments_run_on_the_workers_and_are_stored_here(cluster, monkeypatch):
-    from numerics.claims import evidence
-
     fake = evidence.Experiment("fake", ("fake-check",), _fake_experiment,
                                lambda s, data: _STORED.__setitem__(s, data))
     monkeypatch.setitem(evidence.EXPERIMENTS, "fake", fake)
@@ -269,15 +269,12 @@ def test_claims_experiments_on_the_engine_equal_the_in_process_ones(cluster):
     """``claims --full`` (or ``--scheduler``) runs the shared experiments as
     Dask tasks and stores them where the checks look: the same numbers as
     computing them here."""
-    from numerics.claims import checks
-    from numerics.claims.evidence import EXPERIMENTS, Settings, run_experiments
-
-    s = Settings(mode="quick", seed=3, out="unused")
+    s = evidence.Settings(mode="quick", seed=3, out="unused")
     names = ["richness-onehot-fixed-gamma", "richness-onehot-gamma-range"]
     try:
-        failed = run_experiments(names, s, scheduler=cluster.scheduler_address)
+        failed = evidence.run_experiments(names, s, scheduler=cluster.scheduler_address)
         assert failed == {}
-        assert {e.name for e in EXPERIMENTS.values() if set(e.checks) & set(names)} == set(names)
+        assert {e.name for e in evidence.EXPERIMENTS.values() if set(e.checks) & set(names)} == set(names)
         for name in ("onehot-fixed-gamma", "onehot-gamma-range"):
             remote = checks._RICH[(name, s)]
             here = checks._richness_fresh(name, s)
@@ -290,8 +287,6 @@ def test_claims_experiments_on_the_engine_equal_the_in_process_ones(cluster):
 
 
 def test_unreachable_scheduler_exits_2_with_one_line(tmp_path, capsys):
-    import dask
-
     file = _write(tmp_path / "s.toml", TRAIN.format(name="s"))
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         rc, paths = _sweep(tmp_path, file, "--scheduler", "tcp://127.0.0.1:9")
