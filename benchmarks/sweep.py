@@ -33,6 +33,10 @@ from numerics.commands.cells import run_cell  # noqa: E402
 from numerics.commands.sweep import build_cells  # noqa: E402
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def main():
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--cells", type=int, default=8, help="training cells, seeds 0..CELLS-1 (8)")
@@ -47,9 +51,9 @@ def main():
                                  {"seed": [100]}))[0]
     load0 = os.getloadavg()
     run_cell("train", warm.argv)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     serial = run_serial(cells, run_cell, "train")
-    serial_s = time.perf_counter() - t0
+    serial_s, serial_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=50) as cluster, Client(cluster, set_as_default=False) as client:
@@ -57,13 +61,17 @@ def main():
         client.gather([client.submit(run_cell, "train", warm.argv, pure=False, workers=[w])
               for w in client.scheduler_info()["workers"]])
         startup_s = time.perf_counter() - t0
+        cores_seen = sorted(set(client.run(_cores).values()))
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             res = run_cells(cells, run_cell, "train", tmp, client=client)
             sweep_s = time.perf_counter() - t0
     load1 = os.getloadavg()
     equal = all(res["done"][c.key]["result"] == json.loads(json.dumps(s["result"])) for c, s in zip(cells, serial))
-    result = dict(name="sweep", cells=args.cells, workers=args.workers, mdps=args.mdps, frames=args.frames,
+    cell_wall_serial = sum(x["timing"]["seconds"] for x in serial)
+    cell_wall_workers = sum(res["done"][c.key]["timing"]["seconds"] for c in cells)
+    result = dict(cell_seconds_serial=cell_wall_serial, cell_seconds_workers=cell_wall_workers,
+                  serial_cpu_s=serial_cpu_s, worker_cores_visible=cores_seen, name="sweep", cells=args.cells, workers=args.workers, mdps=args.mdps, frames=args.frames,
                   serial_s=serial_s, sweep_s=sweep_s, startup_s=startup_s, ratio=serial_s / sweep_s,
                   ratio_with_startup=serial_s / (sweep_s + startup_s), results_equal=equal,
                   failed=len(res["failed"]), torch_threads=1, cores=os.cpu_count(),
@@ -74,6 +82,9 @@ def main():
              f"Dask LocalCluster, {args.workers} workers (warm): {sweep_s:.2f} s; start-up {startup_s:.2f} s",
              f"ratio serial / sweep = {result['ratio']:.2f} (target >= 1.7); with start-up "
              f"{result['ratio_with_startup']:.2f}",
+             f"sum of the cells' own wall times: serial {cell_wall_serial:.2f} s, on the workers "
+             f"{cell_wall_workers:.2f} s (each cell slower on a worker = the cores were shared); serial CPU "
+             f"{serial_cpu_s:.2f} s of {serial_s:.2f} s wall; cores visible to each worker: {cores_seen}",
              "results equal to the serial run: " + ("yes" if equal else "NO")]
     report(result, lines, args.json)
     return 0 if equal and not res["failed"] else 1
