@@ -24,6 +24,7 @@ import torch
 from numerics.analysis.exact import train_exact_block
 from numerics.analysis.train import TrainConfig, train_block
 from numerics.core.models import build_model, model_config
+from numerics.core.runtime import install_for_worker, interrupted
 from theory.errors import InputError
 
 PROTOCOLS = ("minibatch", "paper")
@@ -73,9 +74,13 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
         futures = {pool.submit(_worker, protocol, c.as_dict(), o, kw): i for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
         pending = set(futures)
+        forwarded = False
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                if interrupted() is not None and not forwarded:     # let each worker checkpoint and stop
+                    forwarded = True
+                    _forward(pool, interrupted())
                 _drain(q, progress)
                 for f in done:
                     results[futures[f]] = _rebuild(f.result())
@@ -85,6 +90,16 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
             raise
         _drain(q, progress)
     return results
+
+
+def _forward(pool, signum: int):
+    """Send ``signum`` to the pool's worker processes (each stops at its next
+    batch boundary and checkpoints; ``numerics.core.runtime``)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):   # the executor keeps no public list
+        try:
+            os.kill(proc.pid, signum)
+        except (ProcessLookupError, AttributeError):
+            pass
 
 
 def _drain(q, progress):
@@ -101,6 +116,7 @@ def _init_worker(q):
     global _QUEUE
     _QUEUE = q
     torch.set_num_threads(1)
+    install_for_worker()
 
 
 def _worker(protocol: str, cfg: dict, out_dir, kw: dict) -> dict:

@@ -23,7 +23,8 @@ import numpy as np
 
 from numerics.analysis.ablation import ABLATION_SCALE, DISTRIBUTIONS, classify_run, consistent, run_ablation
 from numerics.analysis.train import TrainConfig
-from numerics.commands.cli import config_of, emit, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, progress_bar
+from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import device_from_args, finite_float, positive_int
 from numerics.render import ablation as render
@@ -75,7 +76,8 @@ def run(args) -> int:
     command = reproduce_command("ablation", args, add_arguments)
     with progress_bar(total=len(chosen) * args.seeds, desc="ablation", disable=args.json, unit="run") as bar:
         res = run_ablation(base, seeds=tuple(range(args.seeds)), distributions=chosen, device=device,
-                           progress=bar.update, threads=args.threads)
+                           progress=at_boundary(bar.update), threads=args.threads)
+    check_interrupt()
     report = None if args.no_report else render.write(res, args.out, command, config_of(args))
     lines = []
     for row in res["rows"]:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import re
 
 from numerics.analysis.control import GYM_DEFAULT_GAMMA, run_control
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.distributions import MDPDistribution
+from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import CLOSED_LOOP_ATOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
@@ -102,9 +103,10 @@ def run(args) -> int:
         res = run_control(args.env, args.algorithm, dist=dist, gamma=gamma, features=args.features,
                           feature_dim=args.feature_dim, seeds=args.seeds, mdps=args.mdps, rounds=args.rounds,
                           n=args.context, epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
-                          models=models, device=device, progress=bar.update)
+                          models=models, device=device, progress=at_boundary(bar.update))
     if args.env != "random":
         args.gamma = res["gamma"]
+    check_interrupt()
     command = reproduce_command("control", args, add_arguments)
     res["report"] = None
     if not args.no_report:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 
 from numerics.analysis.flow import DEFAULT_RADII, flow_experiment
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, finite_float, positive_int
 from numerics.render import flow as render
@@ -53,7 +54,8 @@ def run(args) -> int:
         res = flow_experiment(dist, args.algorithm, args.parameterization, mdps=args.mdps, frames=args.frames,
                               n=args.context, epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
                               rate_radius=args.rate_radius, radii=args.radii, trials=args.trials,
-                              max_steps=args.max_steps, progress=bar.update, keep=True)
+                              max_steps=args.max_steps, progress=at_boundary(bar.update), keep=True)
+    check_interrupt()
     command = reproduce_command("flow", args, add_arguments)
     report = render.write(res, args.out, name, command, config_of(args))
     public = {k: res[k] for k in ("mu", "predicted_rate", "measured_rate", "rate_ratio", "converged", "basin")}

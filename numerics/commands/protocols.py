@@ -18,7 +18,8 @@ import os
 
 from numerics.analysis.protocols import NAMES, compare_protocols
 from numerics.analysis.train import TrainConfig
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import NEAR_ORACLE_LEVEL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import finite_float, positive_int
@@ -84,7 +85,8 @@ def run(args) -> int:
         res = compare_protocols({k: v[0] for k, v in loaded.items()}, {k: v[1] for k, v in loaded.items()},
                                 {k: v[2] for k, v in loaded.items()}, seeds=args.seeds, mdps=args.mdps,
                                 rounds=args.rounds, seed=args.seed, level=args.level, eval_mdps=args.eval_mdps,
-                                eval_frames=args.eval_frames, threads=args.threads, progress=bar.update)
+                                eval_frames=args.eval_frames, threads=args.threads, progress=at_boundary(bar.update))
+    check_interrupt()
     report = None
     if not args.no_report:
         render.write(res, args.out, name, command, config_of(args))

@@ -23,8 +23,9 @@ import os
 
 from numerics.analysis.richness import BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, richness
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
+from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, positive_int
 from numerics.render import richness as render
@@ -61,7 +62,8 @@ def run(args) -> int:
     with progress_bar(total=args.bootstrap, desc="richness bootstrap", disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,
                        epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
-                       bootstrap=args.bootstrap, progress=bar.update, keep=True)
+                       bootstrap=args.bootstrap, progress=at_boundary(bar.update), keep=True)
+    check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
     report = render.write(res, args.out, name, command, config_of(args))
     res["report"] = report

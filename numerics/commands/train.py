@@ -36,6 +36,7 @@ from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.models import MODEL_KINDS
+from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
@@ -145,6 +146,7 @@ def run(args) -> int:
                       unit_scale=paper) as bar:
         results = run_seeds(args.protocol, cfgs, out_dirs=outs, workers=workers, device=device,
                             checkpoint_every=every, resume=args.resume, progress=bar.update, threads=args.threads)
+    check_interrupt()        # a signal after the last batch boundary: stop before the report
     if args.seeds > 1:
         return _report_seeds(args, results, cfgs, name, command, device, workers)
     res = results[0]

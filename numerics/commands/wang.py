@@ -22,7 +22,7 @@ import torch
 
 from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
 from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig, train_wang
-from numerics.commands.cli import config_of, emit, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, progress_bar
 from numerics.core.tolerances import DTYPE
 from numerics.io.config import finite_float, positive_int
 from numerics.io.files import atomic_write
@@ -328,7 +328,7 @@ def run_train(args) -> int:
     extra = ["--name", name] if args.name else []
     command = train_command(cfg, extra)
     with progress_bar(total=cfg.mrps, desc=f"train {name}", disable=args.json, unit="MRP") as bar:
-        res = train_wang(cfg, progress=bar.update, threads=args.threads)
+        res = train_wang(cfg, progress=at_boundary(bar.update), threads=args.threads)
     P, V = res["P"], res["V"]
     for s in range(cfg.seeds):
         Ps, Vs = (P[s], V[s]) if cfg.tied else (P[:, s], V[:, s])
