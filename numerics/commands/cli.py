@@ -20,7 +20,7 @@ import sys
 
 from tqdm import tqdm
 
-from numerics.core.runtime import EXIT_SIGNAL_BASE, Interrupted, check_interrupt, interruptible, interrupted
+from numerics.core.runtime import EXIT_SIGNAL_BASE, Interrupted, check_interrupt, interrupted, interruptible
 from numerics.io.config import ArgumentParser, parse_with_config
 from numerics.io.files import jsonable
 from theory.errors import InputError

@@ -44,7 +44,6 @@ from numerics.render import training as render
 from numerics.render.training import relative
 from theory.errors import InputError
 
-
 #: The scale options whose defaults depend on --protocol (docs/training.md).
 SCALES = {"minibatch": CPU_SCALE, "paper": PAPER_SCALE}
 
