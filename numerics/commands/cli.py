@@ -23,6 +23,7 @@ from tqdm import tqdm
 from numerics.core.runtime import EXIT_SIGNAL_BASE, Interrupted, check_interrupt, interrupted, interruptible
 from numerics.io.config import ArgumentParser, parse_with_config
 from numerics.io.files import jsonable
+from numerics.io.options import Bytes
 from theory.errors import InputError
 
 #: subcommand -> (module, one-line help).  Each module defines
@@ -44,6 +45,14 @@ COMMANDS = {
 #: boundaries, ``numerics.core.runtime``): exit 130 / 143, one line on
 #: stderr, no partly written file; ``train`` checkpoints first.
 INTERRUPTIBLE = ("train", "flow", "control", "richness", "claims", "ablation", "protocols")
+
+
+def add_max_memory(p):
+    """``--max-memory BYTES``: the limit of the command's size guard
+    (``numerics.analysis.budget``; exit 2 above it, before allocating)."""
+    p.add_argument("--max-memory", type=Bytes(), default=None, metavar="BYTES",
+                   help="refuse a job whose estimated memory is above this, before allocating anything (8G, 512M or "
+                        "bytes; default: half the physical memory, or the ICRL_MAX_MEMORY environment variable)")
 
 
 def emit(lines, result: dict, as_json: bool):

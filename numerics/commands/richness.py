@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 import os
 
+from numerics.analysis import budget
 from numerics.analysis.richness import BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, richness
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
-from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
@@ -47,6 +48,7 @@ def add_arguments(p):
                         "parameters, e.g. d = 36, to stay under a minute; 0 skips the interval)")
     p.add_argument("--name", default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
     p.add_argument("--out", default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
+    add_max_memory(p)
 
 
 def run(args) -> int:
@@ -59,6 +61,10 @@ def run(args) -> int:
     if args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
     name = plain_name(args.name or f"{args.algorithm}-{args.features}-{args.parameterization}")
+    budget.guard_hessian(record, dist.d, args.mdps * frames, args.context, budget.max_memory(args.max_memory),
+                         f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
+                         f"{args.mdps * frames} prompts,", bootstrap=args.bootstrap,
+                         parameterization=args.parameterization)
     with progress_bar(total=args.bootstrap, desc="richness bootstrap", disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,
                        epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
