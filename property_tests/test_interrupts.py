@@ -114,6 +114,29 @@ def test_interrupted_train_resumes_to_the_uninterrupted_weights(argv, signum, st
         assert np.array_equal(got[k], want[k]), k
 
 
+@pytest.mark.slow
+def test_interrupted_parallel_seeds_each_checkpoint_and_resume(tmp_path):
+    """``--seeds 2 --workers 2``: SIGTERM to the parent only; it forwards
+    the signal, each worker checkpoints its own seed, and the resumed seeds
+    equal uninterrupted ones."""
+    argv = MINIBATCH + ["--seeds", "2", "--workers", "2"]
+    run = tmp_path / "run"
+    proc = _Proc(argv + ["--out", str(run)], tmp_path)
+    ckpts = [run / f"seed-{s}" / "checkpoint.npz" for s in (0, 1)]
+    proc.wait_for(lambda: all(c.exists() for c in ckpts), "both seeds' first checkpoints")
+    rc = proc.stop(signal.SIGTERM)
+    lines = proc.stderr.strip().splitlines()
+    assert rc == 143 and lines == [f"icrl-verify: interrupted by SIGTERM: checkpoint written to {ckpts[0]}, "
+                                   f"{ckpts[1]}; resume with --resume"], proc.stderr
+    assert all(sorted(os.listdir(c.parent)) == ["checkpoint.npz"] for c in ckpts)
+    assert main(argv + ["--out", str(run), "--resume"]) in (0, 1)
+    ref = tmp_path / "ref"
+    assert main(argv + ["--out", str(ref)]) in (0, 1)
+    for s in (0, 1):
+        got, want = _weights(run / f"seed-{s}" / "lsa.npz"), _weights(ref / f"seed-{s}" / "lsa.npz")
+        assert all(np.array_equal(got[k], want[k]) for k in ("P", "V")), s
+
+
 def _no_partial_files(folder):
     """Nothing in ``folder`` (or the folder absent): no report, no temporary file."""
     return not folder.exists() or not any(folder.rglob("*"))

@@ -24,7 +24,7 @@ import torch
 from numerics.analysis.exact import train_exact_block
 from numerics.analysis.train import TrainConfig, train_block
 from numerics.core.models import build_model, model_config
-from numerics.core.runtime import install_for_worker, interrupted
+from numerics.core.runtime import Interrupted, install_for_worker, interrupted
 from theory.errors import InputError
 
 PROTOCOLS = ("minibatch", "paper")
@@ -74,7 +74,7 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
         futures = {pool.submit(_worker, protocol, c.as_dict(), o, kw): i for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
         pending = set(futures)
-        forwarded = False
+        forwarded, stopped = False, []
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -83,12 +83,18 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
                     _forward(pool, interrupted())
                 _drain(q, progress)
                 for f in done:
-                    results[futures[f]] = _rebuild(f.result())
+                    try:
+                        results[futures[f]] = _rebuild(f.result())
+                    except Interrupted as e:      # this seed checkpointed; wait for the others to do the same
+                        stopped.append(e)
         except BaseException:
             for f in pending:
                 f.cancel()
             raise
         _drain(q, progress)
+    if stopped:
+        paths = [e.checkpoint for e in stopped if e.checkpoint]
+        raise Interrupted(stopped[0].signum, ", ".join(sorted(paths)) or None)
     return results
 
 
