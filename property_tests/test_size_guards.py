@@ -9,7 +9,7 @@ estimate, the limit and the option that raises it.
 * ``--max-memory`` and ``ICRL_MAX_MEMORY`` set the limit; malformed values
   are refused naming the option / variable;
 * the estimate is honest: against the peak resident memory a run really
-  adds (``ru_maxrss`` in a subprocess, above its RSS after imports and JIT
+  adds (``VmHWM`` of a subprocess, above its RSS after imports and JIT
   compilation), within a factor 2 either way (docs/limits.md).
 """
 from __future__ import annotations
@@ -175,14 +175,21 @@ def test_estimates_grow_with_every_size():
 # ----------------------------------------------------------- honest estimates
 
 _PEAK = textwrap.dedent("""
-    import json, os, resource, sys
+    import json, sys
     from numerics.commands.cli import main
     main(json.loads(sys.argv[2]))           # imports and JIT compilation, at a tiny size
-    with open("/proc/self/statm") as f:
-        before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def status(key):                        # this process's own memory (ru_maxrss would carry over
+        with open("/proc/self/status") as f:    # the forking parent's peak across exec)
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                    # reset the peak to the current RSS
+    except OSError:
+        pass
+    before = status("VmRSS")
     rc = main(json.loads(sys.argv[1]))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps(dict(rc=rc, added=peak - before)))
+    print(json.dumps(dict(rc=rc, added=status("VmHWM") - before)))
 """)
 
 #: Honesty factor: measured / estimated peak memory lies in [1/2, 2].

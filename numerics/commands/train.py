@@ -23,7 +23,10 @@ batches (--resume continues from it to the same numbers as an uninterrupted
 run), and the report reports/training/NAME.md (+ .json, .png); with --seeds
 K > 1 each seed S writes DIR/seed-S/.  Exit 0 when the block recovers the
 construction (or a baseline trained), 1 when the block ends more than 5%
-from the optimal manifold, 2 on bad input.
+from the optimal manifold, 2 on bad input or a run whose estimated memory
+is above --max-memory; Ctrl-C (SIGINT) / SIGTERM stop at the next MDP
+batch (MDP), write DIR/checkpoint.npz and exit 130 / 143 (resume with
+--resume).
 """
 from __future__ import annotations
 
