@@ -215,6 +215,7 @@ def test_check_estimate_is_within_a_factor_2_of_the_measured_peak(tmp_path):
     assert 1 / HONEST <= added / est <= HONEST, (added / 2 ** 20, est / 2 ** 20)
 
 
+@pytest.mark.slow          # ~15 s under load; the check case above keeps the default tier honest
 def test_train_estimate_is_within_a_factor_2_of_the_measured_peak(tmp_path):
     n, batch, ev = 3000, 4, 32
     est = budget.train(SARSA, batch, ev, 9, 4, 36, n).total
