@@ -24,6 +24,7 @@ import torch
 from numerics.analysis.exact import train_exact_block
 from numerics.analysis.train import TrainConfig, train_block
 from numerics.core.models import build_model, model_config
+from numerics.core.runtime import Interrupted, install_for_worker, interrupted
 from theory.errors import InputError
 
 PROTOCOLS = ("minibatch", "paper")
@@ -73,18 +74,38 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
         futures = {pool.submit(_worker, protocol, c.as_dict(), o, kw): i for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
         pending = set(futures)
+        forwarded, stopped = False, []
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                if interrupted() is not None and not forwarded:     # let each worker checkpoint and stop
+                    forwarded = True
+                    _forward(pool, interrupted())
                 _drain(q, progress)
                 for f in done:
-                    results[futures[f]] = _rebuild(f.result())
+                    try:
+                        results[futures[f]] = _rebuild(f.result())
+                    except Interrupted as e:      # this seed checkpointed; wait for the others to do the same
+                        stopped.append(e)
         except BaseException:
             for f in pending:
                 f.cancel()
             raise
         _drain(q, progress)
+    if stopped:
+        paths = [e.checkpoint for e in stopped if e.checkpoint]
+        raise Interrupted(stopped[0].signum, ", ".join(sorted(paths)) or None)
     return results
+
+
+def _forward(pool, signum: int):
+    """Send ``signum`` to the pool's worker processes (each stops at its next
+    batch boundary and checkpoints; ``numerics.core.runtime``)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):   # the executor keeps no public list
+        try:
+            os.kill(proc.pid, signum)
+        except (ProcessLookupError, AttributeError):
+            pass
 
 
 def _drain(q, progress):
@@ -101,6 +122,7 @@ def _init_worker(q):
     global _QUEUE
     _QUEUE = q
     torch.set_num_threads(1)
+    install_for_worker()
 
 
 def _worker(protocol: str, cfg: dict, out_dir, kw: dict) -> dict:
