@@ -1,10 +1,12 @@
 """Compare ``icrl-verify claims`` numbers between two versions of the code.
 
-    python property_tests/compare_claims.py [--base REV] [--mode quick|full] [--json]
+    python property_tests/compare_claims.py [--base REV] [--new REV] [--mode quick|full] [--json]
 
-Runs ``claims --MODE`` once on a temporary ``git worktree`` of ``REV``
+Runs ``claims --MODE`` once on a temporary ``git worktree`` of ``--base``
 (default: the commit before the core redesign, the reference of issue 10)
-and once on the working tree, both on this machine, then compares every
+and once on the working tree (or on a worktree of ``--new REV``, e.g. the
+commit that finished the redesign, before later issues added claims), both
+on this machine, then compares every
 number in the two ``claims.json`` files except timings (keys ``seconds``,
 ``total_seconds``, ``train_seconds``, ``elapsed_s``, ``frames_per_s``,
 ``mdp_frames_per_s``, ``runtime``) to ``|a - b| <= RTOL * max(1, |b|)`` and
@@ -72,25 +74,32 @@ def differences(a, b, path="") -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base", default=PRE_REDESIGN, help="the reference commit (default: before the core redesign)")
+    p.add_argument("--new", default=None, help="compare this commit instead of the working tree")
     p.add_argument("--mode", choices=("quick", "full"), default="quick")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.join(tmp, "base")
-        subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-q", base, args.base], check=True)
+        trees = {"base": args.base} | ({"new": args.new} if args.new else {})
+        for name, rev in trees.items():
+            subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-q", os.path.join(tmp, name), rev],
+                           check=True)
         try:
-            old = run_claims(base, args.mode, os.path.join(tmp, "out-base"))
-            new = run_claims(ROOT, args.mode, os.path.join(tmp, "out-new"))
+            old = run_claims(os.path.join(tmp, "base"), args.mode, os.path.join(tmp, "out-base"))
+            new = run_claims(os.path.join(tmp, "new") if args.new else ROOT, args.mode, os.path.join(tmp, "out-new"))
         except RuntimeError as e:
             print(e, file=sys.stderr)
             return 2
         finally:
-            subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", base], check=False)
+            for name in trees:
+                subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", os.path.join(tmp, name)],
+                               check=False)
     diffs = differences(new, old)
     numbers = sum(1 for _ in _numbers(new))
     for d in diffs:
         print(d)
-    print(f"{numbers} numbers compared (timings excluded) against {args.base[:12]}: "
+    print(f"{numbers} numbers compared (timings excluded) against {args.base[:12]}"
+          + (f" ({args.new[:12]} against it)" if args.new else "") + ": "
           + ("all equal to 1e-12" if not diffs else f"{len(diffs)} differ"))
     if args.json:
         print(json.dumps({"base": args.base, "numbers": numbers, "differences": diffs, "equal": not diffs}))

@@ -14,11 +14,15 @@ import os
 from dataclasses import dataclass, field
 
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
+from numerics.io.options import Bytes
 from theory.errors import InputError
 
 F64 = 8
 #: Default limit: this fraction of the machine's physical memory.
 DEFAULT_MEMORY_FRACTION = 0.5
+
+#: Environment variable that sets the limit when ``--max-memory`` is not given.
+ENV_VAR = "ICRL_MAX_MEMORY"
 
 
 def physical_memory() -> int:
@@ -33,8 +37,24 @@ def default_max_memory() -> int:
     return int(DEFAULT_MEMORY_FRACTION * physical_memory())
 
 
+def max_memory(value: int | None = None) -> int:
+    """The limit in bytes: ``value`` (``--max-memory``), else the environment
+    variable :data:`ICRL_MAX_MEMORY <ENV_VAR>` (``8G`` style), else
+    :func:`default_max_memory`."""
+    if value is not None:
+        return int(value)
+    env = os.environ.get(ENV_VAR)
+    if env is not None and env.strip():
+        kind = Bytes()
+        try:
+            return int(kind.check(kind.parse_text(env)))
+        except ValueError as e:
+            raise InputError(ENV_VAR, str(e)) from None
+    return default_max_memory()
+
+
 def human(nbytes: float) -> str:
-    for unit, size in (("TB", 1024 ** 4), ("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024)):
+    for unit, size in (("EB", 1024 ** 6), ("PB", 1024 ** 5), ("TB", 1024 ** 4), ("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024)):
         if nbytes >= size:
             return f"{nbytes / size:.3g} {unit}"
     return f"{nbytes:.0f} B"
@@ -60,10 +80,14 @@ class Estimate:
 
 
 def guard(estimate: Estimate, limit: int, what: str, shrink: str) -> Estimate:
-    """Refuse (``InputError`` on ``max-memory``) when the estimate exceeds the limit."""
+    """Refuse (``InputError`` on ``max-memory``, exit 2 at the command line)
+    when the estimate exceeds the limit: one line with the estimate, its
+    largest parts, the limit, what shrinks the job and the option that
+    raises the limit."""
     if estimate.total > limit:
         raise InputError("max-memory", f"{what} would need about {human(estimate.total)} ({estimate.describe()}), "
-                                       f"above the limit {human(limit)}; {shrink}, or raise --max-memory")
+                                       f"above the limit {human(limit)}; {shrink}, or raise --max-memory "
+                                       f"(or {ENV_VAR})")
     return estimate
 
 
@@ -77,11 +101,13 @@ def mdp_batch(B: int, S: int, A: int, d: int) -> Estimate:
 
 def frame(record, B: int, n: int, A: int, d: int) -> Estimate:
     """One frame of the stream for ``B`` MDPs: the per-transition quantities,
-    the context ``X`` and, for the expected / greedy ``phi+`` and the score,
-    the features of every action at each visited state."""
+    the context ``X`` with the read-out's and the teacher's intermediates of
+    the same size (three copies: measured, docs/limits.md) and, for the
+    expected / greedy ``phi+`` and the score, the features of every action
+    at each visited state."""
     m = record.layout.m(d)
     e = Estimate().add("window quantities (mdps x context x d)", 2 * B * n * d * F64) \
-                  .add("prompts (mdps x context x m)", B * n * m * F64)
+                  .add("prompts and read-out intermediates (3 x mdps x context x m)", 3 * B * n * m * F64)
     if record.next_rule != "taken" or "g" in record.quantities:
         e.add("features of every action along the window", B * n * A * d * F64)
     return e
@@ -94,30 +120,150 @@ def check(record, B: int, S: int, A: int, d: int, n: int) -> Estimate:
     return e
 
 
-def hessian(record, d: int, prompts: int, n: int, dense: bool | None = None) -> Estimate:
-    """The richness analysis: the prompt sample, the Jacobian factors and the
-    Gauss-Newton matrix with its factorisation (dense route) on ``p`` reduced
-    parameters; above :data:`numerics.analysis.spectrum.DENSE_EIGH_LIMIT` the
-    shift-invert route still holds ``H``, ``H + sigma I`` and a Cholesky factor."""
+
+#: Copies of the ``p x p`` Gauss-Newton matrix alive at the peak of the
+#: richness analysis (the matrix, the assembly's permuted blocks and
+#: symmetrisation, the eigensolver's copy and eigenvectors, a bootstrap
+#: replicate's own matrix and solver), dense route / shift-invert route.
+#: Calibrated by peak RSS (docs/limits.md): d = 20 (1,681 parameters, dense)
+#: measured ~11 copies above the import baseline, d = 30 (3,721, shift-invert) ~7.
+HESSIAN_COPIES = {"dense": 12, "shift-invert": 8}
+
+
+def reduced_parameters(record, d: int) -> int:
+    return record.spec.index(d).reduced_count()
+
+
+def hessian(record, d: int, prompts: int, n: int, bootstrap: int = 0) -> Estimate:
+    """The richness analysis on ``prompts`` prompts of context ``n``: the
+    prompt sample, the per-prompt Jacobian factors and products of the
+    closed-form Gauss-Newton assembly (``numerics.analysis.hessian``), and
+    :data:`HESSIAN_COPIES` copies of the ``p x p`` matrix on the ``p``
+    reduced parameters (dense ``eigh`` up to
+    :data:`~numerics.analysis.spectrum.DENSE_EIGH_LIMIT`, shift-invert
+    Lanczos with a Cholesky factor above)."""
     idx = record.spec.index(d)
-    p = idx.reduced_count()
-    e = Estimate().add("prompt sample (prompts x context x m)", prompts * n * idx.m * F64) \
-                  .add("Jacobian factors (prompts x q x m)", prompts * idx.q * idx.m * F64)
-    large = p > DENSE_EIGH_LIMIT if dense is None else not dense
-    copies = 4 if large else 3          # H, eigenvectors, workspace | H, eye, H + sigma I, Cholesky factor
-    e.add(f"Gauss-Newton matrix ({p} x {p} reduced parameters) and its factorisation", copies * p * p * F64)
+    p, m, q, w = idx.reduced_count(), idx.m, idx.q, idx.q + 1
+    route = "dense" if p <= DENSE_EIGH_LIMIT else "shift-invert"
+    copies = HESSIAN_COPIES[route] - (0 if bootstrap else 2)
+    e = Estimate().add("prompt sample (prompts x context x m)", 2 * prompts * n * idx.m * F64) \
+                  .add("Jacobian factors and products (prompts x (q m + m^2 + p^2))",
+                       2 * prompts * (q * m + m * m + w * w + w * m) * F64)
+    e.add(f"Gauss-Newton matrix ({p:,} x {p:,} reduced parameters, {route} eigensolver), {copies} copies",
+          copies * p * p * F64)
     return e
 
 
-def train(record, batch: int, eval_mdps: int, S: int, A: int, d: int, n: int, hidden: int = 0) -> Estimate:
-    """Training: one MDP batch and its frame (with autograd's saved tensors,
-    about twice the prompt), the held-out evaluation batch."""
+def largest_fitting_d(record, prompts: int, n: int, limit: int, bootstrap: int = 0, d_max: int = 100_000) -> int:
+    """The largest feature dimension ``d`` whose richness analysis fits under
+    ``limit`` (0 when none does); the estimate grows with ``d``."""
+    lo, hi = 0, d_max
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if hessian(record, mid, prompts, n, bootstrap).total <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def guard_hessian(record, d: int, prompts: int, n: int, limit: int, what: str, bootstrap: int = 0,
+                  parameterization: str = "reduced", states_option: str = "--states/--actions") -> Estimate:
+    """:func:`guard` for the dense Hessian of the richness analysis (and the
+    flow, which uses its spectrum): the refusal says that the sizes are
+    beyond a dense Hessian and which ``d`` would fit."""
+    e = hessian(record, d, prompts, n, bootstrap)
+    if e.total <= limit:
+        return e
+    p = reduced_parameters(record, d)
+    fit = largest_fitting_d(record, prompts, n, limit, bootstrap)
+    alt = "" if parameterization == "reduced" else " (--parameterization full analyses this same reduced " \
+                                                   "Hessian and more: the reduced parameterisation is the smallest)"
+    shrink = (f"d = {d} gives {p:,} reduced parameters, beyond a dense Hessian at this limit: use smaller "
+              f"{states_option} (d = {fit} fits; d is states x actions, states for td) or fewer prompts{alt}")
+    return guard(e, limit, what, shrink)
+
+
+def train(record, batch: int, eval_mdps: int, S: int, A: int, d: int, n: int, hidden: int = 0,
+          model: str = "lsa") -> Estimate:
+    """Training (minibatch protocol): one MDP batch and its frame (with
+    autograd's saved tensors, about twice the prompt) and the held-out
+    evaluation batch (all ``eval_mdps`` at once); a baseline's hidden
+    activations over the context."""
     e = Estimate()
     for B, tag in ((batch, "training"), (eval_mdps, "evaluation")):
         for k, v in check(record, B, S, A, d, n).parts.items():
             e.add(f"{tag}: {k}", v)
     m = record.layout.m(d)
-    e.add("autograd's saved tensors", batch * n * m * F64)
-    if hidden:
-        e.add("baseline model", (n * m + d + 2) * hidden * F64 * 4)
+    e.add("autograd's saved tensors (batch x context x m)", 2 * batch * n * m * F64)
+    if model != "lsa":
+        h = hidden or 128
+        e.add(f"{model} activations ((batch + eval) x context x hidden)",
+              4 * (batch + eval_mdps) * n * h * F64 + 4 * (n * m + d + 2) * h * F64)
     return e
+
+
+def exact(record, eval_mdps: int, S: int, A: int, d: int, n: int, frames: int) -> Estimate:
+    """Training with ``--protocol paper``: one MDP at a time (its tables,
+    features and the ``frames x (2n+1)`` uniforms of its frames, the
+    compiled workspace) and the held-out evaluation batch of the torch
+    evaluator."""
+    e = mdp_batch(1, S, A, d)
+    e.add("uniforms of one MDP (frames x (2 context + 1))", frames * (2 * n + 1) * F64)
+    e.add("compiled workspace (context x m)", 4 * n * record.layout.m(d) * F64)
+    for k, v in check(record, eval_mdps, S, A, d, n).parts.items():
+        e.add(f"evaluation: {k}", v)
+    return e
+
+
+def flow(record, d: int, prompts: int, n: int, runs: int, parameterization: str = "reduced") -> Estimate:
+    """The flow experiment: the richness analysis of its sample (no
+    bootstrap), ``runs`` flows integrated side by side (their batched
+    Lemma C.1 read-outs and gradients, ``runs x prompts x (context + 3 m)``)
+    and, on the shift-invert route, the Cholesky factors of ``I + h H``
+    cached per step size (up to about ten)."""
+    idx = record.spec.index(d)
+    e = hessian(record, d, prompts, n)
+    e.add("batched flows (runs x prompts x (context + 3 m))", 2 * runs * prompts * (n + 3 * idx.m) * F64)
+    p = idx.reduced_count()
+    if p > DENSE_EIGH_LIMIT:
+        e.add("cached Cholesky factors of I + h H (about 10)", 10 * p * p * F64)
+    if parameterization == "full":
+        D = idx.D
+        e.add("full parameters of every run (runs x 2 D^2)", 4 * runs * 2 * D * D * F64)
+    return e
+
+
+def control(record, mdps: int, S: int, A: int, d: int, n: int, rounds: int, methods: int = 3) -> Estimate:
+    """The closed loop for one chunk of seeds (``numerics.analysis.control``
+    runs at least one seed at a time): ``mdps`` MDPs with their features,
+    the policy evaluation matrices (``S x S`` per MDP), a frame per method
+    and the return curves."""
+    e = mdp_batch(mdps, S, A, d)
+    dense_eval = S * S if S <= 128 else S * 4
+    e.add("policy evaluation (mdps x 2 states^2)", mdps * 2 * dense_eval * F64)
+    for k, v in frame(record, mdps, n, A, d).parts.items():
+        e.add(k, methods * v)
+    e.add("curves (mdps x rounds x q)", mdps * (rounds + 1) * 2 * record.layout.q(d) * F64)
+    return e
+
+
+def wang_check(mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
+    """``check --layout wang2025``: one window per MRP (its ``S x S``
+    tables, features, ``n + 1`` transitions) and every layer's ``D x (n+1)``
+    prompt (``D = 2d + 1``) for the block and for the batch-TD loop."""
+    D = 2 * d + 1
+    return Estimate().add("MRPs and features (mrps x states x (2 states + d))", mrps * S * (2 * S + d) * F64) \
+                     .add("prompts of every layer (mrps x (layers + 2) x D x (context + 1))",
+                          2 * mrps * (layers + 2) * D * (n + 1) * F64)
+
+
+def wang_train(seeds: int, steps: int, eval_mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
+    """``train --layout wang2025``: every seed's window of ``steps`` sliding
+    prompts through ``layers`` layers with autograd's saved tensors, and the
+    held-out evaluation (one prompt per state and MRP)."""
+    D = 2 * d + 1
+    return Estimate().add("training prompts (seeds x window steps x layers x D x (context + 1)), with autograd",
+                          3 * seeds * steps * (layers + 1) * D * (n + 1) * F64) \
+                     .add("evaluation prompts (seeds x eval MRPs x states x layers x D x (context + 1))",
+                          seeds * eval_mrps * S * (layers + 1) * D * (n + 1) * F64)

@@ -37,7 +37,7 @@ from numerics.analysis.recovery import recovery_summary
 from numerics.analysis.train import TrainConfig, evaluate, init_generator
 from numerics.core import compiled as K
 from numerics.core.models import build_model
-from numerics.core.runtime import torch_threads
+from numerics.core.runtime import Interrupted, interrupted, torch_threads
 from numerics.core.stream import initial_state
 from numerics.io.exact_checkpoint import load_exact_checkpoint, save_exact_checkpoint
 from numerics.io.models import save_model
@@ -154,6 +154,8 @@ def run_exact(cfg: TrainConfig, state: ExactState, stop_after: int | None = None
         state.next_mdp = j + 1
         if progress is not None:
             progress(cfg.frames)
+        if interrupted() is not None:       # SIGINT / SIGTERM: stop at this MDP boundary
+            break
     state.gen_state = gen.get_state()
     state.elapsed += time.perf_counter() - t0
     return state
@@ -221,6 +223,9 @@ def train_exact(cfg: TrainConfig, *, out_dir: str | None = None, checkpoint_ever
     K MDPs; ``resume`` starts from it.  ``stop_after``: stop after that many
     MDPs in total (an interruption, for tests).  ``info``: ``steps`` (Adam
     steps in this call), ``seconds`` (this call's loop), ``completed``.
+    SIGINT / SIGTERM (:func:`numerics.core.runtime.interruptible`): stop
+    after the current MDP, checkpoint (when ``out_dir`` is given) and raise
+    :class:`~numerics.core.runtime.Interrupted`.
     """
     check_exact_config(cfg)
     if checkpoint_every and out_dir is None:
@@ -237,6 +242,13 @@ def train_exact(cfg: TrainConfig, *, out_dir: str | None = None, checkpoint_ever
     while state.next_mdp < end:
         nxt = end if not checkpoint_every else min(end, (state.next_mdp // checkpoint_every + 1) * checkpoint_every)
         run_exact(cfg, state, stop_after=nxt, progress=progress, kernel=kernel)
+        signum = interrupted()
+        if signum is not None and state.next_mdp < end:
+            path = None
+            if out_dir is not None:
+                path = checkpoint_path(out_dir)
+                save_state(path, cfg, state)
+            raise Interrupted(signum, path)
         if checkpoint_every and state.next_mdp < cfg.mdps:
             save_state(checkpoint_path(out_dir), cfg, state)
     info = dict(steps=(state.next_mdp - start) * cfg.frames, seconds=time.perf_counter() - t0,

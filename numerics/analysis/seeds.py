@@ -4,29 +4,34 @@
 Each seed is an independent run (its own data generator, initial weights,
 checkpoints and weight file), so running them side by side changes no
 number: a seed trained in a worker process equals the same seed trained
-alone (tested).  The seeds run as tasks of the sweep engine
-(``numerics.analysis.sweep.map_tasks``): an embedded Dask LocalCluster of
-``workers`` single-threaded worker processes (fresh processes, no state
-inherited from the parent's threads), torch with one intra-op thread; the
-progress bar advances by a seed's units as each seed finishes.
+alone (tested).  Workers are started with ``spawn`` (no state inherited from
+the parent's threads); each runs torch with one intra-op thread and reports
+its progress through a queue that the parent drains into its progress bar.
 The protocols: ``minibatch`` (``numerics.analysis.train.train_block``) and
 ``paper`` (``numerics.analysis.exact.train_exact_block``).
 """
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing as mp
 import os
+import queue
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import numpy as np
 import torch
 
 from numerics.analysis.exact import train_exact_block
-from numerics.analysis.sweep import map_tasks
 from numerics.analysis.train import TrainConfig, train_block
 from numerics.core.models import build_model, model_config
+from numerics.core.runtime import Interrupted, install_for_worker, interrupted
 from theory.errors import InputError
 
 PROTOCOLS = ("minibatch", "paper")
+
+#: The progress queue of a worker process (set by :func:`_init_worker`).
+_QUEUE = None
+
 
 def seed_configs(cfg: TrainConfig, seeds: int) -> list[TrainConfig]:
     """``seeds`` configurations: ``cfg.seed``, ``cfg.seed + 1``, ...; each as
@@ -63,28 +68,68 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
     kw = dict(device=device, checkpoint_every=checkpoint_every, resume=resume, threads=threads)
     if workers <= 1 or len(cfgs) == 1:
         return [train_one(protocol, c, out_dir=o, progress=progress, **kw) for c, o in zip(cfgs, out_dirs)]
-    per_seed = [c.mdps * (c.frames if protocol == "paper" else 1) for c in cfgs]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
     results: list[dict | None] = [None] * len(cfgs)
-
-    def store(name, res):
-        results[int(name)] = _rebuild(res)
-        if progress is not None:
-            progress(per_seed[int(name)])
-
-    tasks = {str(i): (_worker, (protocol, c.as_dict(), o, kw)) for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
-    failed, _ = map_tasks(tasks, workers=workers, retries=0, on_result=store, prefix=f"train-{protocol}-seed")
-    if failed:
-        i, msg = next(iter(failed.items()))
-        raise RuntimeError(f"seed {cfgs[int(i)].seed} failed in its worker: {msg}")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
+        futures = {pool.submit(_worker, protocol, c.as_dict(), o, kw): i for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
+        pending = set(futures)
+        forwarded, stopped = False, []
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                if interrupted() is not None and not forwarded:     # let each worker checkpoint and stop
+                    forwarded = True
+                    _forward(pool, interrupted())
+                _drain(q, progress)
+                for f in done:
+                    try:
+                        results[futures[f]] = _rebuild(f.result())
+                    except Interrupted as e:      # this seed checkpointed; wait for the others to do the same
+                        stopped.append(e)
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+        _drain(q, progress)
+    if stopped:
+        paths = [e.checkpoint for e in stopped if e.checkpoint]
+        raise Interrupted(stopped[0].signum, ", ".join(sorted(paths)) or None)
     return results
+
+
+def _forward(pool, signum: int):
+    """Send ``signum`` to the pool's worker processes (each stops at its next
+    batch boundary and checkpoints; ``numerics.core.runtime``)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):   # the executor keeps no public list
+        try:
+            os.kill(proc.pid, signum)
+        except (ProcessLookupError, AttributeError):
+            pass
+
+
+def _drain(q, progress):
+    while True:
+        try:
+            k = q.get_nowait()
+        except queue.Empty:
+            return
+        if progress is not None:
+            progress(k)
+
+
+def _init_worker(q):
+    global _QUEUE
+    _QUEUE = q
+    torch.set_num_threads(1)
+    install_for_worker()
 
 
 def _worker(protocol: str, cfg: dict, out_dir, kw: dict) -> dict:
     """A worker's run: the result with the model replaced by its
     constructor config and arrays (plain data across the process boundary)."""
-    torch.set_num_threads(1)
     try:
-        res = train_one(protocol, TrainConfig.from_dict(cfg), out_dir=out_dir, **kw)
+        res = train_one(protocol, TrainConfig.from_dict(cfg), out_dir=out_dir, progress=_QUEUE.put, **kw)
     except InputError as e:        # its (field, message) constructor does not survive pickling: send the parts
         return {"input_error": (e.field, str(e).split(": ", 1)[-1])}
     model = res.pop("model")

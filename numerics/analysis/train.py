@@ -32,7 +32,7 @@ from numerics.analysis.recovery import recovery_summary
 from numerics.core.block import PARAMETERIZATIONS, mimic_loss
 from numerics.core.distributions import FEATURE_KINDS, MDPDistribution
 from numerics.core.models import MODEL_KINDS, build_model
-from numerics.core.runtime import torch_threads
+from numerics.core.runtime import Interrupted, interrupted, torch_threads
 from numerics.core.stream import Stream
 from numerics.core.tolerances import DTYPE
 from numerics.io.checkpoint import load_checkpoint, save_checkpoint
@@ -201,6 +201,11 @@ def _train(cfg: TrainConfig, device="cpu", out_dir: str | None = None, checkpoin
     that many batches in total (used to test interruption).  ``info`` has
     ``curve`` (mean training loss of each MDP batch), ``seconds``,
     ``frames`` (optimizer steps taken in this call), ``mdp_frames``.
+
+    SIGINT / SIGTERM under :func:`numerics.core.runtime.interruptible`: the
+    run stops after the current MDP batch, writes ``out_dir/checkpoint.npz``
+    (when ``out_dir`` is given) and raises
+    :class:`~numerics.core.runtime.Interrupted` naming it.
     """
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -240,6 +245,13 @@ def _train(cfg: TrainConfig, device="cpu", out_dir: str | None = None, checkpoin
         if checkpoint_every and (k + 1) % checkpoint_every == 0 and k + 1 < cfg.num_batches:
             save_checkpoint(checkpoint_path(out_dir), cfg.as_dict(), model, opt, gen, k + 1, curve,
                             elapsed + time.perf_counter() - t0)
+        signum = interrupted()
+        if signum is not None and k + 1 < end:     # SIGINT / SIGTERM: stop at this batch boundary
+            path = None
+            if out_dir is not None:
+                path = checkpoint_path(out_dir)
+                save_checkpoint(path, cfg.as_dict(), model, opt, gen, k + 1, curve, elapsed + time.perf_counter() - t0)
+            raise Interrupted(signum, path)
     seconds = time.perf_counter() - t0
     info = dict(curve=curve, seconds=seconds, total_seconds=elapsed + seconds, frames=steps, mdp_frames=mdp_frames,
                 completed=(end == cfg.num_batches), next_batch=end)

@@ -21,9 +21,11 @@ import os
 
 import numpy as np
 
+from numerics.analysis import budget
 from numerics.analysis.ablation import ABLATION_SCALE, DISTRIBUTIONS, classify_run, consistent, run_ablation
 from numerics.analysis.train import TrainConfig
-from numerics.commands.cli import config_of, emit, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, progress_bar
+from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import device_from_args, finite_float, positive_int
 from numerics.render import ablation as render
@@ -59,7 +61,21 @@ def add_arguments(p):
     o.add_argument("--out", metavar="DIR", default=os.path.join("reports", "ablation"),
                    help="report directory: ablation.md, .json, .png (reports/ablation)")
     o.add_argument("--no-report", action="store_true", help="print only")
+    add_max_memory(o)
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
+
+
+def _guard(base: TrainConfig, args):
+    """Exit 2 before training when one run (training, then the richness
+    analysis of its distribution on 200 MDPs x 10 frames) would need more
+    than ``--max-memory``."""
+    S, A, d, n = base.states, base.actions, base.d, base.n
+    est = budget.train(base.record, min(base.batch_mdps, base.mdps), base.eval_mdps, S, A, d, n)
+    for k, v in budget.hessian(base.record, d, 200 * 10, n).parts.items():
+        est.add(f"richness: {k}", v)
+    budget.guard(est, budget.max_memory(args.max_memory),
+                 f"ablation at {S} states x {A} actions (d = {d}), n = {n}, batch {base.batch_mdps},",
+                 "use smaller --states/--actions/--context or fewer --batch-mdps")
 
 
 def run(args) -> int:
@@ -72,10 +88,12 @@ def run(args) -> int:
     for nm in chosen:
         if nm not in [d[0] for d in DISTRIBUTIONS]:
             raise InputError("distributions", f"unknown {nm!r}; expected some of {', '.join(d[0] for d in DISTRIBUTIONS)}")
+    _guard(base, args)
     command = reproduce_command("ablation", args, add_arguments)
     with progress_bar(total=len(chosen) * args.seeds, desc="ablation", disable=args.json, unit="run") as bar:
         res = run_ablation(base, seeds=tuple(range(args.seeds)), distributions=chosen, device=device,
-                           progress=bar.update, threads=args.threads)
+                           progress=at_boundary(bar.update), threads=args.threads)
+    check_interrupt()
     report = None if args.no_report else render.write(res, args.out, command, config_of(args))
     lines = []
     for row in res["rows"]:

@@ -42,7 +42,7 @@ from theory.errors import InputError
 
 #: Options that belong to the sweep (output, resume, parallelism), not a cell.
 NOT_CELL_OPTIONS = ("help", "json", "config", "out", "name", "report_dir", "no_report", "checkpoint_every", "resume",
-                    "workers", "threads")
+                    "workers", "threads", "max_memory")
 
 #: command -> its module (``add_arguments``), for the parser and reproduce commands.
 MODULES = {"check": check_cmd, "train": train_cmd, "richness": richness_cmd, "control": control_cmd}

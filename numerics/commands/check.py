@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from numerics.analysis import budget
 from numerics.analysis.check import run_check
 from numerics.commands import wang as wang_cmd
-from numerics.commands.cli import emit, progress_bar
+from numerics.commands.cli import add_max_memory, emit, progress_bar
 from numerics.core.tolerances import READOUT_FACTOR
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
 from numerics.io.mdp_file import load_mdp_file
@@ -30,6 +31,7 @@ def add_arguments(p):
     p.add_argument("--mdp", metavar="FILE.npz", default=None,
                    help="check on these MDPs (arrays T, R, gamma, optional rho0, features; see docs/check.md) "
                         "instead of sampled ones")
+    add_max_memory(p)
     wang_cmd.add_check_arguments(p)
 
 
@@ -43,6 +45,10 @@ def run(args) -> int:
     if mdp is not None and F is None and (mdp.states, mdp.actions) != (dist.states, dist.actions):
         dist = replace(dist, states=mdp.states, actions=mdp.actions)
     d = F.shape[-1] if F is not None else dist.d
+    B, S, A = (mdp.batch, mdp.states, mdp.actions) if mdp is not None else (args.mdps, dist.states, dist.actions)
+    budget.guard(budget.check(record, B, S, A, d, args.context), budget.max_memory(args.max_memory),
+                 f"check of {B} MDPs x {S} states x {A} actions (d = {d}), n = {args.context},",
+                 "use fewer --mdps or smaller --states/--actions/--context")
     weights = load_weights(args.weights, record.spec.weight_shape(d), device=device) if args.weights else None
     with progress_bar(total=args.prompts, desc=f"check {args.algorithm}", disable=args.json) as bar:
         res = run_check(record, dist, prompts=args.prompts, mdps=args.mdps, n=args.context,

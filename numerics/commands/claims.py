@@ -27,6 +27,7 @@ from numerics.claims import (
 from numerics.claims.evidence import EXPERIMENTS, Settings, evaluate, run_checks, run_experiments
 from numerics.claims.report import render_markdown
 from numerics.commands.cli import emit, progress_bar
+from numerics.core.runtime import check_interrupt
 from numerics.io.config import positive_int
 from numerics.io.report import run_header, write_report
 from theory.errors import InputError
@@ -71,6 +72,7 @@ def run(args) -> int:
         status = {True: "ok", False: "FAILED", None: "DID NOT RUN"}[ev.passed]
         print(f"  [{len(done) + 1}/{len(names)}] {name}: {status} ({ev.seconds:.1f} s)", file=sys.stderr)
         done.append(name)
+        check_interrupt()
     done: list[str] = []
     print(f"icrl-verify claims --{args.mode}: {len(names)} checks for {len(claims)} claims", file=sys.stderr)
     failed = {}
@@ -86,6 +88,7 @@ def run(args) -> int:
     evidence = run_checks(names, settings, progress=progress)
     rows = [dict(r, paper=paper_of[r["id"]]) for r in evaluate(claims, evidence)]
     total = time.perf_counter() - t0
+    check_interrupt()
     cmd = f"icrl-verify claims --{args.mode} --seed {args.seed} --out {args.out}"
     md = render_markdown(rows, settings, run_header(cmd), total)
     doc = dict(mode=args.mode, seed=args.seed, seconds=total, claims=rows)

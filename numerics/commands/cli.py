@@ -4,7 +4,9 @@ control and a claim-by-claim verdict.
 
 Exit status: 0 the claim holds / the job succeeded; 1 it does not hold (a
 counterexample is printed); 2 bad input or usage (one line on stderr naming
-the field, no traceback).  With ``--json`` the last line of stdout is one
+the field, no traceback), or a job above its memory guard (--max-memory);
+130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (train checkpoints first;
+resume with --resume).  With ``--json`` the last line of stdout is one
 JSON object with the result.
 """
 from __future__ import annotations
@@ -18,8 +20,10 @@ import sys
 
 from tqdm import tqdm
 
+from numerics.core.runtime import EXIT_SIGNAL_BASE, Interrupted, check_interrupt, interrupted, interruptible
 from numerics.io.config import ArgumentParser, parse_with_config
 from numerics.io.files import jsonable
+from numerics.io.options import Bytes
 from theory.errors import InputError
 
 #: subcommand -> (module, one-line help).  Each module defines
@@ -36,6 +40,20 @@ COMMANDS = {
     "sweep": ("numerics.commands.sweep", "run a grid of one command (seeds, distributions, sizes) on Dask, resumable"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
 }
+
+
+#: Commands that stop cleanly on SIGINT / SIGTERM (a flag checked at step
+#: boundaries, ``numerics.core.runtime``): exit 130 / 143, one line on
+#: stderr, no partly written file; ``train`` checkpoints first.
+INTERRUPTIBLE = ("train", "flow", "control", "richness", "claims", "ablation", "protocols")
+
+
+def add_max_memory(p):
+    """``--max-memory BYTES``: the limit of the command's size guard
+    (``numerics.analysis.budget``; exit 2 above it, before allocating)."""
+    p.add_argument("--max-memory", type=Bytes(), default=None, metavar="BYTES",
+                   help="refuse a job whose estimated memory is above this, before allocating anything (8G, 512M or "
+                        "bytes; default: half the physical memory, or the ICRL_MAX_MEMORY environment variable)")
 
 
 def emit(lines, result: dict, as_json: bool):
@@ -72,6 +90,16 @@ def progress_bar(total=None, desc="", disable=False, unit="it", unit_scale=False
         bar.close()
 
 
+def at_boundary(update):
+    """``update`` (a progress callback), then stop if SIGINT / SIGTERM
+    arrived (:func:`numerics.core.runtime.check_interrupt`): the analyses
+    call their progress callback at their step boundaries."""
+    def step(*a, **kw):
+        update(*a, **kw)
+        check_interrupt()
+    return step
+
+
 def build_parser(command: str | None = None):
     """The parser; only the chosen command's module is imported (a command
     with heavy imports costs nothing to the others)."""
@@ -99,13 +127,25 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        return int(args.func(args))
+        if args.command not in INTERRUPTIBLE:
+            return int(args.func(args))
+        with interruptible():
+            status = int(args.func(args))
+            signum = interrupted()
+            if signum is not None:        # the signal came after the last boundary: the files are complete
+                raise Interrupted(signum)
+            return status
     except InputError as e:
         print(f"icrl-verify: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        where = (f"checkpoint written to {e.checkpoint}; resume with --resume" if e.checkpoint else
+                 "no file partly written")
+        print(f"icrl-verify: interrupted by {e.name}: {where}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print("icrl-verify: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGNAL_BASE + 2
 
 
 if __name__ == "__main__":  # pragma: no cover

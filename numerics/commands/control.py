@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import re
 
+from numerics.analysis import budget
 from numerics.analysis.control import GYM_DEFAULT_GAMMA, run_control
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.distributions import MDPDistribution
+from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import CLOSED_LOOP_ATOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
@@ -80,6 +82,7 @@ def add_arguments(p):
     g.add_argument("--out", default="reports/control", help="report folder (reports/control)")
     g.add_argument("--name", default=None, help="report name (default: <env>-<algorithm>)")
     g.add_argument("--no-report", action="store_true", help="print the result only; write no files")
+    add_max_memory(g)
 
 
 def run(args) -> int:
@@ -96,15 +99,24 @@ def run(args) -> int:
         raise InputError("seed", f"must be a non-negative integer, got {args.seed}")
     dist = distribution_from_args(args) if args.env == "random" else _gym_dist(args)
     models = {} if args.constructed else load_models(args, device)
+    if args.env == "random":       # a Gymnasium table's size is known once it is loaded (they are small)
+        d = args.feature_dim or dist.d
+        budget.guard(budget.control(algorithms.get(args.algorithm), args.mdps, dist.states, dist.actions, d,
+                                    args.context, args.rounds, methods=2 + len(models)),
+                     budget.max_memory(args.max_memory),
+                     f"control of {args.mdps} MDPs x {dist.states} states x {dist.actions} actions (d = {d}), "
+                     f"n = {args.context}, {args.rounds} rounds,",
+                     "use fewer --mdps/--rounds or smaller --states/--actions/--context/--feature-dim")
     total = args.seeds * (args.rounds + 1)
     with progress_bar(total=total, desc=f"control {args.env} {args.algorithm}", disable=args.json,
                       unit="seed-round") as bar:
         res = run_control(args.env, args.algorithm, dist=dist, gamma=gamma, features=args.features,
                           feature_dim=args.feature_dim, seeds=args.seeds, mdps=args.mdps, rounds=args.rounds,
                           n=args.context, epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
-                          models=models, device=device, progress=bar.update)
+                          models=models, device=device, progress=at_boundary(bar.update))
     if args.env != "random":
         args.gamma = res["gamma"]
+    check_interrupt()
     command = reproduce_command("control", args, add_arguments)
     res["report"] = None
     if not args.no_report:

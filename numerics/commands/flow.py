@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import os
 
+from numerics.analysis import budget
 from numerics.analysis.flow import DEFAULT_RADII, flow_experiment
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, finite_float, positive_int
 from numerics.render import flow as render
+from theory import algorithms
 
 
 def add_arguments(p):
@@ -44,16 +47,23 @@ def add_arguments(p):
     p.add_argument("--max-steps", type=positive_int, default=400, help="cap on implicit-Euler steps per batch of runs (400)")
     p.add_argument("--name", default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
     p.add_argument("--out", default=os.path.join("reports", "flow"), help="report folder (reports/flow)")
+    add_max_memory(p)
 
 
 def run(args) -> int:
     dist = distribution_from_args(args)
     name = plain_name(args.name or f"{args.algorithm}-{args.features}-{args.parameterization}")
+    record, prompts, limit = algorithms.get(args.algorithm), args.mdps * args.frames, budget.max_memory(args.max_memory)
+    what = f"flow at {dist.states} states x {dist.actions} actions (d = {dist.d}), {prompts} prompts,"
+    budget.guard_hessian(record, dist.d, prompts, args.context, limit, what, parameterization=args.parameterization)
+    budget.guard(budget.flow(record, dist.d, prompts, args.context, max(args.trials, 3), args.parameterization),
+                 limit, what, "use fewer --trials/--mdps/--frames or smaller --states/--actions")
     with progress_bar(desc="flow", disable=args.json, unit="step") as bar:
         res = flow_experiment(dist, args.algorithm, args.parameterization, mdps=args.mdps, frames=args.frames,
                               n=args.context, epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
                               rate_radius=args.rate_radius, radii=args.radii, trials=args.trials,
-                              max_steps=args.max_steps, progress=bar.update, keep=True)
+                              max_steps=args.max_steps, progress=at_boundary(bar.update), keep=True)
+    check_interrupt()
     command = reproduce_command("flow", args, add_arguments)
     report = render.write(res, args.out, name, command, config_of(args))
     public = {k: res[k] for k in ("mu", "predicted_rate", "measured_rate", "rate_ratio", "converged", "basin")}

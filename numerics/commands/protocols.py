@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 
+from numerics.analysis import budget
 from numerics.analysis.protocols import NAMES, compare_protocols
 from numerics.analysis.train import TrainConfig
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import NEAR_ORACLE_LEVEL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import finite_float, positive_int
@@ -54,6 +56,7 @@ def add_arguments(p):
                    help="report directory (reports/training)")
     o.add_argument("--name", default="protocols", help="report name (protocols)")
     o.add_argument("--no-report", action="store_true", help="print only")
+    add_max_memory(o)
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
 
 
@@ -72,6 +75,18 @@ def _load(which: str, path: str):
     return model.eval(), cfg, meta
 
 
+def _guard(cfg: TrainConfig, args):
+    """Exit 2 before computing when the held-out evaluation or the control
+    loop at the trained blocks' sizes would need more than ``--max-memory``."""
+    S, A, d, n = cfg.states, cfg.actions, cfg.d, cfg.n
+    est = budget.control(cfg.record, args.mdps, S, A, d, n, args.rounds, methods=4)
+    for k, v in budget.check(cfg.record, args.eval_mdps, S, A, d, n).parts.items():
+        est.add(f"held-out set: {k}", v)
+    budget.guard(est, budget.max_memory(args.max_memory),
+                 f"protocols at {S} states x {A} actions (d = {d}), n = {n}, {args.mdps} control MDPs x "
+                 f"{args.rounds} rounds, {args.eval_mdps} held-out MDPs,", "use fewer --mdps/--rounds/--eval-mdps")
+
+
 def run(args) -> int:
     if args.seed < 0:
         raise InputError("seed", f"must be >= 0, got {args.seed}")
@@ -79,12 +94,14 @@ def run(args) -> int:
         raise InputError("seeds", f"need at least 2 seeds for an interval over seeds, got {args.seeds}")
     name = plain_name(args.name)
     loaded = {k: _load(k, getattr(args, k)) for k in NAMES}
+    _guard(loaded["exact"][1], args)
     command = reproduce_command("protocols", args, add_arguments)
     with progress_bar(total=args.seeds * (args.rounds + 1), desc="control", disable=args.json, unit="round") as bar:
         res = compare_protocols({k: v[0] for k, v in loaded.items()}, {k: v[1] for k, v in loaded.items()},
                                 {k: v[2] for k, v in loaded.items()}, seeds=args.seeds, mdps=args.mdps,
                                 rounds=args.rounds, seed=args.seed, level=args.level, eval_mdps=args.eval_mdps,
-                                eval_frames=args.eval_frames, threads=args.threads, progress=bar.update)
+                                eval_frames=args.eval_frames, threads=args.threads, progress=at_boundary(bar.update))
+    check_interrupt()
     report = None
     if not args.no_report:
         render.write(res, args.out, name, command, config_of(args))

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 import os
 
+from numerics.analysis import budget
 from numerics.analysis.richness import BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, richness
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
+from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, positive_int
 from numerics.render import richness as render
@@ -46,6 +48,7 @@ def add_arguments(p):
                         "parameters, e.g. d = 36, to stay under a minute; 0 skips the interval)")
     p.add_argument("--name", default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
     p.add_argument("--out", default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
+    add_max_memory(p)
 
 
 def run(args) -> int:
@@ -58,10 +61,15 @@ def run(args) -> int:
     if args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
     name = plain_name(args.name or f"{args.algorithm}-{args.features}-{args.parameterization}")
+    budget.guard_hessian(record, dist.d, args.mdps * frames, args.context, budget.max_memory(args.max_memory),
+                         f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
+                         f"{args.mdps * frames} prompts,", bootstrap=args.bootstrap,
+                         parameterization=args.parameterization)
     with progress_bar(total=args.bootstrap, desc="richness bootstrap", disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,
                        epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
-                       bootstrap=args.bootstrap, progress=bar.update, keep=True)
+                       bootstrap=args.bootstrap, progress=at_boundary(bar.update), keep=True)
+    check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
     report = render.write(res, args.out, name, command, config_of(args))
     res["report"] = report

@@ -23,26 +23,30 @@ batches (--resume continues from it to the same numbers as an uninterrupted
 run), and the report reports/training/NAME.md (+ .json, .png); with --seeds
 K > 1 each seed S writes DIR/seed-S/.  Exit 0 when the block recovers the
 construction (or a baseline trained), 1 when the block ends more than 5%
-from the optimal manifold, 2 on bad input.
+from the optimal manifold, 2 on bad input or a run whose estimated memory
+is above --max-memory; Ctrl-C (SIGINT) / SIGTERM stop at the next MDP
+batch (MDP), write DIR/checkpoint.npz and exit 130 / 143 (resume with
+--resume).
 """
 from __future__ import annotations
 
 import os
 
+from numerics.analysis import budget
 from numerics.analysis.exact import CHECKPOINT_EVERY, PAPER_SCALE, check_exact_config
 from numerics.analysis.seeds import PROTOCOLS, default_workers, run_seeds, seed_configs
 from numerics.analysis.train import CPU_SCALE, TrainConfig
 from numerics.commands import wang as wang_cmd
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.models import MODEL_KINDS
+from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.render import training as render
 from numerics.render.training import relative
 from theory.errors import InputError
-
 
 #: The scale options whose defaults depend on --protocol (docs/training.md).
 SCALES = {"minibatch": CPU_SCALE, "paper": PAPER_SCALE}
@@ -100,6 +104,7 @@ def add_arguments(p):
     o.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz (same config required)")
     o.add_argument("--threads", type=positive_int, default=1,
                    help="torch intra-op threads (1: the tensors of one step are small, more threads only contend)")
+    add_max_memory(o)
     wang_cmd.add_train_arguments(p)
 
 
@@ -138,6 +143,7 @@ def run(args) -> int:
     cfgs = seed_configs(cfg, args.seeds)
     outs = [out] if args.seeds == 1 else [os.path.join(out, f"seed-{c.seed}") for c in cfgs]
     workers = args.workers or default_workers(args.seeds)
+    _guard(cfg, args, workers)
     every = CHECKPOINTS[args.protocol] if args.checkpoint_every is None else args.checkpoint_every
     paper = args.protocol == "paper"
     total = args.seeds * cfg.mdps * (cfg.frames if paper else 1)
@@ -145,6 +151,7 @@ def run(args) -> int:
                       unit_scale=paper) as bar:
         results = run_seeds(args.protocol, cfgs, out_dirs=outs, workers=workers, device=device,
                             checkpoint_every=every, resume=args.resume, progress=bar.update, threads=args.threads)
+    check_interrupt()        # a signal after the last batch boundary: stop before the report
     if args.seeds > 1:
         return _report_seeds(args, results, cfgs, name, command, device, workers)
     res = results[0]
@@ -169,6 +176,24 @@ def run(args) -> int:
                   mdp_frames_per_s=res["mdp_frames_per_s"], protocol=args.protocol)
     emit(lines, result, args.json)
     return 0 if recovered else 1
+
+
+def _guard(cfg: TrainConfig, args, workers: int):
+    """Exit 2 before training when ``workers`` runs side by side would need
+    more memory than ``--max-memory`` (``numerics.analysis.budget``)."""
+    S, A, d, n = cfg.states, cfg.actions, cfg.d, cfg.n
+    if args.protocol == "paper":
+        one = budget.exact(cfg.record, cfg.eval_mdps, S, A, d, n, cfg.frames)
+    else:
+        one = budget.train(cfg.record, min(cfg.batch_mdps, cfg.mdps), cfg.eval_mdps, S, A, d, n,
+                           cfg.hidden or 0, cfg.model)
+    est = budget.Estimate({k: workers * v for k, v in one.parts.items()})
+    budget.guard(est, budget.max_memory(args.max_memory),
+                 f"train ({args.protocol}) at {S} states x {A} actions (d = {d}), n = {n}, batch "
+                 f"{min(cfg.batch_mdps, cfg.mdps)}, {cfg.eval_mdps} held-out MDPs"
+                 + (f", {workers} seeds at once" if workers > 1 else "") + ",",
+                 "use smaller --context/--states/--actions, fewer --batch-mdps/--eval-mdps"
+                 + (" or fewer --workers" if workers > 1 else ""))
 
 
 def _resolved(args, cfg: TrainConfig) -> dict:

@@ -20,9 +20,10 @@ import time
 
 import torch
 
+from numerics.analysis import budget
 from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
 from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig, train_wang
-from numerics.commands.cli import config_of, emit, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, progress_bar
 from numerics.core.tolerances import DTYPE
 from numerics.io.config import finite_float, positive_int
 from numerics.io.files import atomic_write
@@ -158,6 +159,9 @@ def run_check(args) -> int:
     cfg = _check_config(args)
     record = W.get(cfg["algorithm"])
     d, L, n = cfg["features_dim"], cfg["layers"], cfg["context"]
+    budget.guard(budget.wang_check(cfg["mdps"], cfg["states"], d, n, L), budget.max_memory(args.max_memory),
+                 f"check --layout wang2025 of {cfg['mdps']} MRPs x {cfg['states']} states, d = {d}, n = {n}, "
+                 f"{L} layers,", "use fewer --mdps or smaller --states/--features-dim/--context/--layers")
     gen = torch.Generator().manual_seed(cfg["seed"])
     Cs, tied = _preconditioners(args, d, L, cfg["alpha"], gen)
     weights = None
@@ -327,8 +331,12 @@ def run_train(args) -> int:
     out = args.out or os.path.join("runs", "train", name)
     extra = ["--name", name] if args.name else []
     command = train_command(cfg, extra)
+    budget.guard(budget.wang_train(cfg.seeds, cfg.steps, cfg.eval_mrps, cfg.states, cfg.d, cfg.n, cfg.layers),
+                 budget.max_memory(args.max_memory),
+                 f"train --layout wang2025 of {cfg.seeds} seeds, {cfg.states} states, d = {cfg.d}, n = {cfg.n}, "
+                 f"{cfg.layers} layers,", "use fewer --seeds/--eval-mdps or smaller --context/--features-dim/--states")
     with progress_bar(total=cfg.mrps, desc=f"train {name}", disable=args.json, unit="MRP") as bar:
-        res = train_wang(cfg, progress=bar.update, threads=args.threads)
+        res = train_wang(cfg, progress=at_boundary(bar.update), threads=args.threads)
     P, V = res["P"], res["V"]
     for s in range(cfg.seeds):
         Ps, Vs = (P[s], V[s]) if cfg.tied else (P[:, s], V[:, s])
