@@ -18,7 +18,7 @@ from numerics.analysis.lemma import lemma_c1_against_literal, proposition_3_1_gr
 from numerics.analysis.protocols import compare_protocols
 from numerics.analysis.richness import richness
 from numerics.analysis.train import CPU_SCALE, TrainConfig, train_block
-from numerics.claims.evidence import Evidence, Settings, check
+from numerics.claims.evidence import Evidence, Settings, check, experiment
 from numerics.core.distributions import MDPDistribution
 from numerics.core.tolerances import (
     CONTROL_EQUIVALENCE_ATOL,
@@ -158,29 +158,59 @@ _RICH: dict = {}
 def _richness(name: str, s: Settings) -> dict:
     key = (name, s)
     if key not in _RICH:
-        dist, par, kw = {
-            "section41-reduced": (MDPDistribution(), "reduced", {}),
-            "section41-full": (MDPDistribution(), "full", {}),
-            "onehot-fixed-gamma": (MDPDistribution(states=2, actions=2, features="onehot"), "reduced", {}),
-            "onehot-gamma-range": (MDPDistribution(states=2, actions=2, features="onehot", gamma_range=(0.3, 0.7)),
-                                   "reduced", {}),
-        }[name]
-        big = dist.d >= 20
-        reps = s.pick(3 if big else 10, 5 if big else 20)
+        dist, par = RICH_DISTS[name]
         if name == "section41-full":
             # At theta* the full Hessian is the reduced one plus zero rows and
             # columns (numerics.richness), so mu and its replicate interval
             # are the reduced analysis' on the same sample: reuse them.
             red = _richness("section41-reduced", s)
-            r = richness(dist, "sarsa", par, seed=s.seed, bootstrap=0, keep=True, **kw)
+            r = richness(dist, "sarsa", par, seed=s.seed, bootstrap=0, keep=True)
             if abs(r["mu"] - red["mu"]) <= REORDER_RTOL * red["mu"]:
                 r["mu_ci95"] = red["mu_ci95"]
                 r["details"].update({k: v for k, v in red["details"].items()
                                      if k.startswith("bootstrap") or k == "mu_in_ci95"})
             _RICH[key] = r
         else:
-            _RICH[key] = richness(dist, "sarsa", par, seed=s.seed, bootstrap=reps, keep=True, **kw)
+            _RICH[key] = _richness_fresh(name, s)
     return _RICH[key]
+
+
+#: The richness distributions of the checks: name -> (distribution, parameterisation).
+RICH_DISTS = {
+    "section41-reduced": (MDPDistribution(), "reduced"),
+    "section41-full": (MDPDistribution(), "full"),
+    "onehot-fixed-gamma": (MDPDistribution(states=2, actions=2, features="onehot"), "reduced"),
+    "onehot-gamma-range": (MDPDistribution(states=2, actions=2, features="onehot", gamma_range=(0.3, 0.7)), "reduced"),
+}
+
+
+def _richness_fresh(name: str, s: Settings) -> dict:
+    """The richness analysis of ``name`` with its bootstrap, not cached."""
+    dist, par = RICH_DISTS[name]
+    big = dist.d >= 20
+    return richness(dist, "sarsa", par, seed=s.seed, bootstrap=s.pick(3 if big else 10, 5 if big else 20), keep=True)
+
+
+def _store_richness(name: str):
+    def store(s: Settings, data: dict):
+        _RICH[(name, s)] = data
+    return store
+
+
+@experiment("richness-section41-reduced", ("richness-section41-reduced", "richness-section41-full"),
+            _store_richness("section41-reduced"))
+def _richness_section41(s: Settings) -> dict:
+    return _richness_fresh("section41-reduced", s)
+
+
+@experiment("richness-onehot-fixed-gamma", ("richness-onehot-fixed-gamma",), _store_richness("onehot-fixed-gamma"))
+def _richness_onehot_fixed(s: Settings) -> dict:
+    return _richness_fresh("onehot-fixed-gamma", s)
+
+
+@experiment("richness-onehot-gamma-range", ("richness-onehot-gamma-range",), _store_richness("onehot-gamma-range"))
+def _richness_onehot_range(s: Settings) -> dict:
+    return _richness_fresh("onehot-gamma-range", s)
 
 
 def _fig(s: Settings, *parts) -> str:
@@ -213,14 +243,40 @@ check("richness-onehot-fixed-gamma", "numeric")(lambda s: _richness_evidence("on
 check("richness-onehot-gamma-range", "numeric")(lambda s: _richness_evidence("onehot-gamma-range", s, "identifiable"))
 
 
+_FLOW: dict = {}
+FLOW_DIST = MDPDistribution(states=3, actions=2)
+
+
+def _flow_fresh(par: str, s: Settings) -> dict:
+    radii = s.pick((0.01, 0.1, 0.3, 1.0), (0.01, 0.1, 0.3, 1.0, 3.0)) if par == "reduced" else (0.01, 0.1)
+    return flow_experiment(FLOW_DIST, "sarsa", par, seed=s.seed, radii=radii, trials=s.pick(4, 8), keep=True)
+
+
+def _store_flow(par: str):
+    def store(s: Settings, data: dict):
+        _FLOW[(par, s)] = data
+    return store
+
+
+@experiment("flow-reduced", ("flow-reduced",), _store_flow("reduced"))
+def _flow_reduced(s: Settings) -> dict:
+    return _flow_fresh("reduced", s)
+
+
+@experiment("flow-full", ("flow-full",), _store_flow("full"))
+def _flow_full(s: Settings) -> dict:
+    return _flow_fresh("full", s)
+
+
 def _flow_evidence(par: str, s: Settings, expect_exponential: bool) -> Evidence:
     """Passes when the measured rate matches the prediction of the richness
     verdict: within FLOW_RATE_RTOL of 2 mu where the analysis predicts a
     local exponential rate (reduced), clearly slower where it predicts none
     (full: the loss is quartic along P22 with Vbar22)."""
-    dist = MDPDistribution(states=3, actions=2)
-    radii = s.pick((0.01, 0.1, 0.3, 1.0), (0.01, 0.1, 0.3, 1.0, 3.0)) if par == "reduced" else (0.01, 0.1)
-    r = flow_experiment(dist, "sarsa", par, seed=s.seed, radii=radii, trials=s.pick(4, 8), keep=True)
+    dist = FLOW_DIST
+    if (par, s) not in _FLOW:
+        _FLOW[(par, s)] = _flow_fresh(par, s)
+    r = _FLOW[(par, s)]
     within = abs(r["rate_ratio"] - 1) <= FLOW_RATE_RTOL
     slower = r["rate_ratio"] < 1 - FLOW_RATE_RTOL
     basin = ", ".join(f"r={b['radius']:g}: {b['fraction']:.2f}" for b in r["basin"])
@@ -275,20 +331,60 @@ def _trained(kind: str, s: Settings) -> dict:
         return _trained(_protocol_of(s), s)
     key = (kind, s)
     if key not in _TRAINED:
-        if kind == "exact":
-            cfg = paper_config(seed=s.seed, mdps=s.pick(QUICK_EXACT_MDPS, PAPER_SCALE["mdps"]))
-            res = train_exact_block(cfg)
-        elif kind == "minibatch":
-            cfg = TrainConfig(seed=s.seed)
-            res = dict(train_block(cfg), protocol="minibatch")
-        else:
-            model, scale = kind.split("@")
-            frac = s.pick(10, 1)
-            cfg = TrainConfig(model=model, seed=s.seed, mdps=CPU_SCALE["mdps"] // frac)
-            res = train_block(cfg)
-        _TRAINED[key] = res
-        _TRAINED[key]["config_used"] = cfg.as_dict()
+        _TRAINED[key] = _train_fresh(kind, s)
     return _TRAINED[key]
+
+
+def _train_fresh(kind: str, s: Settings) -> dict:
+    """One training run of :func:`_trained`, not cached."""
+    if kind == "exact":
+        cfg = paper_config(seed=s.seed, mdps=s.pick(QUICK_EXACT_MDPS, PAPER_SCALE["mdps"]))
+        res = train_exact_block(cfg)
+    elif kind == "minibatch":
+        cfg = TrainConfig(seed=s.seed)
+        res = dict(train_block(cfg), protocol="minibatch")
+    else:
+        model, scale = kind.split("@")
+        frac = s.pick(10, 1)
+        cfg = TrainConfig(model=model, seed=s.seed, mdps=CPU_SCALE["mdps"] // frac)
+        res = train_block(cfg)
+    res["config_used"] = cfg.as_dict()
+    return res
+
+
+def _store_trained(kind: str):
+    def store(s: Settings, data: dict):
+        _TRAINED[(kind, s)] = data
+    return store
+
+
+#: The checks that use the block of the mode's protocol (exact or minibatch).
+_USES_LSA = ("train-section41", "protocols", "control-section41", "control-gymnasium")
+
+
+@experiment("train-exact", _USES_LSA, _store_trained("exact"))
+def _train_exact(s: Settings) -> dict:
+    return _train_fresh("exact", s)
+
+
+@experiment("train-minibatch", _USES_LSA, _store_trained("minibatch"))
+def _train_minibatch(s: Settings) -> dict:
+    return _train_fresh("minibatch", s)
+
+
+@experiment("train-lsa-budget", ("baselines",), _store_trained("lsa@budget"))
+def _train_lsa_budget(s: Settings) -> dict:
+    return _train_fresh("lsa@budget", s)
+
+
+@experiment("train-mlp-budget", ("baselines",), _store_trained("mlp@budget"))
+def _train_mlp_budget(s: Settings) -> dict:
+    return _train_fresh("mlp@budget", s)
+
+
+@experiment("train-lstm-budget", ("baselines",), _store_trained("lstm@budget"))
+def _train_lstm_budget(s: Settings) -> dict:
+    return _train_fresh("lstm@budget", s)
 
 
 def _train_command(kind: str, s: Settings) -> str:
@@ -465,9 +561,19 @@ def _baselines(s: Settings) -> Evidence:
                             f"runs/lstm/lstm.npz", data={"loss": loss, "difference_vs_teacher": D})
 
 
+_ABLATION: dict = {}
+
+
+@experiment("ablation", ("ablation",), lambda s, data: _ABLATION.__setitem__(s, data))
+def _ablation_fresh(s: Settings) -> dict:
+    return run_ablation(seeds=s.pick((s.seed,), (s.seed, s.seed + 1)))
+
+
 @check("ablation", "experiment")
 def _ablation(s: Settings) -> Evidence:
-    r = run_ablation(seeds=s.pick((s.seed,), (s.seed, s.seed + 1)))
+    if s not in _ABLATION:
+        _ABLATION[s] = _ablation_fresh(s)
+    r = _ABLATION[s]
     rows = []
     for row in r["rows"]:
         d = [run["distance_to_manifold"] for run in row["runs"]]

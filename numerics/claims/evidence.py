@@ -13,6 +13,9 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import torch
+
+from numerics.analysis.sweep import map_tasks
 from theory.errors import InputError
 
 HOLDS, QUALIFIED, FAILS, NOT_CHECKED = "holds", "holds with qualification", "fails", "not checked"
@@ -59,6 +62,53 @@ def check(name: str, kind: str):
         CHECKS[name] = Check(name, kind, fn)
         return fn
     return deco
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A computation some checks share (a training run, a richness sample):
+    ``compute(settings)`` (a module-level function, so a Dask worker can run
+    it) returns data that ``store(settings, data)`` puts into the checks'
+    cache here; the checks then find it done.  ``checks``: who uses it."""
+
+    name: str
+    checks: tuple[str, ...]
+    compute: Callable[[Settings], object]
+    store: Callable[[Settings, object], None]
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, checks: tuple[str, ...], store: Callable[[Settings, object], None]):
+    """Register ``fn(settings) -> data`` as the experiment ``name``."""
+    def deco(fn):
+        EXPERIMENTS[name] = Experiment(name, tuple(checks), fn, store)
+        return fn
+    return deco
+
+
+def _run_experiment(compute, settings: Settings):
+    """The Dask task of one experiment: one torch thread, as every worker."""
+    torch.set_num_threads(1)
+    return compute(settings)
+
+
+def run_experiments(names, settings: Settings, *, scheduler: str | None = None, workers: int | None = None,
+                    progress=None) -> dict[str, str]:
+    """The experiments the checks ``names`` use, as tasks on the sweep
+    engine (``numerics.analysis.sweep.map_tasks``: an embedded LocalCluster,
+    or the Dask cluster at ``scheduler``), each stored into its checks' cache
+    as it finishes.  Returns ``{experiment: error}`` of those that failed
+    (their checks then compute them in this process, or record that they
+    could not run)."""
+    wanted = {e.name: e for e in EXPERIMENTS.values() if set(e.checks) & set(names)}
+    if not wanted:
+        return {}
+    tasks = {n: (_run_experiment, (e.compute, settings)) for n, e in wanted.items()}
+    failed, _ = map_tasks(tasks, scheduler=scheduler, workers=workers, retries=1, progress=progress,
+                          on_result=lambda n, data: wanted[n].store(settings, data), prefix="claims")
+    return failed
 
 
 @dataclass(frozen=True)

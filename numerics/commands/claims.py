@@ -6,7 +6,11 @@ Every claim names the checks that decide it (symbolic, numeric, property,
 experiment) and a rule from evidence to verdict: holds, holds with
 qualification, fails, or not checked (a check did not run; never reported as
 holds).  --quick (default) runs every check at a size that finishes within 10
-minutes on 2 cores; --full uses the larger settings.  Exit 0 when every check
+minutes on 2 cores; --full uses the larger settings and runs the experiments
+the checks share (trainings, richness samples, flow, ablation) first, in
+parallel, on the sweep engine (docs/sweep.md): an embedded Dask LocalCluster
+(--workers), or the running cluster at --scheduler ADDRESS; the checks then
+run here on their results.  Exit 0 when every check
 ran (whatever the verdicts), 1 when a check could not run, 2 on bad input.
 """
 from __future__ import annotations
@@ -20,10 +24,11 @@ from numerics.claims import (
     liang_lai,
     wang2025,
 )
-from numerics.claims.evidence import Settings, evaluate, run_checks
+from numerics.claims.evidence import EXPERIMENTS, Settings, evaluate, run_checks, run_experiments
 from numerics.claims.report import render_markdown
-from numerics.commands.cli import emit
+from numerics.commands.cli import emit, progress_bar
 from numerics.core.runtime import check_interrupt
+from numerics.io.config import positive_int
 from numerics.io.report import run_header, write_report
 from theory.errors import InputError
 
@@ -38,6 +43,11 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--only", nargs="+", metavar="CLAIM", default=None, help="run only these claim ids")
     p.add_argument("--config", metavar="FILE.toml", default=None, help="read options from a TOML file")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the shared experiments on the Dask cluster at ADDRESS (with --quick too; default with "
+                        "--full: an embedded LocalCluster)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="worker processes of the embedded cluster (one per core, at most one per experiment)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the verdicts as the last line")
 
 
@@ -65,6 +75,16 @@ def run(args) -> int:
         check_interrupt()
     done: list[str] = []
     print(f"icrl-verify claims --{args.mode}: {len(names)} checks for {len(claims)} claims", file=sys.stderr)
+    failed = {}
+    if args.mode == "full" or args.scheduler:
+        wanted = [e for e in EXPERIMENTS.values() if set(e.checks) & set(names)]
+        where = args.scheduler or "an embedded Dask LocalCluster"
+        print(f"  {len(wanted)} shared experiments on {where}: {', '.join(e.name for e in wanted)}", file=sys.stderr)
+        with progress_bar(total=len(wanted), desc="claims experiments", disable=args.json, unit="experiment") as bar:
+            failed = run_experiments(names, settings, scheduler=args.scheduler, workers=args.workers,
+                                     progress=bar.update)
+        for name, msg in failed.items():
+            print(f"  experiment {name} failed on the cluster ({msg}); its checks compute it here", file=sys.stderr)
     evidence = run_checks(names, settings, progress=progress)
     rows = [dict(r, paper=paper_of[r["id"]]) for r in evaluate(claims, evidence)]
     total = time.perf_counter() - t0
