@@ -38,10 +38,10 @@ teacher may pick different maximisers of values equal up to rounding);
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from theory import rules
+
 
 class NumpyOps:
     """One transition of ``B`` windows in NumPy: parameters and vectors

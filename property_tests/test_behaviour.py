@@ -69,7 +69,7 @@ def test_sampled_actions_follow_the_behaviour_policy(algorithm):
 
 def test_td_behaviour_is_uniform_over_actions_whatever_theta():
     record = get("td")
-    mdp, F = _mdp(states=5, actions=2, state_features=True)
+    _, F = _mdp(states=5, actions=2, state_features=True)
     for theta in (torch.zeros(1, 5, dtype=torch.float64), torch.full((1, 5), 9.0, dtype=torch.float64)):
         probs = behaviour_probs(record, F, theta, 0.0)
         assert bool((probs == 0.5).all())

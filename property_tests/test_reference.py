@@ -192,7 +192,7 @@ def test_counterexample_replays_on_the_reference(monkeypatch, capsys):
     main(["check", "--algorithm", "actor-critic", *SMALL, "--json"])
     cex = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["counterexample"]
     gen = torch.Generator().manual_seed(cex["seed"])
-    mdp, F = MDPDistribution().sample(10, gen)
+    _, F = MDPDistribution().sample(10, gen)
     b, w = cex["mdp_index"], cex["window"]
     want, _ = reference.reference_update(get("actor-critic"), F[b:b + 1].numpy(), np.array([w["s"]]),
                                          np.array([w["a"]]), np.array([w["r"]]), np.array([cex["theta"]]),

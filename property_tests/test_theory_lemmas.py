@@ -13,7 +13,6 @@ import sympy as sp
 from theory import lemmas
 from theory.algorithms import get
 
-
 SMALL_A = (1, 2, 3)
 
 
