@@ -25,10 +25,13 @@ from numerics import reference
 from numerics.analysis.check import run_check
 from numerics.commands.cli import main
 from numerics.core import compiled, prompts, stream
+from numerics.core.block import embed_reduced
+from numerics.core.constructions import constructed_blocks
 from numerics.core.distributions import MDPDistribution
 from numerics.core.policies import gather, split_theta
 from numerics.core.teachers import teacher_from_window
 from numerics.core.tolerances import ARGMAX_TIE_RTOL, readout_tolerance
+from numerics.io.models import save_weights
 from numerics.testing.strategies import cases, section_4_1_case
 from theory.algorithms import PAPER, get
 
@@ -207,3 +210,23 @@ def test_fault_in_the_reference_makes_check_exit_1(monkeypatch, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 1 and res["counterexample"] is not None
 
+
+
+def test_compiled_check_counterexample_holds_a_window_that_replays(tmp_path, capsys):
+    """SARSA runs the compiled check; its counterexample's window, theta and
+    gamma give its teacher value on the independent reference too."""
+    record = get("sarsa")
+    P12, Vbar21 = (x.clone() for x in constructed_blocks(record, 36, {"alpha": 0.2, "beta": 0.2}))
+    P12 = -P12                                                # every sign of P12 flipped
+    path = str(tmp_path / "bad.npz")
+    save_weights(path, *embed_reduced(record.spec.index(36), P12, Vbar21))
+    rc = main(["check", "--algorithm", "sarsa", *SMALL, "--weights", path, "--json"])
+    cex = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["counterexample"]
+    assert rc == 1 and cex["frame"] >= 0
+    gen = torch.Generator().manual_seed(cex["seed"])
+    _, F = MDPDistribution().sample(10, gen)
+    b, w = cex["mdp_index"], cex["window"]
+    want, _ = reference.reference_update(record, F[b:b + 1].numpy(), np.array([w["s"]]), np.array([w["a"]]),
+                                         np.array([w["r"]]), np.array([cex["theta"]]), np.array([cex["gamma"]]),
+                                         0.1, {"alpha": 0.2}, ARGMAX_TIE_RTOL)
+    np.testing.assert_allclose(want[0], cex["expected"], rtol=0, atol=1e-12)
