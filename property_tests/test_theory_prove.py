@@ -277,9 +277,9 @@ def test_entry_undefined_on_the_domain_exits_2_naming_it(tmp_path, capsys, entry
 
 
 def test_entries_defined_on_the_domain_are_accepted(tmp_path, capsys):
-    """``1/alpha`` (positive step), ``1/(1-gamma)``, ``1/(1+gamma)``: defined; a rescaled construction with them is proven."""
+    """``1/(1-gamma)``, ``1/(1+gamma)``: defined on gamma in [0, 1); a rescaled construction with them is proven."""
     P, V = full_pv("sarsa", 1)
-    c = (1 - gamma) / alpha
+    c = (1 - gamma) / (1 + gamma)
     path = _write(tmp_path, "scaled", P * c, V / c)
     rc, out, err = _run(["prove", "--algorithm", "sarsa", "--weights", path, "--out", str(tmp_path), "--json"],
                         capsys)
