@@ -12,6 +12,7 @@ tested against their definitions (mutmut's survivors of the 10% sample).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -158,3 +159,9 @@ def test_actor_critic_score_in_the_prompt_is_phi_minus_policy_mean():
     theta = torch.tensor([[0.0, 0.0, 0.0, math.log(3.0)]], dtype=torch.float64)     # w = 0, lam = (0, log 3)
     g = window_quantities(get("actor-critic"), F, win, theta, 0.1)["g"][0, 0]
     torch.testing.assert_close(g, torch.tensor([0.75, -0.75], dtype=torch.float64))  # e_0 - (1/4, 3/4)
+
+
+@pytest.mark.parametrize("field, value", [("next_rule", "argmax-at-s"), ("behaviour", "greedy"), ("features", "pairs")])
+def test_a_record_with_an_unknown_field_value_is_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"{field} '{value}' not in"):
+        dataclasses.replace(get("sarsa"), name="bad", **{field: value})
