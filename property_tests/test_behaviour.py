@@ -165,3 +165,28 @@ def test_actor_critic_score_in_the_prompt_is_phi_minus_policy_mean():
 def test_a_record_with_an_unknown_field_value_is_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"{field} '{value}' not in"):
         dataclasses.replace(get("sarsa"), name="bad", **{field: value})
+
+
+def test_stream_starts_at_the_theta_and_s0_given():
+    """``Stream(theta=..., s0=...)`` (closed-loop control, resumed training)
+    starts there and draws only what is not given (mutmut survivors of
+    ``Stream.__init__``)."""
+    record = get("sarsa")
+    mdp, F = _mdp()
+    steps = {"alpha": 0.2, "beta": 0.2}
+    theta0, s00 = initial_state(record, mdp, F, torch.Generator().manual_seed(3))
+    theta = torch.full_like(theta0, 0.5)
+    s0 = (s00 + 1) % mdp.states
+    # both given: nothing drawn before the window, which is sample_window's from the same generator state
+    frame = Stream(record, mdp, F, n=4, epsilon=0.2, steps=steps, gen=torch.Generator().manual_seed(3),
+                   theta=theta, s0=s0).next()
+    win = sample_window(record, mdp, F, mdp.T.cumsum(-1), s0, theta, 4, 0.2, torch.Generator().manual_seed(3))
+    assert torch.equal(frame.theta, theta) and torch.equal(frame.window.s, win.s) and torch.equal(frame.window.a, win.a)
+    # theta alone: kept, s0 drawn
+    frame = Stream(record, mdp, F, n=4, epsilon=0.2, steps=steps, gen=torch.Generator().manual_seed(3),
+                   theta=theta).next()
+    assert torch.equal(frame.theta, theta) and torch.equal(frame.window.s[:, 0], s00)
+    # s0 alone: kept, theta drawn
+    frame = Stream(record, mdp, F, n=4, epsilon=0.2, steps=steps, gen=torch.Generator().manual_seed(3),
+                   s0=s0).next()
+    assert torch.equal(frame.theta, theta0) and torch.equal(frame.window.s[:, 0], s0)
