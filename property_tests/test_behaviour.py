@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from numerics.core.distributions import MDPDistribution
+from numerics.core.mdp import MDP
 from numerics.core.policies import behaviour_probs, epsilon_greedy_probs, sample_categorical, softmax_probs
 from numerics.core.prompts import window_quantities
 from numerics.core.stream import Stream, Window, initial_state, sample_window
@@ -190,3 +191,26 @@ def test_stream_starts_at_the_theta_and_s0_given():
     frame = Stream(record, mdp, F, n=4, epsilon=0.2, steps=steps, gen=torch.Generator().manual_seed(3),
                    s0=s0).next()
     assert torch.equal(frame.theta, theta0) and torch.equal(frame.window.s[:, 0], s0)
+
+
+def test_stream_transitions_follow_the_mdp():
+    """Deterministic transitions ``s' = (s + a + 1) mod S``: every transition
+    the stream draws is the one the MDP allows (mutmut survivors: the
+    transition CDFs cumulated over the wrong axis)."""
+    S, A = 5, 3
+    T = torch.zeros(1, S, A, S, dtype=torch.float64)
+    for s in range(S):
+        for a in range(A):
+            T[0, s, a, (s + a + 1) % S] = 1.0
+    mdp = MDP(T, torch.zeros(1, S, A, S, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64),
+              torch.full((1, S), 1.0 / S, dtype=torch.float64))
+    F = torch.rand(1, S, A, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    st = Stream(get("sarsa"), mdp, F, n=8, epsilon=0.5, steps={"alpha": 0.2}, gen=torch.Generator().manual_seed(1))
+    for frame in st.frames(4):
+        s, a = frame.window.s[0], frame.window.a[0]
+        assert all(int(s[i + 1]) == (int(s[i]) + int(a[i]) + 1) % S for i in range(8)), (s, a)
+
+
+def test_value_records_name_theorem_3_1_and_state_their_update():
+    for name in ("sarsa", "expected-sarsa", "q-learning", "td"):
+        assert get(name).theorem == "Theorem 3.1" and "w" in get(name).statement
