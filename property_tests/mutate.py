@@ -12,10 +12,16 @@ failed test (exit status 1); a collection error or a crash is not a catch.
 First the unpatched copy is run (the baseline): it must pass, or the
 catches would mean nothing.
 
-Prints a table (fault, file, caught, first failing test, seconds) and, with
+A fault with an algorithm named (``cli``: the faults planted in the prompt
+path, the constructions and the reference teacher) must also be refused by
+the command line itself: ``python -m numerics.commands.cli check
+--algorithm ALGORITHM --prompts 200 --mdps 20 --json`` run in the copy must
+exit 1 with a counterexample, or the fault counts as not caught.
+
+Prints a table (fault, file, caught, check's exit, first failing test, seconds) and, with
 ``--json``, one JSON object as the last line: ``baseline`` (``{passed,
 seconds}``), ``faults`` (list of ``{name, file, caught, caught_by, rc,
-seconds}``) and ``all_caught``.  Exit 0 only when the baseline passed and
+seconds, cli_algorithm, cli_rc, cli_refused}``) and ``all_caught``.  Exit 0 only when the baseline passed and
 every fault was caught; 1 when a fault survived or the baseline failed; 2
 when a patch target is missing or the copy cannot be set up.
 """
@@ -42,21 +48,22 @@ class Fault:
     old: str           # exact text, must occur exactly once
     new: str
     why: str
+    cli: str | None = None   # algorithm whose `icrl-verify check --json` must exit 1 with a counterexample
 
 
 FAULTS = (
     Fault("flipped sign in P12*", "theory/constructions.py",
           '(("phi", "w"), sp.Integer(-1)),',
           '(("phi", "w"), sp.Integer(1)),',
-          "Theorem 3.1's P12* w~ = (+w, w, 1) instead of (-w, w, 1)"),
+          "Theorem 3.1's P12* w~ = (+w, w, 1) instead of (-w, w, 1)", cli="sarsa"),
     Fault("wrong alpha", "theory/constructions.py",
           'vbar21=((("w", "phi"), alpha),),',
           'vbar21=((("w", "phi"), alpha / 2),),',
-          "Vbar21* = [alpha/2 I, 0, 0] in the SARSA-family construction"),
+          "Vbar21* = [alpha/2 I, 0, 0] in the SARSA-family construction", cli="expected-sarsa"),
     Fault("dropped gamma (prompt)", "numerics/core/prompts.py",
           "            v = gamma[:, None, None] * v",
           "            v = v",
-          "the prompt writes phi+ instead of gamma phi+"),
+          "the prompt writes phi+ instead of gamma phi+", cli="q-learning"),
     Fault("dropped gamma (teacher)", "numerics/core/teachers.py",
           "gamma=gamma[:, None]",
           "gamma=torch.ones_like(gamma)[:, None]",
@@ -66,7 +73,31 @@ FAULTS = (
           "parts[b] + out[b][0] * (out[b][1] / (q['phi'].unsqueeze(2) == q['phi'].unsqueeze(1)).all(-1)"
           ".to(q['phi'].dtype).sum(-1, keepdim=True)).sum(1)",
           "the teacher averages per state-action pair (visits of each (s, a)) instead of the global (1/n) sum"),
+    # issue 11: faults in the routine the prompt and the old teacher shared, and in the reference teacher
+    Fault("score sign flipped (prompt)", "numerics/core/prompts.py",
+          'out["g"] = phi - (pi.unsqueeze(-1) * Fs).sum(-2)',
+          'out["g"] = (pi.unsqueeze(-1) * Fs).sum(-2) - phi',
+          "the actor-critic score written as sum_b pi phi(s, b) - phi(s, a)", cli="actor-critic"),
+    Fault("expected SARSA under the greedy policy (prompt)", "numerics/core/prompts.py",
+          "pi = behaviour_probs(record, Fn, theta, epsilon)",
+          "pi = behaviour_probs(record, Fn, theta, 0.0)",
+          "expected SARSA's phi+ the expectation under the greedy (epsilon = 0) policy", cli="expected-sarsa"),
+    Fault("Q-learning argmax at s (prompt)", "numerics/core/prompts.py",
+          "Q = (Fn @ w[:, None, :, None]).squeeze(-1)",
+          "Q = (gather(F, s[:, :-1]) @ w[:, None, :, None]).squeeze(-1)",
+          "Q-learning's greedy next action chosen by Q_w at s_i instead of s_{i+1}", cli="q-learning"),
+    Fault("score sign flipped (reference teacher)", "numerics/reference.py",
+          'return F_s[np.arange(F_s.shape[0]), a] - np.einsum("ba,bak->bk", pi, F_s)',
+          'return np.einsum("ba,bak->bk", pi, F_s) - F_s[np.arange(F_s.shape[0]), a]',
+          "the reference teacher's own score flipped", cli="actor-critic"),
+    Fault("expected SARSA under the greedy policy (reference teacher)", "numerics/reference.py",
+          'return np.einsum("ba,bak->bk", epsilon_greedy(q, epsilon), F_next)',
+          'return np.einsum("ba,bak->bk", epsilon_greedy(q, 0.0), F_next)',
+          "the reference teacher's expected SARSA under the greedy policy", cli="expected-sarsa"),
 )
+
+#: ``icrl-verify check`` options of the per-fault CLI run (small: a fault is refused within 200 prompts).
+CLI_ARGS = ["--prompts", "200", "--mdps", "20", "--json"]
 
 _FIRST = ["property_tests/test_properties.py", "property_tests/test_check_cli.py"]
 
@@ -157,11 +188,28 @@ def run_suite(repo: str, runs: list[list[str]], timeout: float, keep_going: bool
     return rc, failed, time.perf_counter() - t0, out
 
 
+def run_cli(repo: str, algorithm: str, timeout: float) -> dict:
+    """``icrl-verify check --algorithm ALGORITHM --json`` in the copy: ``{rc,
+    refused, counterexample}``; refused when it exits 1 with a counterexample."""
+    cmd = [sys.executable, "-m", "numerics.commands.cli", "check", "--algorithm", algorithm, *CLI_ARGS]
+    try:
+        proc = subprocess.run(cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(rc=-1, refused=False, counterexample=None)
+    try:
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res = {}
+    cex = res.get("counterexample")
+    return dict(rc=proc.returncode, refused=proc.returncode == 1 and cex is not None, counterexample=cex)
+
+
 def run_one(fault: Fault | None, targets, timeout, keep_going=False):
     with tempfile.TemporaryDirectory(prefix="icrl-mutant-") as tmp:
         repo = make_copy(tmp, fault)
         verify_imports(repo)
-        return run_suite(repo, targets, timeout, keep_going)
+        cli = run_cli(repo, fault.cli, timeout) if fault is not None and fault.cli else None
+        return (*run_suite(repo, targets, timeout, keep_going), cli)
 
 
 def main(argv=None) -> int:
@@ -186,26 +234,29 @@ def main(argv=None) -> int:
     try:
         baseline = None
         if not args.no_baseline:
-            rc, failed, secs, out = run_one(None, targets, args.timeout)
+            rc, failed, secs, out, _ = run_one(None, targets, args.timeout)
             baseline = dict(passed=(rc == 0), rc=rc, seconds=round(secs, 1), failed=failed)
             if rc != 0:
                 print(out[-4000:], file=sys.stderr)
             print(f"baseline (no fault): {'passes' if rc == 0 else 'FAILS'} in {secs:.1f} s")
         rows = []
         for f in FAULTS:
-            rc, failed, secs, _ = run_one(f, targets, args.timeout, args.keep_going)
-            caught = rc == 1 and bool(failed)
+            rc, failed, secs, _, cli = run_one(f, targets, args.timeout, args.keep_going)
+            caught = rc == 1 and bool(failed) and (cli is None or cli["refused"])
             rows.append(dict(name=f.name, file=f.file, why=f.why, caught=caught, caught_by=failed[0] if failed else None,
-                             failed_tests=failed, rc=rc, seconds=round(secs, 1)))
+                             failed_tests=failed, rc=rc, seconds=round(secs, 1), cli_algorithm=f.cli,
+                             cli_rc=None if cli is None else cli["rc"],
+                             cli_refused=None if cli is None else cli["refused"]))
     except SetupError as e:
         print(f"mutate: error: {e}", file=sys.stderr)
         return 2
 
     w = max(len(r["name"]) for r in rows)
-    print(f"{'fault':<{w}}  {'file':<24}  caught  {'seconds':>7}  first failing test")
+    print(f"{'fault':<{w}}  {'file':<24}  caught  {'check':<14}  {'seconds':>7}  first failing test")
     for r in rows:
-        print(f"{r['name']:<{w}}  {r['file']:<24}  {'yes' if r['caught'] else 'NO':<6}  {r['seconds']:>7.1f}  "
-              f"{r['caught_by'] or ('(rc %d)' % r['rc'])}")
+        cli = "-" if r["cli_algorithm"] is None else f"{'exit' if r['cli_refused'] else 'NOT'} {r['cli_rc']}"
+        print(f"{r['name']:<{w}}  {r['file']:<24}  {'yes' if r['caught'] else 'NO':<6}  {cli:<14}  "
+              f"{r['seconds']:>7.1f}  {r['caught_by'] or ('(rc %d)' % r['rc'])}")
         if args.keep_going:
             names = sorted({t.split("::")[-1].split("[")[0] for t in r["failed_tests"]})
             print(f"{'':<{w}}  {'':<24}  {'':<6}  {'':>7}  all {len(r['failed_tests'])} failing: {', '.join(names)}")

@@ -31,7 +31,7 @@ from theory.algorithms import PAPER, get
 
 ALGORITHMS = tuple(a.name for a in PAPER)
 
-KEYS = {"algorithm", "prompts", "max_abs_error", "tolerance", "holds", "counterexample"}
+KEYS = {"algorithm", "prompts", "max_abs_error", "tolerance", "holds", "counterexample", "near_ties", "teacher"}
 CEX_KEYS = {"states", "actions", "d", "n", "seed", "mdp_index", "frame", "gamma", "abs_error", "tolerance",
             "expected", "got"}
 SMALL = ["--prompts", "100", "--mdps", "10"]

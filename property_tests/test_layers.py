@@ -31,6 +31,8 @@ def test_import_contracts_hold():
     ("numerics/io/files.py", "from numerics.analysis import check", "numerics layers"),
     ("theory/layout.py", "import numerics.core.tolerances", "theory is standalone"),
     ("numerics/analysis/check.py", "import hypothesis", "only the testing support imports hypothesis"),
+    ("numerics/reference.py", "from numerics.core import prompts", "the reference teacher imports nothing"),
+    ("numerics/reference.py", "import torch", "the reference teacher imports nothing"),
 ])
 def test_a_planted_upward_import_breaks_a_contract(tmp_path, module, planted, contract):
     for pkg in ("theory", "numerics"):

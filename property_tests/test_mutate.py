@@ -31,6 +31,25 @@ def test_mutation_check_reports_missing_target(tmp_path):
     assert any("does not exist" in p for p in problems), problems
 
 
+def test_issue_11_faults_are_planted_in_the_prompt_path_and_the_reference_and_run_the_cli():
+    names = {f.name: f for f in mutate.FAULTS}
+    for name, file, algorithm in (("score sign flipped (prompt)", "numerics/core/prompts.py", "actor-critic"),
+                                  ("expected SARSA under the greedy policy (prompt)", "numerics/core/prompts.py",
+                                   "expected-sarsa"),
+                                  ("Q-learning argmax at s (prompt)", "numerics/core/prompts.py", "q-learning"),
+                                  ("score sign flipped (reference teacher)", "numerics/reference.py", "actor-critic")):
+        assert names[name].file == file and names[name].cli == algorithm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", [f for f in mutate.FAULTS if f.cli], ids=lambda f: f.name)
+def test_cli_check_refuses_each_planted_fault(fault, tmp_path):
+    """``icrl-verify check --algorithm X --json`` in a copy with the fault exits 1 with a counterexample."""
+    repo = mutate.make_copy(str(tmp_path), fault)
+    res = mutate.run_cli(repo, fault.cli, 600)
+    assert res["rc"] == 1 and res["refused"] and res["counterexample"]["abs_error"] > 0, res
+
+
 @pytest.mark.slow
 def test_mutation_check_catches_every_fault():
     """``python property_tests/mutate.py --json`` (the whole fast tier per

@@ -22,7 +22,8 @@ from theory.constructions import alpha, beta
 from theory.constructions import full_pv as _full_pv
 from theory.layout import VALUE_LAYOUT
 from theory.parse import weights_to_json
-from theory.prove import prove, prove_proposition_3_1
+from theory.prove import prove, prove_proposition_3_1, render
+from theory.symbols import gamma
 
 
 def _write(tmp_path, name, P, V):
@@ -210,3 +211,89 @@ def test_api_step_sizes_exact():
     from theory.errors import InputError
     with pytest.raises(InputError, match="exact"):
         prove("sarsa", weights=(P.evalf(), V.evalf()))
+
+
+# ---- issue 11: distinct step sizes, replayable counterexamples, undefined entries, lemmas ----------
+
+def _literal_block_exact(P, V, H, q):
+    """``H + (1/n) (V H) (H^T P H)``, last ``q`` entries of the last column, in exact rationals."""
+    n = H.shape[1] - 1
+    out = H + (V * H) * (H.T * P * H) / n
+    return [sp.nsimplify(x) for x in out[-q:, n]]
+
+
+def test_swapped_alpha_beta_actor_critic_file_exits_1(tmp_path, capsys):
+    P, V = full_pv("actor-critic", 1)
+    swapped = {alpha: beta, beta: alpha}
+    path = _write(tmp_path, "swapped", P.xreplace(swapped), V.xreplace(swapped))
+    rc, out, _ = _run(["prove", "--algorithm", "actor-critic", "--weights", path, "--out", str(tmp_path), "--json"],
+                      capsys)
+    res = _json(out)
+    assert rc == 1 and res["general"] is False and res["alpha"] == "alpha" and res["beta"] == "beta"
+    cex = res["counterexample"]
+    assert cex["alpha"] != cex["beta"] and cex["block"] != cex["teacher"]
+    # control: the unswapped file is proven with the same (symbolic) defaults
+    rc, _, _ = _run(["prove", "--algorithm", "actor-critic", "--weights", _write(tmp_path, "ok", P, V),
+                     "--out", str(tmp_path)], capsys)
+    assert rc == 0
+
+
+def test_p12_sign_flip_counterexample_replays_in_exact_arithmetic(tmp_path, capsys):
+    P, V = full_pv("sarsa", 1)
+    m = get("sarsa").layout.m(1)
+    P[0, m + 1] = -P[0, m + 1]                                   # one sign of P12 flipped
+    path = _write(tmp_path, "flip", P, V)
+    rc, out, _ = _run(["prove", "--algorithm", "sarsa", "--weights", path, "--out", str(tmp_path), "--json"], capsys)
+    res = _json(out)
+    assert rc == 1 and "counterexample" in out
+    cex = res["counterexample"]
+    assert cex["n"] == 1
+    values = {alpha: sp.Rational(cex["alpha"]), gamma: sp.Rational(cex["gamma"])}
+    H = sp.Matrix([[sp.Rational(x) for x in row] for row in cex["H"]])
+    assert all(x.is_Rational for x in H)
+    block = _literal_block_exact(P.xreplace(values), V.xreplace(values), H, 1)
+    assert [str(x) for x in block] == cex["block"]
+    # the teacher, written out here: w + alpha (r + gamma w.phi+ - w.phi) phi at n = 1
+    col = cex["columns"][0]
+    phi, phin, r = (sp.Rational(col["phi"][0]), sp.Rational(col["phi_next"][0]), sp.Rational(col["r"]))
+    w = sp.Rational(cex["theta"]["w"][0])
+    teacher = w + values[alpha] * (r + values[gamma] * w * phin - w * phi) * phi
+    assert [str(teacher)] == cex["teacher"] and block[0] != teacher
+    # the report holds it too
+    with open(res["report"], encoding="utf-8") as fh:
+        assert "Counterexample" in fh.read()
+
+
+@pytest.mark.parametrize("entry, where", [("1/gamma", "P"), ("alpha/(alpha-beta)", "V"), ("1/(1-2*gamma)", "P")])
+def test_entry_undefined_on_the_domain_exits_2_naming_it(tmp_path, capsys, entry, where):
+    P, V = full_pv("sarsa", 1)
+    rows = json.loads(weights_to_json(P, V))
+    rows[where][0][0] = entry
+    path = tmp_path / "undef.json"
+    path.write_text(json.dumps(rows))
+    rc, out, err = _run(["prove", "--algorithm", "sarsa", "--weights", str(path), "--out", str(tmp_path)], capsys)
+    assert rc == 2 and f"weights.{where}[0][0]" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_entries_defined_on_the_domain_are_accepted(tmp_path, capsys):
+    """``1/(1-gamma)``, ``1/(1+gamma)``: defined on gamma in [0, 1); a rescaled construction with them is proven."""
+    P, V = full_pv("sarsa", 1)
+    c = (1 - gamma) / (1 + gamma)
+    path = _write(tmp_path, "scaled", P * c, V / c)
+    rc, out, err = _run(["prove", "--algorithm", "sarsa", "--weights", path, "--out", str(tmp_path), "--json"],
+                        capsys)
+    assert rc == 0, out + err
+
+
+@pytest.mark.slow
+def test_lemmas_reported_per_algorithm(tmp_path, capsys):
+    want = {"actor-critic": "softmax_score", "expected-sarsa": "expected_sarsa_next",
+            "q-learning": "q_learning_next", "td": "td0_state_features"}
+    for alg, key in want.items():
+        res = prove(alg)
+        assert res["lemmas"][key]["proven"] is True and res["general"] is True, alg
+        assert "statement" in res["lemmas"][key] and "assumes" in res["lemmas"][key]
+        text = render(res)
+        assert "Algorithm-specific parts" in text and key in text
+    assert prove("sarsa")["lemmas"] == {}

@@ -96,8 +96,18 @@ def teacher(record, pr: ConcretePrompt, hp: dict | None = None) -> sp.Matrix:
     return sp.Matrix.vstack(*[new[b] for b in record.layout.readout_blocks])
 
 
+def _expand(e):
+    """Expanded; a rational function (weights with ``gamma`` or a step size in
+    a denominator, e.g. a rescaling by ``1/(1 - gamma)``) is put over one
+    denominator first, so that it is zero exactly when it expands to 0."""
+    e = sp.expand(e)
+    if any(p.exp.is_negative and p.base.free_symbols for p in e.atoms(sp.Pow)):
+        e = sp.cancel(sp.together(e))
+    return e
+
+
 def expand_matrix(M: sp.Matrix) -> sp.Matrix:
-    return M.applyfunc(sp.expand)
+    return M.applyfunc(_expand)
 
 
 def is_zero_matrix(M: sp.Matrix) -> bool:

@@ -28,6 +28,8 @@ import sympy as sp
 
 from theory import algorithms
 from theory import concrete as C
+from theory import counterexample as CEX
+from theory import lemmas as LEM
 from theory import symbolic as S
 from theory.constructions import full_pv
 from theory.errors import InputError
@@ -45,10 +47,6 @@ LEMMA_SIZES = {"value": ((1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)),
 DEFAULT_LEMMA_SIZES = LEMMA_SIZES["actor-critic"]
 #: Sizes (d, n) at which the symmetry family is checked exact and its tangent rank counted.
 SYMMETRY_SIZES = ((1, 2), (2, 1))
-#: Section 4.1 step sizes, the default teacher for --weights.
-DEFAULT_STEP = sp.Rational(1, 5)
-
-
 def _subs(a, b):
     return {k: v for k, v in ((ALPHA, a), (BETA, b)) if v is not None}
 
@@ -62,8 +60,8 @@ def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
       weights: ``None`` (the construction), a path to a JSON weight file, or
         ``(P, V)`` exact SymPy matrices (``D x D``).
       alpha, beta: the teacher's step sizes, exact SymPy values or the
-        symbols themselves; ``None`` keeps them symbolic for the construction
-        and means 1/5 (Section 4.1) for given weights.
+        symbols themselves; ``None`` keeps them symbolic (two distinct
+        symbols, so weights with alpha and beta swapped are refuted).
     Returns the full result (``render`` reads it); :func:`summary` gives its
     JSON: ``general`` is True when proven for every prompt and every n (and,
     for the construction, every d).
@@ -74,8 +72,7 @@ def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
     if weights is None:
         res = _prove_construction(record, alpha, beta)
     else:
-        res = _prove_weights(record, weights, DEFAULT_STEP if alpha is None else alpha,
-                             DEFAULT_STEP if beta is None else beta)
+        res = _prove_weights(record, weights, ALPHA if alpha is None else alpha, BETA if beta is None else beta)
     res["seconds"] = round(time.perf_counter() - t0, 3)
     return res
 
@@ -88,10 +85,13 @@ def report_name(res: dict) -> str:
 def summary(res: dict, report: str | None = None) -> dict:
     """The JSON of a proof result."""
     return {"algorithm": res["algorithm"], "general": res["general"], "concrete": res["concrete"],
+            "counterexample": res.get("counterexample"),
             "residual": res["residual"], "report": report, "weights": res["weights"],
             "alpha": str(res["alpha"]), "beta": str(res["beta"]), "seconds": res["seconds"],
             "lemma_c1": res.get("lemma_ok"), "proposition_3_1": res.get("proposition_3_1"),
             "scaling": res.get("scaling"),
+            "lemmas": {k: {"proven": v["proven"], "statement": v["statement"], "assumes": v["assumes"]}
+                       for k, v in res.get("lemmas", {}).items()},
             "symmetry_tangent_dim": ({k: str(v["formula"]) for k, v in res["symmetry"].items()}
                                      if "symmetry" in res else None)}
 
@@ -143,14 +143,18 @@ def _prove_construction(record, a, b):
                 for par in ("reduced", "full")}
     general = bool(lemma_ok and g.ok)
     all_concrete = all(c["ok"] for c in concrete)
+    parts = LEM.lemmas_for(record)
     residual = None
     if not general:
         residual = g.residual or "Lemma C.1 derivation did not reduce to zero"
     elif not all_concrete:
         bad = next(c for c in concrete if not c["ok"])
         residual = f"concrete size d={bad['d']}, n={bad['n']} left a nonzero residual"
+    elif not all(v["proven"] for v in parts.values()):
+        residual = "algorithm-specific part not proven: " + ", ".join(k for k, v in parts.items() if not v["proven"])
     return dict(mode="construction", algorithm=record.name, theorem=record.theorem, record=record,
-                general=general and all_concrete, concrete=concrete,
+                general=general and all_concrete and all(v["proven"] for v in parts.values()), concrete=concrete,
+                lemmas=parts,
                 residual=residual, weights=None, alpha=teach_a, beta=teach_b, alpha_given=a is not None,
                 beta_given=b is not None, lemma_ok=lemma_ok, lemma_steps=lemma_steps, construction_steps=g.steps,
                 lemma_concrete=lemma_concrete, proposition_3_1=prop, scaling=scaling, symmetry=symmetry,
@@ -173,6 +177,8 @@ def _prove_weights(record, weights, a, b):
     if P.shape != V.shape or P.shape[0] != P.shape[1]:
         raise InputError("weights", f"P and V must be square and of one size, got {P.shape} and {V.shape}")
     d = feature_dim(lay, P.shape[0])
+    for name, M in (("P", P), ("V", V)):
+        CEX.check_defined(M, name)
     subs = _subs(a, b)
     P, V = P.subs(subs), V.subs(subs)
     for name, M in (("P", P), ("V", V)):
@@ -191,9 +197,10 @@ def _prove_weights(record, weights, a, b):
     if general and not all(c["ok"] for c in concrete):   # would contradict Lemma C.1; report, never hide
         residual = "the literal block disagrees with Lemma C.1 at a concrete size"
         general = False
+    cex = None if general else CEX.find(record, P, V, hp)
     return dict(mode="weights", algorithm=record.name, theorem=record.theorem, record=record, general=general,
                 concrete=concrete, residual=residual, weights=source, alpha=a, beta=b, alpha_given=True,
-                beta_given=True, d=d, P=P, V=V, wr=wr, statement=record.statement)
+                beta_given=True, d=d, P=P, V=V, wr=wr, statement=record.statement, counterexample=cex)
 
 
 # ---- Proposition 3.1 ---------------------------------------------------------------
@@ -328,10 +335,10 @@ def render(res: dict, header: str = "") -> str:
     L.append("")
     L.append("## What this does not cover")
     L.append("")
-    L.append("- Which $\\phi^+_i$ the prompt holds (the next taken action, the epsilon-greedy expectation for expected "
-             "SARSA, the greedy action for Q-learning, state features for TD(0)) is decided when the prompt is built; "
-             "the proof treats $\\phi^+_i$ (and the actor's score $g_i$) as arbitrary vectors, so it covers every such "
-             "choice, and the numerics (`icrl-verify check`) test the prompt builders.")
+    L.append("- The block identity treats $\\phi^+_i$ (and the actor's score $g_i$) as arbitrary vectors, so it covers "
+             "every choice; which one the algorithm needs is proven separately from its textbook update (section "
+             "\"Algorithm-specific parts\" of the construction's report).  That the prompt builders compute those "
+             "vectors in floating point is tested by `icrl-verify check` against an independent reference teacher.")
     L.append("- Floating-point evaluation: the identity is exact; rounding is measured by `icrl-verify check`.")
     L += [f"- {note}" for note in record.notes]
     L.append("")
@@ -356,11 +363,29 @@ def _render_construction(res):
     L.append(f"5. **Scaling symmetry** $(cP, V/c)$, $c\\ne0$, leaves $H_{{out}}$ unchanged for arbitrary $P, V$, "
              f"every $d$, $n$: {'proven' if res['scaling'] else 'NOT proven'}.  Hence every $(cP^*, V^*/c)$ and every "
              "change of the never-read blocks also implements the update.")
+    for k, (name, v) in enumerate(res.get("lemmas", {}).items(), start=6):
+        L.append(f"{k}. **Algorithm-specific part `{name}`**: {'proven' if v['proven'] else 'NOT proven'} "
+                 f"(section \"Algorithm-specific parts\" below).")
     L.append("")
     L.append("Method: SymPy matrix expressions whose blocks are `MatrixSymbol`s of symbolic size ($d$ features, $n$ "
              "context columns); products are multiplied block by block (non-commutative algebra, no entries), and a "
              "difference is declared zero only when every term cancels after expansion.  $I$ is the identity of "
              "the block's size (the number 1 for $1\\times1$ blocks).")
+    L.append("")
+    L.append("## Algorithm-specific parts (chained to the block identity)")
+    L.append("")
+    if res.get("lemmas"):
+        L.append("The block identity (Step 2) holds for every $\\phi^+_i$ and $g_i$; these parts prove, from the "
+                 "update in its textbook form, that what this algorithm puts there gives its update "
+                 "(`theory/lemmas.py`):")
+        L.append("")
+        for name, v in res["lemmas"].items():
+            L.append(f"- **{name}** ({'proven' if v['proven'] else 'NOT proven'}): {v['statement']}.  "
+                     f"Assumes: {v['assumes']}.")
+    else:
+        L.append(f"None: {res['algorithm']}'s $\\phi^+_i$ is the next state-action taken, "
+                 "$\\phi(s_{i+1}, a_{i+1})$, which is the textbook SARSA target as written; the block identity "
+                 "is the whole proof.")
     L.append("")
     L.append("## Step 1: Lemma C.1 from the block (general $d$, $n$)")
     L.append("")
@@ -450,6 +475,20 @@ def _render_weights(res):
     L.append("**Proven for every prompt and every $n$ at this $d$.**" if res["general"] else
              "**Not implemented: the residual above is not zero.**")
     L.append("")
+    cex = res.get("counterexample")
+    if cex:
+        L.append("### Counterexample (replay it in exact arithmetic)")
+        L.append("")
+        L.append(f"At $n = {cex['n']}$, $\\alpha = {cex['alpha']}$, $\\beta = {cex['beta']}$, "
+                 f"$\\gamma = {cex['gamma']}$, the prompt below (exact rationals) gives different values for the "
+                 f"literal block $H+\\frac1n(VH)(H^\\top PH)$ (no Lemma C.1 shortcut) and the teacher:")
+        L.append("")
+        L.append("- prompt columns: " + "; ".join(", ".join(f"{k} = {v}" for k, v in c.items()) for c in cex["columns"]))
+        L.append("- parameters: " + "; ".join(f"{k} = {v}" for k, v in cex["theta"].items()))
+        L.append(f"- $H$ = `{cex['H']}`")
+        L.append(f"- block read-out: `{cex['block']}`")
+        L.append(f"- teacher: `{cex['teacher']}`")
+        L.append("")
     if res["P"].shape[0] <= 12:
         L += ["The weights, after substitution:", "", "$$", "P=" + sp.latex(res["P"]) + ",\\quad V=" + sp.latex(res["V"]),
               "$$", ""]

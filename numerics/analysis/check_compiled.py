@@ -86,11 +86,14 @@ def run_check_compiled(record, mdp, F: torch.Tensor, weights, index, *, prompts:
             if r_b > worst_ratio:
                 worst_ratio, tol_at_worst = r_b, float(tol[b])
                 if r_b > 1 and cex is None:
-                    theta_b, want, got = _replay(tables, b, w_start, s_start, U[:f + 1], epsilon, alpha, params,
-                                                 params_abs)
+                    theta_b, want, got, window = _replay(tables, b, w_start, s_start, U[:f + 1], epsilon, alpha,
+                                                         params, params_abs)
                     cex = dict(states=mdp.states, actions=mdp.actions, d=d, n=n, seed=seed, mdp_index=b,
                                frame=t0 + f, gamma=float(mdp.gamma[b]), abs_error=float(err[b]),
-                               tolerance=float(tol[b]), theta=theta_b, expected=want, got=got)
+                               tolerance=float(tol[b]), theta=theta_b, window=window, expected=want, got=got,
+                               expected_by="compiled textbook loop over the raw window "
+                                           "(numerics.core.compiled.sarsa_teacher_q)",
+                               got_by="block read-out on the compiled prompt (numerics.core.compiled.sarsa_prompt)")
             done += take
             step += take
         if progress is not None:
@@ -99,14 +102,27 @@ def run_check_compiled(record, mdp, F: torch.Tensor, weights, index, *, prompts:
 
 
 def _replay(tables, b: int, w_start, s_start, U, epsilon, alpha, params, params_abs):
-    """``(theta, teacher, read-out)`` of MDP ``b`` at the last frame of ``U``,
-    replayed from the chunk's start state (MDPs are independent, so the
-    numbers are those of the full pass)."""
+    """``(theta, teacher, read-out, window)`` of MDP ``b`` at the last frame
+    of ``U``, replayed from the chunk's start state (MDPs are independent, so
+    the numbers are those of the full pass); the window ``{s, a, r}`` is
+    redrawn from that frame's start state, ``theta`` and uniforms."""
     one = tuple(np.ascontiguousarray(t[b:b + 1]) for t in tables)
     d = one[0].shape[-1]
     f = U.shape[0]
     errs, scales = np.empty((f, 1)), np.empty((f, 1))
     thetas, targets, gots = (np.empty((f, 1, d)) for _ in range(3))
+    s_before = s_start[b:b + 1].copy()
+    if f > 1:                                   # s_0 of the last frame: the stream after the frames before it
+        e1, s1 = np.empty((f - 1, 1)), np.empty((f - 1, 1))
+        K.check_frames(*one, w_start[b:b + 1].copy(), s_before, np.ascontiguousarray(U[:f - 1, b:b + 1]),
+                       float(epsilon), float(alpha), params, params_abs, e1, s1, False, *(np.empty((0, 0, 0)),) * 3)
     K.check_frames(*one, w_start[b:b + 1].copy(), s_start[b:b + 1].copy(), np.ascontiguousarray(U[:, b:b + 1]),
                    float(epsilon), float(alpha), params, params_abs, errs, scales, True, thetas, targets, gots)
-    return thetas[-1, 0].tolist(), targets[-1, 0].tolist(), gots[-1, 0].tolist()
+    F, T_cdf, R = one[0][0], one[1][0], one[2][0]
+    n = (U.shape[2] - 1) // 2
+    pi_cdf = np.empty(F.shape[:2])
+    K.egreedy_cdf(F, thetas[-1, 0].copy(), float(epsilon), pi_cdf)
+    s, a, r = np.empty(n + 1, np.int64), np.empty(n + 1, np.int64), np.empty(n)
+    K.sample_window(T_cdf, pi_cdf, R, int(s_before[0]), np.ascontiguousarray(U[-1, b]), s, a, r)
+    window = dict(s=s.tolist(), a=a.tolist(), r=r.tolist())
+    return thetas[-1, 0].tolist(), targets[-1, 0].tolist(), gots[-1, 0].tolist(), window

@@ -1,6 +1,12 @@
 """icrl-verify check: run the block on sampled prompts and compare its read-out
 with the teacher update.
 
+The teacher is the independent reference (numerics.reference: the textbook
+update from the raw window, sharing nothing with the prompt builder); for
+SARSA-structured records on the CPU the compiled path compares with its own
+textbook loop over the raw window.  Prompts whose argmax (expected SARSA,
+Q-learning) is a near tie are left out and counted.
+
 MDPs and windows are drawn as in Algorithm 1 (the behaviour policy of the
 current parameters, w <- teacher output, s_0 <- s_n); every frame of every
 MDP is one prompt.  The block uses the constructed weights (Theorem 3.1 or
@@ -16,7 +22,7 @@ from numerics.analysis import budget
 from numerics.analysis.check import run_check
 from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import add_max_memory, emit, progress_bar
-from numerics.core.tolerances import READOUT_FACTOR
+from numerics.core.tolerances import ARGMAX_TIE_RTOL, READOUT_FACTOR
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
 from numerics.io.mdp_file import load_mdp_file
 from numerics.io.models import load_weights
@@ -60,12 +66,17 @@ def run(args) -> int:
              f"weights: {src}",
              f"max |TF(H) - teacher| = {res.max_abs_error:.3e}; tolerance {res.tolerance:.3e} "
              f"({READOUT_FACTOR:g} (D+n) eps x term scale, per prompt)",
+             f"teacher: {res.teacher}; {res.near_ties} prompt(s) with a near tie of the argmax "
+             f"(gap <= {ARGMAX_TIE_RTOL:g}) left out of the comparison",
              "HOLDS: the block's read-out equals the teacher update on every prompt" if res.holds else
              "FAILS: counterexample below"]
     if res.counterexample:
         c = res.counterexample
         lines.append(f"counterexample: mdp {c['mdp_index']}, frame {c['frame']}, seed {c['seed']}, "
                      f"|error| {c['abs_error']:.3e} > tolerance {c['tolerance']:.3e}")
+        if "window" in c:
+            lines.append(f"  window s = {c['window']['s']}, a = {c['window']['a']}; theta[:4] = "
+                         f"{[round(v, 6) for v in c['theta'][:4]]}")
         lines.append(f"  expected[:4] = {[round(v, 6) for v in c['expected'][:4]]}  got[:4] = {[round(v, 6) for v in c['got'][:4]]}")
     emit(lines, res.as_dict(), args.json)
     return 0 if res.holds else 1

@@ -13,8 +13,16 @@ With --weights FILE.json ({"P": [[...]], "V": [[...]]}, exact entries:
 integers, decimals, strings like "1/5" or "-alpha/3" over the symbols alpha,
 beta, gamma): the weights are proven at the size their shape implies
 (D = 3d+2, or 5d+2 for actor-critic) for every prompt and every n, or the
-simplified residual is printed.  Symbols alpha, beta in the file stand for
-the teacher's step sizes (--alpha, --beta; default 1/5, Section 4.1).
+simplified residual and a counterexample (an exact prompt, n = 1, on which
+the literal block and the teacher differ, both values) are printed.
+Symbols alpha, beta in the file stand for the teacher's step sizes
+(--alpha, --beta; default: two distinct symbols, so every step size).  An
+entry undefined for some gamma in [0, 1) or some positive step size (1/gamma,
+1/(alpha-beta)) exits 2 naming the entry.
+
+Without --weights, each algorithm's specific parts are proven too (the
+softmax score is grad log pi; expected SARSA's and Q-learning's phi+; TD(0)
+with state features): JSON key "lemmas".
 
 Writes reports/proofs/ALGORITHM.md (or ALGORITHM-STEM.md with --weights):
 the derivation step by step in LaTeX.  Exit 0 proven, 1 the weights do not
@@ -45,9 +53,9 @@ def add_arguments(p):
                         'entries integers, decimals, or strings like "1/5", "-alpha/3" (symbols alpha, beta, gamma)')
     p.add_argument("--alpha", default=None, metavar="EXACT",
                    help="teacher's critic step size, exact (1/5) or 'alpha' to keep it symbolic "
-                        "(default: symbolic for the construction, 1/5 with --weights)")
+                        "(default: symbolic, a symbol distinct from beta)")
     p.add_argument("--beta", default=None, metavar="EXACT",
-                   help="actor step size (actor-critic), as --alpha (default: symbolic / 1/5)")
+                   help="actor step size (actor-critic), as --alpha (default: symbolic)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with the result as the last line (keys algorithm, general, concrete, "
@@ -81,6 +89,12 @@ def run(args) -> int:
                          f"report {r['report']}")
             if r["residual"]:
                 lines.append(f"  residual: {r['residual']}")
+            if r.get("counterexample"):
+                c = r["counterexample"]
+                lines.append(f"  counterexample (n = {c['n']}, alpha = {c['alpha']}, beta = {c['beta']}, "
+                             f"gamma = {c['gamma']}): block {c['block']} != teacher {c['teacher']} (JSON: counterexample)")
+            for name, part in r.get("lemmas", {}).items():
+                lines.append(f"  {name}: {'proven' if part['proven'] else 'NOT PROVEN'}: {part['statement']}")
             bar.update(1)
     ok = all(r["general"] for r in results)
     obj = results[0] if len(results) == 1 else {"algorithms": results, "all_proven": ok}

@@ -38,6 +38,16 @@ def readout_tolerance(scale, D: int, n: int, dtype=DTYPE):
     return factor * max(1.0, scale)
 
 
+#: Near tie of an argmax (``check`` of the expected-SARSA and Q-learning
+#: records): when the two largest ``Q_w(s', .)`` differ by at most this,
+#: relative to ``max(1, |max Q|)``, the greedy action is not fixed by the
+#: window in float64 (the prompt and the reference teacher sum ``w.phi`` in
+#: different orders, ~d eps apart), so ``check`` leaves the prompt out of the
+#: comparison and counts it.  1e-9 is far above that rounding (~1e-14) and
+#: far below the gaps of sampled features (Section 4.1: ~1e-2).
+ARGMAX_TIE_RTOL = 1e-9
+
+
 #: Value iteration vs an independent LP solver: HiGHS solves to ~1e-9
 #: primal feasibility, so the comparison is at 1e-7 relative to the value scale.
 LP_VALUE_RTOL = 1e-7

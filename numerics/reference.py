@@ -1,0 +1,204 @@
+"""The independent reference teacher: each algorithm's update written the way
+a textbook writes it, from the raw window, in NumPy with a plain loop over the
+transitions of the window (batched over MDPs only; issue 11).
+
+``check`` compares the block's read-out (computed from the prompt that
+``numerics.core.prompts`` builds) with this teacher.  It shares nothing with
+the prompt path below the MDP's feature table: it imports nothing from
+``numerics`` (an import-linter contract in ``pyproject.toml``), reads only
+the window ``(s_i, a_i, r_{i+1}, s_{i+1}, a_{i+1})``, the features
+``F[s, a, :]``, the parameters and the record's data fields (``next_rule``,
+``layout.readout_blocks``, ``steps``), and recomputes every quantity itself:
+
+* ``phi_i = phi(s_i, a_i)``;
+* ``phi+_i``: ``phi(s_{i+1}, a_{i+1})`` (``taken``); the expectation
+  ``sum_b pi(b|s_{i+1}) phi(s_{i+1}, b)`` under the epsilon-greedy policy of
+  ``Q_w`` (``expected``: ``epsilon/A`` on every action plus ``1 - epsilon``
+  on the greedy one, the policy that acts, which gives a tie to its first
+  maximiser); ``phi(s_{i+1}, argmax_b Q_w(s_{i+1}, b))`` (``greedy``; tie
+  rule: the first maximiser, the lowest action index);
+* ``delta_i = r_{i+1} + gamma w.phi+_i - w.phi_i`` (Sutton & Barto eq. 10.2 /
+  6.7 / 6.8 in batch form);
+* the softmax score from its definition: ``pi_lam(b|s) = exp(lam.phi(s, b)) /
+  sum_c exp(lam.phi(s, c))``, ``g_i = phi(s_i, a_i) - sum_b pi_lam(b|s_i)
+  phi(s_i, b)`` (``grad_lam log pi_lam(a_i|s_i)``; Sutton & Barto eq. 13.9);
+* the batch step ``w + (alpha/n) sum_i delta_i phi_i`` and, for the actor,
+  ``lam + (beta/n) sum_i delta_i g_i``.
+
+Updates other than the semi-gradient and actor-critic rules (a user's
+registered record) are evaluated by the record's own per-transition rule on
+NumPy values (:class:`NumpyOps`), on the quantities computed here.
+
+Near ties: when the two largest ``Q_w(s_{i+1}, .)`` differ by at most
+``tie_tol`` (relative to ``max(1, |max Q|)``) for an ``expected`` or ``greedy`` record, the greedy action is
+not determined by the window in floating point (the prompt builder and this
+teacher may pick different maximisers of values equal up to rounding);
+:func:`reference_update` reports such windows (``near_tie``) so that
+``check`` leaves them out of the comparison and counts them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from theory import rules
+
+
+class NumpyOps:
+    """One transition of ``B`` windows in NumPy: parameters and vectors
+    ``B x d``, scalars ``B``."""
+
+    @staticmethod
+    def dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.einsum("bk,bk->b", u, v)
+
+    @staticmethod
+    def scale(s: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return s[:, None] * v
+
+
+def split_parameters(record, theta: np.ndarray) -> dict[str, np.ndarray]:
+    """``{read-out block: B x d}`` in the layout's read-out order (``theta``: ``B x q``)."""
+    blocks = record.layout.readout_blocks
+    d = theta.shape[-1] // len(blocks)
+    return {b: theta[..., k * d:(k + 1) * d] for k, b in enumerate(blocks)}
+
+
+def q_values(F_s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``Q_w(s, b) = w . phi(s, b)`` for every action (``F_s``: ``B x A x d``; ``B x A``)."""
+    return np.einsum("bak,bk->ba", F_s, w)
+
+
+def greedy_action(q: np.ndarray) -> np.ndarray:
+    """``argmax_b q[., b]``: the first maximiser (lowest index) on an exact tie."""
+    return np.argmax(q, axis=-1)
+
+
+def near_tie(q: np.ndarray, tol: float) -> np.ndarray:
+    """Whether the two largest entries of each row of ``q`` are within
+    ``tol max(1, |max q|)`` (``B`` booleans)."""
+    if q.shape[-1] < 2:
+        return np.zeros(q.shape[0], dtype=bool)
+    top = np.sort(q, axis=-1)
+    return top[:, -1] - top[:, -2] <= tol * np.maximum(1.0, np.abs(top[:, -1]))
+
+
+def epsilon_greedy(q: np.ndarray, epsilon: float) -> np.ndarray:
+    """The epsilon-greedy policy in ``q`` (``B x A``): ``epsilon/A``
+    everywhere plus ``1 - epsilon`` on :func:`greedy_action`."""
+    B, A = q.shape
+    pi = np.full((B, A), epsilon / A)
+    pi[np.arange(B), greedy_action(q)] += 1.0 - epsilon
+    return pi
+
+
+def softmax_policy(logits: np.ndarray) -> np.ndarray:
+    """``pi(b) = exp(l_b) / sum_c exp(l_c)`` per row (shifted by the row's max for range)."""
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def softmax_score(F_s: np.ndarray, a: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``grad_lam log pi_lam(a|s) = phi(s, a) - sum_b pi_lam(b|s) phi(s, b)``
+    (``F_s``: ``B x A x d`` the features at ``s``, ``a``: ``B``; ``B x d``)."""
+    pi = softmax_policy(q_values(F_s, lam))
+    return F_s[np.arange(F_s.shape[0]), a] - np.einsum("ba,bak->bk", pi, F_s)
+
+
+def next_features(next_rule: str, F_next: np.ndarray, a_next: np.ndarray, w: np.ndarray,
+                  epsilon: float) -> np.ndarray:
+    """``phi+`` at ``s'`` (``F_next``: ``B x A x d``) for the record's ``next_rule`` (``B x d``)."""
+    rows = np.arange(F_next.shape[0])
+    if next_rule == "taken":
+        return F_next[rows, a_next]
+    q = q_values(F_next, w)
+    if next_rule == "expected":
+        return np.einsum("ba,bak->bk", epsilon_greedy(q, epsilon), F_next)
+    if next_rule == "greedy":
+        return F_next[rows, greedy_action(q)]
+    raise ValueError(f"reference: unknown next_rule {next_rule!r}")
+
+
+def reference_update(record, F: np.ndarray, s: np.ndarray, a: np.ndarray, r: np.ndarray, theta: np.ndarray,
+                     gamma: np.ndarray, epsilon: float, steps: dict[str, float],
+                     tie_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """The record's batch update on ``B`` windows (one per MDP), textbook style.
+
+    Args:
+      record: the algorithm (``theory.algorithms``; its data fields only).
+      F: ``B x S x A x d`` features (state features broadcast over actions).
+      s, a: ``B x (n+1)`` states and actions ``s_0..s_n``, ``a_0..a_n``;
+      r: ``B x n`` rewards; theta: ``B x q`` parameters (``w``, or
+      ``[w; lam]``); gamma: ``B`` discounts; epsilon: exploration;
+      steps: ``{"alpha": ..., "beta": ...}``; tie_tol: the near-tie gap
+      (``numerics.core.tolerances.ARGMAX_TIE_RTOL``, passed in: this module
+      imports nothing from ``numerics``).
+    Returns ``(theta', near_tie)``: ``B x q``, and ``B`` booleans (a window
+    with a near tie of the argmax, ``expected`` and ``greedy`` records).
+    """
+    F, theta, r, gamma = (np.asarray(x, dtype=np.float64) for x in (F, theta, r, gamma))
+    s, a = np.asarray(s, dtype=np.int64), np.asarray(a, dtype=np.int64)
+    B, n = r.shape
+    if F.ndim != 4 or F.shape[0] != B or s.shape != (B, n + 1) or a.shape != (B, n + 1) or theta.shape[0] != B \
+            or gamma.shape != (B,):
+        raise ValueError(f"reference: expected F B x S x A x d, s and a B x (n+1), r B x n, theta B x q, gamma B; "
+                         f"got F {F.shape}, s {s.shape}, a {a.shape}, r {r.shape}, theta {theta.shape}, "
+                         f"gamma {gamma.shape}")
+    rows = np.arange(B)
+    params = split_parameters(record, theta)
+    w = params["w"]
+    tie = np.zeros(B, dtype=bool)
+    phi, phi_next, g = [], [], []
+    for i in range(n):
+        s_i, a_i, s_next, a_next = s[:, i], a[:, i], s[:, i + 1], a[:, i + 1]
+        phi.append(F[rows, s_i, a_i])
+        if record.next_rule != "taken":
+            tie |= near_tie(q_values(F[rows, s_next], w), tie_tol)
+        phi_next.append(next_features(record.next_rule, F[rows, s_next], a_next, w, epsilon))
+        if "lam" in params:
+            g.append(softmax_score(F[rows, s_i], a_i, params["lam"]))
+    hp = {**steps, **{k: float(v) for k, v in record.constants}}
+    if record.rule is rules.semi_gradient:
+        new = {"w": _semi_gradient(w, phi, phi_next, r, gamma, hp["alpha"])}
+    elif record.rule is rules.actor_critic:
+        new = _actor_critic(w, params["lam"], phi, phi_next, g, r, gamma, hp["alpha"], hp["beta"])
+    else:
+        new = _by_rule(record, params, phi, phi_next, g, r, gamma, hp)
+    out = np.concatenate([new.get(b, params[b]) for b in record.layout.readout_blocks], axis=-1)
+    return out, tie
+
+
+def _td_error(w, phi_i, phi_next_i, r_i, gamma):
+    """``delta_i = r_{i+1} + gamma w.phi+_i - w.phi_i`` (``B``)."""
+    return r_i + gamma * np.einsum("bk,bk->b", w, phi_next_i) - np.einsum("bk,bk->b", w, phi_i)
+
+
+def _semi_gradient(w, phi, phi_next, r, gamma, alpha):
+    """``w + (alpha/n) sum_i delta_i phi_i``."""
+    n = len(phi)
+    acc = np.zeros_like(w)
+    for i in range(n):
+        acc = acc + _td_error(w, phi[i], phi_next[i], r[:, i], gamma)[:, None] * phi[i]
+    return w + alpha * acc / n
+
+
+def _actor_critic(w, lam, phi, phi_next, g, r, gamma, alpha, beta):
+    """Critic ``w + (alpha/n) sum_i delta_i phi_i``, actor ``lam + (beta/n) sum_i delta_i g_i``."""
+    n = len(phi)
+    acc_w, acc_l = np.zeros_like(w), np.zeros_like(lam)
+    for i in range(n):
+        delta = _td_error(w, phi[i], phi_next[i], r[:, i], gamma)[:, None]
+        acc_w = acc_w + delta * phi[i]
+        acc_l = acc_l + delta * g[i]
+    return {"w": w + alpha * acc_w / n, "lam": lam + beta * acc_l / n}
+
+
+def _by_rule(record, params, phi, phi_next, g, r, gamma, hp):
+    """A registered record's own per-transition rule on NumPy values."""
+    n = len(phi)
+    acc: dict = {}
+    for i in range(n):
+        t = rules.Quantities(phi=phi[i], phi_next=phi_next[i], r=r[:, i], gamma=gamma, g=g[i] if g else None,
+                             one=np.ones_like(r[:, i]))
+        for b, (size, direction) in record.rule(t, params, hp, NumpyOps).items():
+            acc[b] = acc.get(b, 0.0) + size * np.asarray(direction, dtype=np.float64)
+    return {b: params[b] + acc[b] / n for b in acc}
