@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from numerics.io.config import ArgumentParser, parse_with_config
 from numerics.io.files import jsonable
+from numerics.io.options import type_choices
 from theory.errors import InputError
 
 #: subcommand -> (module, one-line help).  Each module defines
@@ -85,6 +86,7 @@ def build_parser(command: str | None = None):
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        type_choices(p)            # options with choices get the kind Choice (numerics.io.options)
         p.set_defaults(func=mod.run)
     return parser
 
