@@ -63,6 +63,11 @@ def test_an_option_without_a_kind_is_reported():
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_reads_a_config_file(command):
+    assert "--config" in PARSERS[command]._option_string_actions
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_config_keys_are_the_long_option_names(command):
     p = PARSERS[command]
     keys = {k for k in config_keys(p) if "_" not in k}

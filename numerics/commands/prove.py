@@ -50,6 +50,8 @@ def add_arguments(p):
     p.add_argument("--beta", type=Exact(), default=None, metavar="EXACT",
                    help="actor step size (actor-critic), as --alpha (default: symbolic / 1/5)")
     p.add_argument("--out", type=Path(), default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
+    p.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
+                   help="read options from a TOML file (keys: the long option names; flags override)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with the result as the last line (keys algorithm, general, concrete, "
                         "residual, report, ...; with --algorithm all: {\"algorithms\": [...], \"all_proven\": bool})")

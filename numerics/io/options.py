@@ -146,11 +146,11 @@ class Text(Kind):
 class Name(Text):
     """A plain file name (no folder, not hidden)."""
 
-    what = "a plain file name"
+    what = "a plain file name (no folder, not hidden)"
 
     def check(self, value):
         if not value or "/" in value or os.sep in value or value.startswith("."):
-            raise ValueError(f"must be a plain file name, got {value!r}")
+            raise ValueError(f"expected {self.what}, got {value!r}")
         return value
 
 
