@@ -34,7 +34,7 @@ import warnings
 import pytest
 import tomllib
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from numerics.analysis.ablation import DISTRIBUTIONS
@@ -210,7 +210,10 @@ def run_case(argv, config_text: str | None = None):
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
                 warnings.simplefilter("error")
-                rc = main(list(argv))
+                try:
+                    rc = main(list(argv))
+                except SystemExit as e:         # --help (or an abbreviation such as --h): usage, exit 0
+                    rc = e.code
         finally:
             os.chdir(here)
             torch.set_num_threads(threads)
@@ -244,13 +247,26 @@ def test_tiny_command_line_runs(command):
     assert rc in (0, 1), err
 
 
+def _assert_both_outcomes(command, seen):
+    """The fuzzing is not vacuous: some cases ran (exit 0 or 1; protocols
+    has no model files, so all its cases exit 2) and some were refused."""
+    assert 2 in seen, (command, seen)
+    if command != "protocols":
+        assert seen & {0, 1}, (command, seen)
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_fuzz_command_line(command):
+    seen = set()
+
     @FUZZ
     @given(argv_for(command))
     def prop(argv):
-        run_case(argv)
+        rc, err = run_case(argv)
+        seen.add(rc)
+        event(f"exit {rc}")
     prop()
+    _assert_both_outcomes(command, seen)
 
 
 # ---- configuration documents -----------------------------------------------------------------
@@ -361,14 +377,19 @@ def _unbounded_int(keys, key):
 def test_fuzz_config_document(command):
     keys = config_keys(PARSERS[command])
 
+    seen = set()
+
     @FUZZ
     @given(document(command))
     def prop(doc):
         # Sizes given in a file are validated, then overridden by TINY's flags
         # (flags win), so a large size cannot make a case slow.
         assert all(_native(keys[k]) is not None for k in doc if _unbounded_int(keys, k))
-        run_case([command, *TINY[command]], toml_document(doc))
+        rc, err = run_case([command, *TINY[command]], toml_document(doc))
+        seen.add(rc)
+        event(f"exit {rc}")
     prop()
+    _assert_both_outcomes(command, seen)
 
 
 def test_toml_writer_round_trips():

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from numerics.commands.cli import COMMANDS, build_parser
 from numerics.io.options import (
+    STEP,
     Bytes,
     Choice,
     Exact,
+    Folder,
     Integer,
     Kind,
     Name,
@@ -99,6 +101,9 @@ KIND_TABLE = [
     ("list-is-not-a-path", Path(), ["a"], "got a list"),
     ("empty-path", Path(), "", "expected a path"),
     ("date-is-not-a-path", Path(), datetime.date(2026, 1, 1), "got a date/time"),
+    ("file-is-not-a-folder", Folder(), __file__, "is an existing file"),
+    ("folder-under-a-file", Folder(), __file__ + "/sub", "is an existing file"),
+    ("zero-step-size", STEP, 0.0, "must be positive"),
     ("folder-in-a-name", Name(), "a/b", "plain file name"),
     ("hidden-name", Name(), ".x", "plain file name"),
     ("unknown-choice", Choice(("a", "b")), "c", "one of a, b"),
@@ -124,6 +129,7 @@ def test_kinds_accept_their_values():
     assert Integer(minimum=1).from_config("k", 3) == 3
     assert Real(minimum=0.0, maximum=1.0, open_max=True).from_config("k", 0) == 0.0
     assert Path().from_config("k", "a/b.npz") == "a/b.npz"
+    assert Folder().from_config("k", "no/such/folder") == "no/such/folder"
     assert Name().from_config("k", "run-1") == "run-1"
     assert Choice(("a", "b")).from_config("k", "b") == "b"
     assert Exact().from_config("k", 3) == "3" and Exact().from_config("k", "1/5") == "1/5"

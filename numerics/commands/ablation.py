@@ -26,7 +26,7 @@ from numerics.analysis.train import TrainConfig
 from numerics.commands.cli import config_of, emit, progress_bar
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import device_from_args, finite_float, positive_int
-from numerics.io.options import Path, Text
+from numerics.io.options import STEP, Folder, Path, Text
 from numerics.render import ablation as render
 from theory import algorithms
 from theory.errors import InputError
@@ -42,7 +42,7 @@ def add_arguments(p):
     g.add_argument("--gamma", type=finite_float, default=0.5, help="the fixed discount (0.5)")
     g.add_argument("--context", type=positive_int, default=s["n"], help=f"window length n ({s['n']})")
     g.add_argument("--epsilon", type=finite_float, default=0.1, help="epsilon-greedy exploration (0.1)")
-    g.add_argument("--alpha", type=finite_float, default=0.2, help="critic step size (0.2)")
+    g.add_argument("--alpha", type=STEP, default=0.2, help="critic step size (0.2)")
     g.add_argument("--distributions", type=Text(), nargs="+", default=None, metavar="NAME",
                    help="subset of: " + ", ".join(d[0] for d in DISTRIBUTIONS) + " (all)")
     t = p.add_argument_group("training budget (the same for every distribution)")
@@ -57,7 +57,7 @@ def add_arguments(p):
     t.add_argument("--device", type=Text(), default="cpu", help="torch device (cpu, cuda)")
     t.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads while training (1)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path(), metavar="DIR", default=os.path.join("reports", "ablation"),
+    o.add_argument("--out", type=Folder(), metavar="DIR", default=os.path.join("reports", "ablation"),
                    help="report directory: ablation.md, .json, .png (reports/ablation)")
     o.add_argument("--no-report", action="store_true", help="print only")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")

@@ -23,7 +23,7 @@ from numerics.claims import (
 from numerics.claims.evidence import Settings, evaluate, run_checks
 from numerics.claims.report import render_markdown
 from numerics.commands.cli import emit
-from numerics.io.options import SEED, Path, Text
+from numerics.io.options import SEED, Folder, Path, Text
 from numerics.io.report import run_header, write_report
 from theory.errors import InputError
 
@@ -34,7 +34,7 @@ def add_arguments(p):
                    help="small settings, within 10 minutes on 2 cores (default)")
     g.add_argument("--full", dest="mode", action="store_const", const="full", help="the larger settings")
     p.set_defaults(mode="quick")
-    p.add_argument("--out", type=Path(), default="reports/claims", help="output folder for claims.md, claims.json, figures")
+    p.add_argument("--out", type=Folder(), default="reports/claims", help="output folder for claims.md, claims.json, figures")
     p.add_argument("--seed", type=SEED, default=0, help="random seed (0)")
     p.add_argument("--only", type=Text(), nargs="+", metavar="CLAIM", default=None, help="run only these claim ids")
     p.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, help="read options from a TOML file")

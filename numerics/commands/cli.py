@@ -91,6 +91,12 @@ def build_parser(command: str | None = None):
     return parser
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (a newline, a form feed, a
+    NUL a user typed into a value) escaped, so an error is one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -102,7 +108,13 @@ def main(argv=None) -> int:
             return 2
         return int(args.func(args))
     except InputError as e:
-        print(f"icrl-verify: error: {e}", file=sys.stderr)
+        print(f"icrl-verify: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A path the user gave that the file system refuses (a folder that is a
+        # file, no permission, a full disk): bad input, not a failed claim.
+        where = e.filename if e.filename is not None else "file"
+        print(f"icrl-verify: error: {one_line(str(where))}: {one_line(e.strerror or str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("icrl-verify: interrupted", file=sys.stderr)

@@ -28,7 +28,7 @@ from numerics.core.tolerances import CLOSED_LOOP_ATOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
 from numerics.io.models import load_lsa, load_model
-from numerics.io.options import Name, Path, Text
+from numerics.io.options import Folder, Name, Path, Text
 from numerics.render import control as render
 from theory import algorithms
 from theory.errors import InputError
@@ -78,7 +78,7 @@ def add_arguments(p):
     g.add_argument("--lstm", type=Path(), metavar="FILE", default=None, help="trained LSTM baseline (save_model file)")
     g.add_argument("--constructed", action="store_true",
                    help="run only the construction and the references (teacher, oracle, uniform)")
-    g.add_argument("--out", type=Path(), default="reports/control", help="report folder (reports/control)")
+    g.add_argument("--out", type=Folder(), default="reports/control", help="report folder (reports/control)")
     g.add_argument("--name", type=Name(), default=None, help="report name (default: <env>-<algorithm>)")
     g.add_argument("--no-report", action="store_true", help="print the result only; write no files")
 

@@ -22,7 +22,7 @@ from numerics.analysis.flow import DEFAULT_RADII, flow_experiment
 from numerics.commands.cli import config_of, emit, plain_name, progress_bar
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, finite_float, positive_int
-from numerics.io.options import Name, Path
+from numerics.io.options import Folder, Name
 from numerics.render import flow as render
 
 
@@ -44,7 +44,7 @@ def add_arguments(p):
     p.add_argument("--trials", type=positive_int, default=8, help="random perturbations per basin radius (8)")
     p.add_argument("--max-steps", type=positive_int, default=400, help="cap on implicit-Euler steps per batch of runs (400)")
     p.add_argument("--name", type=Name(), default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
-    p.add_argument("--out", type=Path(), default=os.path.join("reports", "flow"), help="report folder (reports/flow)")
+    p.add_argument("--out", type=Folder(), default=os.path.join("reports", "flow"), help="report folder (reports/flow)")
 
 
 def run(args) -> int:

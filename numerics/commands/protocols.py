@@ -23,7 +23,7 @@ from numerics.core.tolerances import NEAR_ORACLE_LEVEL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import finite_float, positive_int
 from numerics.io.models import load_model
-from numerics.io.options import SEED, Name, Path
+from numerics.io.options import SEED, Folder, Name, Path
 from numerics.render import protocols as render
 from numerics.render.training import relative
 from theory.errors import InputError
@@ -51,7 +51,7 @@ def add_arguments(p):
     c.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads (1)")
     c.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, help="read options from a TOML file")
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path(), metavar="DIR", default=os.path.join("reports", "training"),
+    o.add_argument("--out", type=Folder(), metavar="DIR", default=os.path.join("reports", "training"),
                    help="report directory (reports/training)")
     o.add_argument("--name", type=Name(), default="protocols", help="report name (protocols)")
     o.add_argument("--no-report", action="store_true", help="print only")

@@ -28,7 +28,7 @@ from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import config_of, emit, progress_bar
 from numerics.io.commandline import reproduce_command
 from numerics.io.files import atomic_write
-from numerics.io.options import Exact, Path
+from numerics.io.options import Exact, Folder, Path
 from numerics.io.report import run_header
 from theory import algorithms
 from theory import prove as P
@@ -49,7 +49,7 @@ def add_arguments(p):
                         "(default: symbolic for the construction, 1/5 with --weights)")
     p.add_argument("--beta", type=Exact(), default=None, metavar="EXACT",
                    help="actor step size (actor-critic), as --alpha (default: symbolic / 1/5)")
-    p.add_argument("--out", type=Path(), default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
+    p.add_argument("--out", type=Folder(), default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
     p.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
                    help="read options from a TOML file (keys: the long option names; flags override)")
     p.add_argument("--json", action="store_true",

@@ -27,7 +27,7 @@ from numerics.commands.cli import config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, positive_int
-from numerics.io.options import COUNT, Name, Path
+from numerics.io.options import COUNT, Folder, Name
 from numerics.render import richness as render
 from theory import algorithms
 from theory.errors import InputError
@@ -46,7 +46,7 @@ def add_arguments(p):
                         f"{BOOTSTRAP_SEED_OFFSET} + k (default 20; {BIG_BOOTSTRAP} above {DENSE_EIGH_LIMIT} reduced "
                         "parameters, e.g. d = 36, to stay under a minute; 0 skips the interval)")
     p.add_argument("--name", type=Name(), default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
-    p.add_argument("--out", type=Path(), default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
+    p.add_argument("--out", type=Folder(), default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
 
 
 def run(args) -> int:

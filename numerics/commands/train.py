@@ -39,11 +39,10 @@ from numerics.core.models import MODEL_KINDS
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
-from numerics.io.options import COUNT, Name, Path
+from numerics.io.options import COUNT, Folder, Name
 from numerics.render import training as render
 from numerics.render.training import relative
 from theory.errors import InputError
-
 
 #: The scale options whose defaults depend on --protocol (docs/training.md).
 SCALES = {"minibatch": CPU_SCALE, "paper": PAPER_SCALE}
@@ -88,11 +87,11 @@ def add_arguments(p):
     g.add_argument("--workers", type=positive_int, default=None,
                    help="processes for --seeds (one per seed, at most one per available core)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path(), metavar="DIR", default=None,
+    o.add_argument("--out", type=Folder(), metavar="DIR", default=None,
                    help="directory for the weights (<model>.npz + .json) and checkpoints (runs/train/<name>; "
                         "with --seeds K > 1, DIR/seed-S for each seed)")
     o.add_argument("--name", type=Name(), default=None, help="report name (ALGORITHM-MODEL[-full][-paper])")
-    o.add_argument("--report-dir", type=Path(), metavar="DIR", default=os.path.join("reports", "training"),
+    o.add_argument("--report-dir", type=Folder(), metavar="DIR", default=os.path.join("reports", "training"),
                    help="where <name>.md, .json and .png go (reports/training)")
     o.add_argument("--no-report", action="store_true", help="write no report (weights and checkpoints only)")
     o.add_argument("--checkpoint-every", type=COUNT, default=None, metavar="K",

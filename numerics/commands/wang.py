@@ -25,8 +25,8 @@ from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig
 from numerics.commands.cli import config_of, emit, progress_bar
 from numerics.core.tolerances import DTYPE
 from numerics.io.config import finite_float, positive_int
-from numerics.io.options import Text
 from numerics.io.files import atomic_write
+from numerics.io.options import Text
 from numerics.io.report import run_header
 from numerics.io.wang_weights import load_preconditioner, load_wang_weights, save_wang_weights
 from numerics.render import wang_training

@@ -14,7 +14,7 @@ import sys
 import torch
 
 from numerics.core.distributions import FEATURE_KINDS, MDPDistribution
-from numerics.io.options import FINITE, POSITIVE, SEED, Path, Text, config_defaults
+from numerics.io.options import FINITE, POSITIVE, SEED, STEP, Path, Text, config_defaults
 from theory import algorithms as registry
 from theory.errors import InputError
 
@@ -54,8 +54,8 @@ def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
                    help="dense: fresh Unif(-1,1) per MDP (default); dense-shared: one draw for all; onehot")
     g.add_argument("--context", type=positive_int, default=SECTION_4_1["context"], help="window length n (20)")
     g.add_argument("--epsilon", type=finite_float, default=SECTION_4_1["epsilon"], help="epsilon-greedy exploration (0.1)")
-    g.add_argument("--alpha", type=finite_float, default=SECTION_4_1["alpha"], help="critic step size (0.2)")
-    g.add_argument("--beta", type=finite_float, default=SECTION_4_1["beta"], help="actor step size (0.2; actor-critic only)")
+    g.add_argument("--alpha", type=STEP, default=SECTION_4_1["alpha"], help="critic step size (0.2)")
+    g.add_argument("--beta", type=STEP, default=SECTION_4_1["beta"], help="actor step size (0.2; actor-critic only)")
     g.add_argument("--mdps", type=positive_int, default=mdps, help=f"number of MDPs ({mdps})")
     g.add_argument("--seed", type=SEED, default=SECTION_4_1["seed"], help="random seed (0)")
     g.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, help="read options from a TOML file (same keys; flags override)")

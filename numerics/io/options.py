@@ -165,6 +165,27 @@ class Path(Text):
         return value
 
 
+class Folder(Path):
+    """An output folder: it may not exist yet, but neither it nor any folder
+    above it may be an existing file (checked when parsed, before any work)."""
+
+    what = "a folder path (a string)"
+
+    def check(self, value):
+        value = super().check(value)
+        p = os.path.abspath(value)
+        while True:
+            if os.path.exists(p):
+                if not os.path.isdir(p):
+                    raise ValueError(f"expected a folder, but {p if p != os.path.abspath(value) else value!r} "
+                                     "is an existing file")
+                return value
+            parent = os.path.dirname(p)
+            if parent == p:
+                return value
+            p = parent
+
+
 class Choice(Text):
     """One of a fixed set of names (the action's ``choices``)."""
 
@@ -224,6 +245,7 @@ SEED = Integer(minimum=0, maximum=2 ** 32 - 1)
 POSITIVE = Integer(minimum=1)
 COUNT = Integer(minimum=0)
 FINITE = Real()
+STEP = Real(positive=True)          # a step size
 
 _SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)
 _NOT_OPTIONS = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
