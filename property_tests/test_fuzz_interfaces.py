@@ -231,20 +231,13 @@ def run_case(argv, config_text: str | None = None):
 
 def test_tiny_command_lines_bound_every_size():
     """Every unbounded integer option (a size) of every command is given in
-    :data:`TINY`, and each tiny command line is valid: it runs and exits 0 or 1."""
+    :data:`TINY` (that each tiny line is valid shows in the fuzzing: every
+    command but protocols has cases that exit 0 or 1)."""
     for command in COMMANDS:
         flags = {w.split("=")[0] for w in TINY[command] if w.startswith("--")}
         sizes = {_long(a) for a in _actions(command)
                  if isinstance(a.type, Integer) and a.type.maximum is None}
         assert sizes <= flags, (command, sorted(sizes - flags))
-
-
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "protocols"])
-def test_tiny_command_line_runs(command):
-    """Control: the base of every fuzzed command line is a valid run (protocols
-    needs two model files, so its base exits 2 naming the missing one)."""
-    rc, err = run_case([command, *TINY[command]])
-    assert rc in (0, 1), err
 
 
 def _assert_both_outcomes(command, seen):
