@@ -248,3 +248,40 @@ def test_size_guard_exits_2_with_one_line(argv, words, tmp_path, capsys, monkeyp
     rc, out, err = _run_in(tmp_path, argv, capsys, monkeypatch)
     lines = err.splitlines()
     assert rc == 2 and len(lines) == 1 and words in lines[0], err
+
+
+# ---- command-line flags (issue 12): the option kinds, one row per kind of slip, over every command ----
+
+FLAGS_TABLE = [
+    # id, argv, words the stderr line must contain
+    ("integer-given-a-float", ["check", "--states", "2.5"], "argument --states: expected an integer >= 1"),
+    ("integer-given-a-word", ["train", "--frames", "many"], "argument --frames: expected an integer"),
+    ("seed-negative", ["check", "--seed", "-1"], "argument --seed: must be at least 0"),
+    ("seed-above-32-bits", ["protocols", "--seed", "4294967296"], "argument --seed: must be at most"),
+    ("seed-a-boolean", ["claims", "--seed", "true"], "argument --seed: expected an integer"),
+    ("count-negative", ["richness", "--bootstrap", "-1"], "argument --bootstrap: must be at least 0"),
+    ("step-size-zero", ["ablation", "--alpha", "0"], "argument --alpha: must be positive"),
+    ("number-nan-in-a-list", ["flow", "--radii", "0.1", "nan"], "argument --radii: expected a finite number"),
+    ("name-with-a-folder", ["control", "--name", "a/b"], "argument --name: expected a plain file name"),
+    ("exact-blank", ["prove", "--alpha", " "], "argument --alpha: expected an exact number"),
+    ("unknown-choice", ["richness", "--parameterization", "half"], "argument --parameterization: expected one of"),
+    ("option-of-another-command", ["check", "--frames", "3"], "unrecognized arguments: --frames"),
+    ("control-character-escaped", ["check", "--device\x0c"], "\\x0c"),
+]
+
+
+@pytest.mark.parametrize("argv,words", [r[1:] for r in FLAGS_TABLE], ids=[r[0] for r in FLAGS_TABLE])
+def test_flag_bad_input_exits_2_with_one_line(argv, words, tmp_path, capsys, monkeypatch):
+    rc, out, err = _run_in(tmp_path, argv, capsys, monkeypatch)
+    assert rc == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("icrl-verify: error: ") and words in lines[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_naming_an_existing_file_exits_2(tmp_path, capsys, monkeypatch):
+    (tmp_path / "results.md").write_text("keep")
+    for argv in (["claims", "--out", "results.md"], ["train", "--report-dir", "results.md/sub"]):
+        rc, out, err = _run_in(tmp_path, argv, capsys, monkeypatch)
+        assert rc == 2 and "is an existing file" in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "results.md").read_text() == "keep"
