@@ -234,6 +234,7 @@ def test_tiny_command_lines_bound_every_size():
     """Every unbounded integer option (a size) of every command is given in
     :data:`TINY` (that each tiny line is valid shows in the fuzzing: every
     command but protocols has cases that exit 0 or 1)."""
+    assert set(TINY) == set(COMMANDS), "give every command (a new one too) a tiny valid command line in TINY"
     for command in COMMANDS:
         flags = {w.split("=")[0] for w in TINY[command] if w.startswith("--")}
         sizes = {_long(a) for a in _actions(command)
