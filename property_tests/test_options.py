@@ -106,6 +106,8 @@ KIND_TABLE = [
     ("zero-step-size", STEP, 0.0, "must be positive"),
     ("folder-in-a-name", Name(), "a/b", "plain file name"),
     ("hidden-name", Name(), ".x", "plain file name"),
+    ("nul-in-a-name", Name(), "a\0b", "plain file name"),
+    ("name-too-long", Name(), "x" * 300, "plain file name"),
     ("unknown-choice", Choice(("a", "b")), "c", "one of a, b"),
     ("number-is-not-a-choice", Choice(("a", "b")), 1, "got an integer"),
     ("float-is-not-exact-text", Exact(), 0.2, "got a float"),

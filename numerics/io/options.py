@@ -149,7 +149,8 @@ class Name(Text):
     what = "a plain file name (no folder, not hidden)"
 
     def check(self, value):
-        if not value or "/" in value or os.sep in value or value.startswith("."):
+        if not value or "/" in value or os.sep in value or value.startswith(".") or "\0" in value \
+                or len(value.encode("utf-8", "surrogatepass")) > 200:     # room for a suffix under NAME_MAX
             raise ValueError(f"expected {self.what}, got {value!r}")
         return value
 
