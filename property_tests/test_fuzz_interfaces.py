@@ -328,8 +328,14 @@ SCALAR = st.one_of(
     st.datetimes(timezones=st.just(datetime.timezone.utc)).map(lambda d: d.replace(microsecond=0)),
     st.dates(), st.times().map(lambda t: t.replace(microsecond=0)),
 )
-ANY_VALUE = st.recursive(SCALAR, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(min_size=1, max_size=4), inner, max_size=2)), max_leaves=5)
+_TABLE_KEY = st.text(min_size=1, max_size=4)
+#: any TOML value: scalars, lists (of scalars or lists), tables nested two deep (inline or ``[table]``)
+ANY_VALUE = st.one_of(
+    SCALAR,
+    st.lists(st.one_of(SCALAR, st.lists(SCALAR, max_size=2)), max_size=3),
+    st.dictionaries(_TABLE_KEY, st.one_of(SCALAR, st.lists(SCALAR, max_size=2),
+                                          st.dictionaries(_TABLE_KEY, SCALAR, max_size=2)), max_size=2),
+)
 
 
 def _native(action) -> st.SearchStrategy:
