@@ -3,7 +3,8 @@
 Common options (defaults: Section 4.1 of the paper, THEORY.md section 6),
 ``--config FILE.toml`` whose keys are the long option names, each checked by
 the option's kind (``numerics.io.options``; flags override; an unknown key,
-a wrong type or a value out of range is an error naming the key), and the conversion of parsed options into an
+a wrong type or a value out of range is an error naming the key), and the
+conversion of parsed options into an
 :class:`~numerics.distributions.MDPDistribution`.
 """
 from __future__ import annotations
@@ -58,7 +59,9 @@ def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
     g.add_argument("--beta", type=STEP, default=SECTION_4_1["beta"], help="actor step size (0.2; actor-critic only)")
     g.add_argument("--mdps", type=positive_int, default=mdps, help=f"number of MDPs ({mdps})")
     g.add_argument("--seed", type=SEED, default=SECTION_4_1["seed"], help="random seed (0)")
-    g.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, help="read options from a TOML file (keys: the long option names; flags override; docs/configuration.md)")
+    g.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, 
+                   help="read options from a TOML file (keys: the long option names; flags override; "
+                        "docs/configuration.md)")
     g.add_argument("--device", type=Text(), default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
 
