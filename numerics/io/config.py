@@ -59,7 +59,7 @@ def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
     g.add_argument("--beta", type=STEP, default=SECTION_4_1["beta"], help="actor step size (0.2; actor-critic only)")
     g.add_argument("--mdps", type=positive_int, default=mdps, help=f"number of MDPs ({mdps})")
     g.add_argument("--seed", type=SEED, default=SECTION_4_1["seed"], help="random seed (0)")
-    g.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, 
+    g.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
                    help="read options from a TOML file (keys: the long option names; flags override; "
                         "docs/configuration.md)")
     g.add_argument("--device", type=Text(), default="cpu", help="torch device (cpu, cuda)")
