@@ -10,6 +10,10 @@ Hypothesis profiles (selected by ``ICRL_HYPOTHESIS_PROFILE``):
   example database on, for long fuzzing runs:
   ``ICRL_HYPOTHESIS_PROFILE=thorough pytest property_tests/``.
 
+The interface fuzzing (``test_fuzz_interfaces.py``) runs whole commands per
+example, so it sets its own count from the profile: 8 cases per command and
+interface under ``ci`` (about a minute for the file), 10x under ``thorough``.
+
 An unknown profile name is a usage error (never silently the default).
 
 Torch runs single-threaded in tests (``ICRL_TEST_THREADS`` overrides; see

@@ -395,6 +395,10 @@ def richness(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "
     if sample.N * q < count:
         raise InputError("prompts", f"{sample.N} prompts x {q} outputs < {count} reduced parameters: the sample "
                                     f"cannot determine the Hessian's rank; use at least {math.ceil(count / q)} prompts")
+    scale = loss_scale(sample)
+    if not scale > 0:       # the teacher does not move theta: nothing to measure the loss against
+        raise InputError("alpha", f"the teacher's update is zero on this sample (loss of the zero update "
+                                  f"{scale:.1e}); use a step size that is not negligible")
     gen = torch.Generator().manual_seed(seed + 1)
     st = structure(sample)
     H = gauss_newton_reduced(st)
@@ -405,9 +409,9 @@ def richness(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "
     Hvs = float(np.linalg.norm(H @ vs) / (spec.lam_max * np.linalg.norm(vs)))
     K = spec.kernel
     vs_out = float(np.linalg.norm(vs - K @ (K.T @ vs)) / np.linalg.norm(vs)) if K.shape[1] else 1.0
-    orbit = max(float(loss(sample, c * P12s, Vbar21s / c)) for c in (-2.0, 0.5, 3.0)) / loss_scale(sample)
+    orbit = max(float(loss(sample, c * P12s, Vbar21s / c)) for c in (-2.0, 0.5, 3.0)) / scale
     sym_formula = int(symmetry_tangent_dim(record, parameterization, sample.d))
-    at_star = float(loss(sample, P12s, Vbar21s)) / loss_scale(sample)
+    at_star = float(loss(sample, P12s, Vbar21s)) / scale
     if not at_star <= FLAT_STEP_RTOL:   # Gauss-Newton = Hessian needs a zero residual at theta*
         raise AssertionError(f"the construction does not fit the teacher on this sample: loss(theta*) / "
                              f"zero-update loss = {at_star:.3e} > {FLAT_STEP_RTOL:g}")

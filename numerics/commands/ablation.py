@@ -28,6 +28,7 @@ from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, 
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import device_from_args, finite_float, positive_int
+from numerics.io.options import STEP, Folder, Path, Text
 from numerics.render import ablation as render
 from theory import algorithms
 from theory.errors import InputError
@@ -43,8 +44,8 @@ def add_arguments(p):
     g.add_argument("--gamma", type=finite_float, default=0.5, help="the fixed discount (0.5)")
     g.add_argument("--context", type=positive_int, default=s["n"], help=f"window length n ({s['n']})")
     g.add_argument("--epsilon", type=finite_float, default=0.1, help="epsilon-greedy exploration (0.1)")
-    g.add_argument("--alpha", type=finite_float, default=0.2, help="critic step size (0.2)")
-    g.add_argument("--distributions", nargs="+", default=None, metavar="NAME",
+    g.add_argument("--alpha", type=STEP, default=0.2, help="critic step size (0.2)")
+    g.add_argument("--distributions", type=Text(), nargs="+", default=None, metavar="NAME",
                    help="subset of: " + ", ".join(d[0] for d in DISTRIBUTIONS) + " (all)")
     t = p.add_argument_group("training budget (the same for every distribution)")
     t.add_argument("--seeds", type=positive_int, default=2, help="seeds per distribution: 0..K-1 (2)")
@@ -54,11 +55,11 @@ def add_arguments(p):
     t.add_argument("--lr", type=finite_float, default=s["lr"], help=f"Adam learning rate ({s['lr']:g})")
     t.add_argument("--lr-decay", type=finite_float, default=s["lr_decay"], help=f"decay factor ({s['lr_decay']:g})")
     t.add_argument("--lr-every", type=positive_int, default=s["lr_every"], help=f"decay period in MDPs ({s['lr_every']})")
-    t.add_argument("--config", metavar="FILE.toml", default=None, help="read options from a TOML file")
-    t.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    t.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, help="read options from a TOML file")
+    t.add_argument("--device", type=Text(), default="cpu", help="torch device (cpu, cuda)")
     t.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads while training (1)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", default=os.path.join("reports", "ablation"),
+    o.add_argument("--out", type=Folder(), metavar="DIR", default=os.path.join("reports", "ablation"),
                    help="report directory: ablation.md, .json, .png (reports/ablation)")
     o.add_argument("--no-report", action="store_true", help="print only")
     add_max_memory(o)

@@ -26,15 +26,16 @@ from numerics.core.tolerances import ARGMAX_TIE_RTOL, READOUT_FACTOR
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
 from numerics.io.mdp_file import load_mdp_file
 from numerics.io.models import load_weights
+from numerics.io.options import Path
 from theory import algorithms
 
 
 def add_arguments(p):
     add_common(p, mdps=100, algorithms=wang_cmd.algorithm_choices(algorithms.names()))
     p.add_argument("--prompts", type=positive_int, default=10_000, help="number of prompts to check (10000)")
-    p.add_argument("--weights", metavar="FILE.npz", default=None,
+    p.add_argument("--weights", type=Path(), metavar="FILE.npz", default=None,
                    help="check these weights (arrays P and V, each D x D) instead of the construction")
-    p.add_argument("--mdp", metavar="FILE.npz", default=None,
+    p.add_argument("--mdp", type=Path(), metavar="FILE.npz", default=None,
                    help="check on these MDPs (arrays T, R, gamma, optional rho0, features; see docs/check.md) "
                         "instead of sampled ones")
     add_max_memory(p)

@@ -29,6 +29,7 @@ from numerics.claims.report import render_markdown
 from numerics.commands.cli import emit, progress_bar
 from numerics.core.runtime import check_interrupt
 from numerics.io.config import positive_int
+from numerics.io.options import SEED, Folder, Path, Text
 from numerics.io.report import run_header, write_report
 from theory.errors import InputError
 
@@ -39,11 +40,11 @@ def add_arguments(p):
                    help="small settings, within 10 minutes on 2 cores (default)")
     g.add_argument("--full", dest="mode", action="store_const", const="full", help="the larger settings")
     p.set_defaults(mode="quick")
-    p.add_argument("--out", default="reports/claims", help="output folder for claims.md, claims.json, figures")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--only", nargs="+", metavar="CLAIM", default=None, help="run only these claim ids")
-    p.add_argument("--config", metavar="FILE.toml", default=None, help="read options from a TOML file")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+    p.add_argument("--out", type=Folder(), default="reports/claims", help="output folder for claims.md, claims.json, figures")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (0)")
+    p.add_argument("--only", type=Text(), nargs="+", metavar="CLAIM", default=None, help="run only these claim ids")
+    p.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, help="read options from a TOML file")
+    p.add_argument("--scheduler", type=Text(), metavar="ADDRESS", default=None,
                    help="run the shared experiments on the Dask cluster at ADDRESS (with --quick too; default with "
                         "--full: an embedded LocalCluster)")
     p.add_argument("--workers", type=positive_int, default=None,

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from numerics.core.runtime import EXIT_SIGNAL_BASE, Interrupted, check_interrupt, interrupted, interruptible
 from numerics.io.config import ArgumentParser, parse_with_config
 from numerics.io.files import jsonable
-from numerics.io.options import Bytes
+from numerics.io.options import Bytes, type_choices
 from theory.errors import InputError
 
 #: subcommand -> (module, one-line help).  Each module defines
@@ -114,8 +114,15 @@ def build_parser(command: str | None = None):
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        type_choices(p)            # options with choices get the kind Choice (numerics.io.options)
         p.set_defaults(func=mod.run)
     return parser
+
+
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (a newline, a form feed, a
+    NUL a user typed into a value) escaped, so an error is one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def main(argv=None) -> int:
@@ -136,7 +143,13 @@ def main(argv=None) -> int:
                 raise Interrupted(signum)
             return status
     except InputError as e:
-        print(f"icrl-verify: error: {e}", file=sys.stderr)
+        print(f"icrl-verify: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A path the user gave that the file system refuses (a folder that is a
+        # file, no permission, a full disk): bad input, not a failed claim.
+        where = e.filename if e.filename is not None else "file"
+        print(f"icrl-verify: error: {one_line(str(where))}: {one_line(e.strerror or str(e))}", file=sys.stderr)
         return 2
     except Interrupted as e:
         where = (f"checkpoint written to {e.checkpoint}; resume with --resume" if e.checkpoint else

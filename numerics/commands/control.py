@@ -30,6 +30,7 @@ from numerics.core.tolerances import CLOSED_LOOP_ATOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
 from numerics.io.models import load_lsa, load_model
+from numerics.io.options import Folder, Name, Path, Text
 from numerics.render import control as render
 from theory import algorithms
 from theory.errors import InputError
@@ -65,7 +66,7 @@ def add_arguments(p):
         elif a.dest == "algorithm":
             a.help = "teacher (default sarsa; td evaluates and does not control)"
     g = p.add_argument_group("control")
-    g.add_argument("--env", default="random",
+    g.add_argument("--env", type=Text(), default="random",
                    help="'random' (unseen MDPs from the training distribution) or a Gymnasium id whose "
                         "environment exposes unwrapped.P, e.g. FrozenLake-v1, CliffWalking-v1, Taxi-v4")
     g.add_argument("--seeds", type=positive_int, default=10, help="independent seeds (10; at least 2)")
@@ -73,14 +74,14 @@ def add_arguments(p):
     g.add_argument("--feature-dim", type=positive_int, default=None,
                    help="Gymnasium envs: feature dimension d (default: the trained models' d, else "
                         "states x actions of the distribution, 36 at Section 4.1; |S||A| of the env for onehot)")
-    g.add_argument("--weights", metavar="FILE.npz", default=None,
+    g.add_argument("--weights", type=Path(), metavar="FILE.npz", default=None,
                    help="trained LSA block (save_model file, or a bare .npz of P and V as for check)")
-    g.add_argument("--mlp", metavar="FILE", default=None, help="trained MLP baseline (save_model file)")
-    g.add_argument("--lstm", metavar="FILE", default=None, help="trained LSTM baseline (save_model file)")
+    g.add_argument("--mlp", type=Path(), metavar="FILE", default=None, help="trained MLP baseline (save_model file)")
+    g.add_argument("--lstm", type=Path(), metavar="FILE", default=None, help="trained LSTM baseline (save_model file)")
     g.add_argument("--constructed", action="store_true",
                    help="run only the construction and the references (teacher, oracle, uniform)")
-    g.add_argument("--out", default="reports/control", help="report folder (reports/control)")
-    g.add_argument("--name", default=None, help="report name (default: <env>-<algorithm>)")
+    g.add_argument("--out", type=Folder(), default="reports/control", help="report folder (reports/control)")
+    g.add_argument("--name", type=Name(), default=None, help="report name (default: <env>-<algorithm>)")
     g.add_argument("--no-report", action="store_true", help="print the result only; write no files")
     add_max_memory(g)
 

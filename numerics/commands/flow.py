@@ -24,6 +24,7 @@ from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, 
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, finite_float, positive_int
+from numerics.io.options import Folder, Name
 from numerics.render import flow as render
 from theory import algorithms
 
@@ -45,8 +46,8 @@ def add_arguments(p):
                    help="basin radii, relative to |theta*| (0.01 0.1 0.3 1 3)")
     p.add_argument("--trials", type=positive_int, default=8, help="random perturbations per basin radius (8)")
     p.add_argument("--max-steps", type=positive_int, default=400, help="cap on implicit-Euler steps per batch of runs (400)")
-    p.add_argument("--name", default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
-    p.add_argument("--out", default=os.path.join("reports", "flow"), help="report folder (reports/flow)")
+    p.add_argument("--name", type=Name(), default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
+    p.add_argument("--out", type=Folder(), default=os.path.join("reports", "flow"), help="report folder (reports/flow)")
     add_max_memory(p)
 
 

@@ -25,6 +25,7 @@ from numerics.core.tolerances import NEAR_ORACLE_LEVEL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import finite_float, positive_int
 from numerics.io.models import load_model
+from numerics.io.options import SEED, Folder, Name, Path
 from numerics.render import protocols as render
 from numerics.render.training import relative
 from theory.errors import InputError
@@ -36,9 +37,9 @@ HOW = {"exact": "icrl-verify train --protocol paper", "minibatch": "icrl-verify 
 
 def add_arguments(p):
     g = p.add_argument_group("the two trained blocks (model files written by icrl-verify train)")
-    g.add_argument("--exact", metavar="FILE.npz", default=DEFAULTS["exact"],
+    g.add_argument("--exact", type=Path(), metavar="FILE.npz", default=DEFAULTS["exact"],
                    help=f"block trained by the exact protocol ({DEFAULTS['exact']})")
-    g.add_argument("--minibatch", metavar="FILE.npz", default=DEFAULTS["minibatch"],
+    g.add_argument("--minibatch", type=Path(), metavar="FILE.npz", default=DEFAULTS["minibatch"],
                    help=f"block trained by the minibatch protocol ({DEFAULTS['minibatch']})")
     c = p.add_argument_group("comparison")
     c.add_argument("--seeds", type=positive_int, default=10, help="control seeds (10)")
@@ -48,13 +49,13 @@ def add_arguments(p):
                    help=f"fraction of the oracle's normalised return to reach ({NEAR_ORACLE_LEVEL:g})")
     c.add_argument("--eval-mdps", type=positive_int, default=64, help="MDPs of the common held-out set (64)")
     c.add_argument("--eval-frames", type=positive_int, default=1000, help="frames of the common held-out set (1000)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the held-out set and the control MDPs (0)")
+    c.add_argument("--seed", type=SEED, default=0, help="seed of the held-out set and the control MDPs (0)")
     c.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads (1)")
-    c.add_argument("--config", metavar="FILE.toml", default=None, help="read options from a TOML file")
+    c.add_argument("--config", type=Path(), metavar="FILE.toml", default=None, help="read options from a TOML file")
     o = p.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", default=os.path.join("reports", "training"),
+    o.add_argument("--out", type=Folder(), metavar="DIR", default=os.path.join("reports", "training"),
                    help="report directory (reports/training)")
-    o.add_argument("--name", default="protocols", help="report name (protocols)")
+    o.add_argument("--name", type=Name(), default="protocols", help="report name (protocols)")
     o.add_argument("--no-report", action="store_true", help="print only")
     add_max_memory(o)
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")

@@ -36,6 +36,7 @@ from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import config_of, emit, progress_bar
 from numerics.io.commandline import reproduce_command
 from numerics.io.files import atomic_write
+from numerics.io.options import Exact, Folder, Path
 from numerics.io.report import run_header
 from theory import algorithms
 from theory import prove as P
@@ -48,15 +49,17 @@ DEFAULT_OUT = os.path.join("reports", "proofs")
 def add_arguments(p):
     p.add_argument("--algorithm", choices=wang_cmd.prove_choices(algorithms.names()), default="sarsa",
                    help="teacher whose update is proven, or all (default sarsa)")
-    p.add_argument("--weights", metavar="FILE.json", default=None,
+    p.add_argument("--weights", type=Path(), metavar="FILE.json", default=None,
                    help='prove these exact weights instead of the construction: {"P": [[...]], "V": [[...]]}, '
                         'entries integers, decimals, or strings like "1/5", "-alpha/3" (symbols alpha, beta, gamma)')
-    p.add_argument("--alpha", default=None, metavar="EXACT",
+    p.add_argument("--alpha", type=Exact(), default=None, metavar="EXACT",
                    help="teacher's critic step size, exact (1/5) or 'alpha' to keep it symbolic "
                         "(default: symbolic, a symbol distinct from beta)")
-    p.add_argument("--beta", default=None, metavar="EXACT",
+    p.add_argument("--beta", type=Exact(), default=None, metavar="EXACT",
                    help="actor step size (actor-critic), as --alpha (default: symbolic)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
+    p.add_argument("--out", type=Folder(), default=DEFAULT_OUT, metavar="DIR", help=f"report directory ({DEFAULT_OUT})")
+    p.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
+                   help="read options from a TOML file (keys: the long option names; flags override)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with the result as the last line (keys algorithm, general, concrete, "
                         "residual, report, ...; with --algorithm all: {\"algorithms\": [...], \"all_proven\": bool})")

@@ -29,6 +29,7 @@ from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, distribution_from_args, positive_int
+from numerics.io.options import COUNT, Folder, Name
 from numerics.render import richness as render
 from theory import algorithms
 from theory.errors import InputError
@@ -41,13 +42,13 @@ def add_arguments(p):
     p.add_argument("--frames", type=positive_int, default=20, help="frames (prompts) per MDP in the sample (20)")
     p.add_argument("--prompts", type=positive_int, default=None,
                    help="total prompts; overrides --frames with ceil(PROMPTS / MDPS)")
-    p.add_argument("--bootstrap", type=int, default=None,
+    p.add_argument("--bootstrap", type=COUNT, default=None,
                    help="replicates of the parametric bootstrap for the mu interval: each draws a fresh sample "
                         "of the same size (MDPs x frames) from the distribution, seed SEED + "
                         f"{BOOTSTRAP_SEED_OFFSET} + k (default 20; {BIG_BOOTSTRAP} above {DENSE_EIGH_LIMIT} reduced "
                         "parameters, e.g. d = 36, to stay under a minute; 0 skips the interval)")
-    p.add_argument("--name", default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
-    p.add_argument("--out", default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
+    p.add_argument("--name", type=Name(), default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
+    p.add_argument("--out", type=Folder(), default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
     add_max_memory(p)
 
 

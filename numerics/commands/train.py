@@ -44,6 +44,7 @@ from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
+from numerics.io.options import COUNT, Folder, Name
 from numerics.render import training as render
 from numerics.render.training import relative
 from theory.errors import InputError
@@ -91,14 +92,14 @@ def add_arguments(p):
     g.add_argument("--workers", type=positive_int, default=None,
                    help="processes for --seeds (one per seed, at most one per available core)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", default=None,
+    o.add_argument("--out", type=Folder(), metavar="DIR", default=None,
                    help="directory for the weights (<model>.npz + .json) and checkpoints (runs/train/<name>; "
                         "with --seeds K > 1, DIR/seed-S for each seed)")
-    o.add_argument("--name", default=None, help="report name (ALGORITHM-MODEL[-full][-paper])")
-    o.add_argument("--report-dir", metavar="DIR", default=os.path.join("reports", "training"),
+    o.add_argument("--name", type=Name(), default=None, help="report name (ALGORITHM-MODEL[-full][-paper])")
+    o.add_argument("--report-dir", type=Folder(), metavar="DIR", default=os.path.join("reports", "training"),
                    help="where <name>.md, .json and .png go (reports/training)")
     o.add_argument("--no-report", action="store_true", help="write no report (weights and checkpoints only)")
-    o.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+    o.add_argument("--checkpoint-every", type=COUNT, default=None, metavar="K",
                    help=f"checkpoint every K MDP batches ({CHECKPOINTS['minibatch']}; --protocol paper: every K MDPs, "
                         f"{CHECKPOINTS['paper']}); 0 = never")
     o.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz (same config required)")

@@ -27,6 +27,7 @@ from numerics.commands.cli import at_boundary, config_of, emit, progress_bar
 from numerics.core.tolerances import DTYPE
 from numerics.io.config import finite_float, positive_int
 from numerics.io.files import atomic_write
+from numerics.io.options import Text
 from numerics.io.report import run_header
 from numerics.io.wang_weights import load_preconditioner, load_wang_weights, save_wang_weights
 from numerics.render import wang_training
@@ -93,7 +94,7 @@ def add_check_arguments(p):
                              "defaults there: states 10, gamma 0.9, alpha 1, context 100, mdps 30)")
     g.add_argument("--layers", type=positive_int, default=3, help="number of layers L (3)")
     g.add_argument("--features-dim", type=positive_int, default=3, help="feature dimension d (3)")
-    g.add_argument("--preconditioner", default="identity", metavar="identity|random|FILE.npz",
+    g.add_argument("--preconditioner", type=Text(), default="identity", metavar="identity|random|FILE.npz",
                    help="the teacher's C: identity (C = alpha I, tied layers), random (one generic C_l = alpha (I + "
                         "0.3 "
                         "G_l / sqrt(d)) per layer, untied, from --seed) or FILE.npz with array C, (d, d) or (L, d, d) "

@@ -1,19 +1,21 @@
 """Command-line conventions shared by every ``icrl-verify`` command.
 
 Common options (defaults: Section 4.1 of the paper, THEORY.md section 6),
-``--config FILE.toml`` with the same keys (flags override; an unknown key is
-an error naming the key), and the conversion of parsed options into an
+``--config FILE.toml`` whose keys are the long option names, each checked by
+the option's kind (``numerics.io.options``; flags override; an unknown key,
+a wrong type or a value out of range is an error naming the key), and the
+conversion of parsed options into an
 :class:`~numerics.distributions.MDPDistribution`.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import torch
 
 from numerics.core.distributions import FEATURE_KINDS, MDPDistribution
+from numerics.io.options import FINITE, POSITIVE, SEED, STEP, Path, Text, config_defaults
 from theory import algorithms as registry
 from theory.errors import InputError
 
@@ -33,24 +35,9 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InputError("usage", f"{self.prog}: {message}")
 
 
-def finite_float(text):
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return v
-
-
-def positive_int(text):
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+#: the kinds of the common options (``numerics.io.options``); commands import them from here
+finite_float = FINITE
+positive_int = POSITIVE
 
 
 def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
@@ -68,36 +55,15 @@ def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
                    help="dense: fresh Unif(-1,1) per MDP (default); dense-shared: one draw for all; onehot")
     g.add_argument("--context", type=positive_int, default=SECTION_4_1["context"], help="window length n (20)")
     g.add_argument("--epsilon", type=finite_float, default=SECTION_4_1["epsilon"], help="epsilon-greedy exploration (0.1)")
-    g.add_argument("--alpha", type=finite_float, default=SECTION_4_1["alpha"], help="critic step size (0.2)")
-    g.add_argument("--beta", type=finite_float, default=SECTION_4_1["beta"], help="actor step size (0.2; actor-critic only)")
+    g.add_argument("--alpha", type=STEP, default=SECTION_4_1["alpha"], help="critic step size (0.2)")
+    g.add_argument("--beta", type=STEP, default=SECTION_4_1["beta"], help="actor step size (0.2; actor-critic only)")
     g.add_argument("--mdps", type=positive_int, default=mdps, help=f"number of MDPs ({mdps})")
-    g.add_argument("--seed", type=int, default=SECTION_4_1["seed"], help="random seed (0)")
-    g.add_argument("--config", metavar="FILE.toml", default=None, help="read options from a TOML file (same keys; flags override)")
-    g.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    g.add_argument("--seed", type=SEED, default=SECTION_4_1["seed"], help="random seed (0)")
+    g.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
+                   help="read options from a TOML file (keys: the long option names; flags override; "
+                        "docs/configuration.md)")
+    g.add_argument("--device", type=Text(), default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
-
-
-def _coerce(action: argparse.Action, key: str, value):
-    def one(v):
-        if action.type is not None and not isinstance(v, bool):
-            try:
-                v = action.type(v)
-            except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
-                raise InputError(f"config key {key!r}", str(e)) from None
-        if action.choices is not None and v not in action.choices:
-            raise InputError(f"config key {key!r}", f"unknown value {v!r}; expected one of {', '.join(map(str, action.choices))}")
-        return v
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-        if not isinstance(value, bool):
-            raise InputError(f"config key {key!r}", f"expected true or false, got {value!r}")
-        return value
-    if action.nargs is not None and action.nargs not in ("?",):
-        if not isinstance(value, list):
-            raise InputError(f"config key {key!r}", f"expected a list, got {value!r}")
-        if isinstance(action.nargs, int) and len(value) != action.nargs:
-            raise InputError(f"config key {key!r}", f"expected {action.nargs} values, got {len(value)}")
-        return [one(v) for v in value]
-    return one(value)
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
@@ -118,13 +84,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv) -> argparse.Namespa
     for a in parser._actions:
         if isinstance(a, argparse._SubParsersAction) and getattr(args, a.dest, None) in a.choices:
             target = a.choices[getattr(args, a.dest)]
-    actions = {a.dest: a for a in target._actions if a.dest not in ("help", "config", "command")}
-    defaults = {}
-    for key, value in data.items():
-        dest = key.replace("-", "_")
-        if dest not in actions:
-            raise InputError("config", f"unknown key {key!r} in {path}")
-        defaults[dest] = _coerce(actions[dest], key, value)
+    defaults = config_defaults(target, data, path)
     target.set_defaults(**defaults)
     return parser.parse_args(argv)
 

@@ -11,6 +11,8 @@ naming the option and what was expected.
 from __future__ import annotations
 
 import argparse
+import datetime
+import difflib
 import math
 import os
 import re
@@ -19,12 +21,14 @@ from theory.errors import InputError
 
 
 def _toml_type(value) -> str:
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return "a date/time"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
-        return "a number"
+        return "a float"
     if isinstance(value, str):
         return "a string"
     if isinstance(value, dict):
@@ -142,11 +146,12 @@ class Text(Kind):
 class Name(Text):
     """A plain file name (no folder, not hidden)."""
 
-    what = "a plain file name"
+    what = "a plain file name (no folder, not hidden)"
 
     def check(self, value):
-        if not value or "/" in value or os.sep in value or value.startswith("."):
-            raise ValueError(f"must be a plain file name, got {value!r}")
+        if not value or "/" in value or os.sep in value or value.startswith(".") or "\0" in value \
+                or len(value.encode("utf-8", "surrogatepass")) > 200:     # room for a suffix under NAME_MAX
+            raise ValueError(f"expected {self.what}, got {value!r}")
         return value
 
 
@@ -158,6 +163,57 @@ class Path(Text):
     def check(self, value):
         if not value or "\0" in value:
             raise ValueError(f"expected a path, got {value!r}")
+        return value
+
+
+class Folder(Path):
+    """An output folder: it may not exist yet, but neither it nor any folder
+    above it may be an existing file (checked when parsed, before any work)."""
+
+    what = "a folder path (a string)"
+
+    def check(self, value):
+        value = super().check(value)
+        p = os.path.abspath(value)
+        while True:
+            if os.path.exists(p):
+                if not os.path.isdir(p):
+                    raise ValueError(f"expected a folder, but {p if p != os.path.abspath(value) else value!r} "
+                                     "is an existing file")
+                return value
+            parent = os.path.dirname(p)
+            if parent == p:
+                return value
+            p = parent
+
+
+class Choice(Text):
+    """One of a fixed set of names (the action's ``choices``)."""
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+        self.what = "one of " + ", ".join(map(str, self.choices))
+
+    def check(self, value):
+        if value not in self.choices:
+            raise ValueError(f"expected {self.what}, got {value!r}")
+        return value
+
+
+class Exact(Text):
+    """An exact rational written as text (``1/5``, ``0.2``, ``3``); a
+    configuration file may give an integer."""
+
+    what = "an exact number written as a string, e.g. \"1/5\""
+
+    def native(self, value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return super().native(value)
+
+    def check(self, value):
+        if not value.strip():
+            raise ValueError(f"expected {self.what}, got {value!r}")
         return value
 
 
@@ -185,6 +241,84 @@ class Bytes(Kind):
         return value
 
 
+#: kinds shared by many commands
+SEED = Integer(minimum=0, maximum=2 ** 32 - 1)
+POSITIVE = Integer(minimum=1)
+COUNT = Integer(minimum=0)
+FINITE = Real()
+STEP = Real(positive=True)          # a step size
+
+_SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction)
+_NOT_OPTIONS = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
+
+
+def takes_value(action: argparse.Action) -> bool:
+    """Whether the option reads a value from the command line (not a switch, not ``--help``)."""
+    return bool(action.option_strings) and not isinstance(action, _SWITCHES + _NOT_OPTIONS)
+
+
+def type_choices(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every option declared with ``choices`` and no ``type`` the kind
+    :class:`Choice` of its choices (the choices say all there is to say),
+    so such options need nothing more where they are declared."""
+    for action in parser._actions:
+        if takes_value(action) and action.type is None and action.choices is not None:
+            action.type = Choice(action.choices)
+    return parser
+
+
+def untyped_options(parser: argparse.ArgumentParser) -> list[str]:
+    """The options of ``parser`` that take a value but have no :class:`Kind`
+    (each should get one: the test of the schema asserts this list is empty)."""
+    return [action.option_strings[-1] for action in parser._actions
+            if takes_value(action) and not isinstance(action.type, Kind)]
+
+
+def config_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The configuration keys of ``parser``: every long option name without
+    its dashes (``gamma-range``; ``gamma_range`` is accepted too), except
+    ``help`` and ``config`` itself."""
+    keys = {}
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, _NOT_OPTIONS):
+            continue
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--config":
+                keys[flag[2:]] = action
+                keys[flag[2:].replace("-", "_")] = action
+    return keys
+
+
+def config_defaults(parser: argparse.ArgumentParser, data: dict, source: str) -> dict:
+    """The values of a parsed configuration document ``data`` for the
+    options of ``parser``, keyed by destination; every key checked by its
+    option's kind (:func:`config_value`).  An unknown key or table, or two
+    keys for one option, is an :class:`InputError` naming the key."""
+    keys = config_keys(parser)
+    out, seen = {}, {}
+    for key, value in data.items():
+        if key == "config":
+            raise InputError(f"config key {key!r}", f"a configuration file cannot name another ({source})")
+        action = keys.get(key)
+        if action is None:
+            what = "table" if isinstance(value, dict) else "key"
+            near = difflib.get_close_matches(key, [k for k in keys if "_" not in k], n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else "; keys are the command's long option names"
+            raise InputError("config", f"unknown {what} {key!r} in {source}{hint}")
+        if action.dest in seen:
+            raise InputError(f"config key {key!r}", f"sets the same option as key {seen[action.dest]!r}")
+        seen[action.dest] = key
+        if isinstance(action, argparse._StoreConstAction) and not isinstance(
+                action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise InputError(f"config key {key!r}", f"expected true or false, got {_toml_type(value)} ({value!r})")
+            if value:
+                out[action.dest] = action.const
+            continue
+        out[action.dest] = config_value(action, key, value)
+    return out
+
+
 def config_value(action: argparse.Action, key: str, value):
     """A configuration file's ``key = value`` checked against the option's
     action: its :class:`Kind`, its choices, its number of values; a flag
@@ -208,8 +342,9 @@ def config_value(action: argparse.Action, key: str, value):
 
 
 def _one(action, key, value):
-    kind = action.type if isinstance(action.type, Kind) else Text()
-    v = kind.from_config(key, value)
+    if not isinstance(action.type, Kind):
+        raise InputError(f"config key {key!r}", "this option has no type in the schema (a bug: report it)")
+    v = action.type.from_config(key, value)
     if action.choices is not None and v not in action.choices:
         raise InputError(f"config key {key!r}",
                          f"unknown value {v!r}; expected one of {', '.join(map(str, action.choices))}")
