@@ -79,7 +79,6 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        base = os.path.join(tmp, "base")
         trees = {"base": args.base} | ({"new": args.new} if args.new else {})
         for name, rev in trees.items():
             subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-q", os.path.join(tmp, name), rev],

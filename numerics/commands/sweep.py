@@ -27,20 +27,23 @@ from numerics.analysis.sweep import Cell, aggregate, cell_key, load_sweep_file, 
 from numerics.commands import cells as registry
 from numerics.commands.cli import emit, progress_bar
 from numerics.io.config import positive_int
+from numerics.io.options import Folder, Path, Text
 from numerics.render import sweep as render
 
 
 def add_arguments(p):
-    p.add_argument("file", metavar="FILE.toml", help="the sweep file: name, command, [options], [grid], retries")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+    p.add_argument("file", type=Path(), metavar="FILE.toml", help="the sweep file: name, command, [options], [grid], retries")
+    p.add_argument("--scheduler", type=Text(), metavar="ADDRESS", default=None,
                    help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: an embedded "
                         "LocalCluster on this machine)")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes of the embedded cluster (one per core, at most one per cell to run)")
-    p.add_argument("--out", metavar="DIR", default=os.path.join("runs", "sweeps"),
+    p.add_argument("--out", type=Folder(), metavar="DIR", default=os.path.join("runs", "sweeps"),
                    help="where each cell's result goes: DIR/NAME/KEY/result.json (runs/sweeps)")
-    p.add_argument("--report-dir", metavar="DIR", default=os.path.join("reports", "sweeps"),
+    p.add_argument("--report-dir", type=Folder(), metavar="DIR", default=os.path.join("reports", "sweeps"),
                    help="where NAME.md, .json and .png go (reports/sweeps)")
+    p.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
+                   help="read these options (scheduler, workers, out, report-dir) from a TOML file; flags override")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
 
 
