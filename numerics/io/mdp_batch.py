@@ -110,6 +110,7 @@ class BatchDistribution:
         self.states, self.actions, self.d = mdp.states, mdp.actions, int(F.shape[-1])
         self.gamma = _first_gamma(mdp)
         self.gamma_range = None
+        self.state_features, self.features, self.feature_seed = False, "batch", 0
 
     def describe(self) -> str:
         g = f"gamma = {self.gamma}" if self.gamma is not None else (
@@ -139,6 +140,7 @@ class GeneratorDistribution:
         self.states, self.actions, self.d = mdp.states, mdp.actions, int(F.shape[-1])
         self.gamma = _first_gamma(mdp)
         self.gamma_range = None
+        self.state_features, self.features, self.feature_seed = False, "generator", 0
         self.description = description
 
     def _call(self, seed: int, batch: int):
