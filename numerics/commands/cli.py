@@ -33,6 +33,7 @@ COMMANDS = {
     "flow": ("numerics.commands.flow", "gradient flow near the optimal set: measured vs predicted rate, basin"),
     "control": ("numerics.commands.control", "in-context control on unseen MDPs and Gymnasium tabular environments"),
     "protocols": ("numerics.commands.protocols", "the paper's exact Algorithm 1 beside the minibatch variant: structure, loss, control"),
+    "families": ("numerics.commands.families", "write an MDP batch file; compare richness across MDP families (Boyan, Darkroom, yours)"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
 }
 
