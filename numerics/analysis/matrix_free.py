@@ -2,8 +2,8 @@
 (``richness --solver matrix-free``; THEORY.md section 5, docs/richness.md).
 
 ``H v = mean_j J_j^T (J_j v)`` is applied from the closed-form Jacobian of
-the Lemma C.1 read-out (:func:`numerics.analysis.hessian.jvp_reduced` /
-:func:`~numerics.analysis.hessian.vjp_reduced`, the explicit formula: cost
+the Lemma C.1 read-out (the formula of :func:`numerics.analysis.hessian.jvp_reduced` /
+:func:`~numerics.analysis.hessian.vjp_reduced`, chunked over prompts: cost
 ``O(N q m)`` per vector, memory ``O(N q m)``, never ``p x p``).
 
 The kernel is found in three parts:
@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse.linalg as sla
 import torch
 
-from numerics.analysis.hessian import Structure, join_reduced, jvp_reduced, split_reduced, vjp_reduced
+from numerics.analysis.hessian import Structure, join_reduced, split_reduced
 from numerics.core.tolerances import DTYPE, KERNEL_RTOL, LANCZOS_TOP_TOL, MATRIX_FREE_RTOL
 from theory.errors import InputError
 

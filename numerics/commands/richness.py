@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 import os
 
-from numerics.analysis.richness import BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, richness
+from numerics.analysis.richness import BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, MATRIX_FREE_ABOVE, SOLVERS, richness
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
 from numerics.commands.cli import config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.io.commandline import reproduce_command
-from numerics.analysis.richness import MATRIX_FREE_ABOVE, SOLVERS
 from numerics.io.config import add_common, finite_float, positive_int
 from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import richness as render
