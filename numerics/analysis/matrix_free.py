@@ -56,8 +56,10 @@ class GaussNewtonOperator:
     """``v -> E[J^T J] v`` (columns of a ``count x k`` array), in chunks of
     prompts so the temporaries stay ``chunk x k x m``."""
 
-    def __init__(self, st: Structure, chunk: int = 512):
-        self.st, self.chunk = st, chunk
+    def __init__(self, st: Structure, X: torch.Tensor, Vbar21: torch.Tensor, chunk: int = 512):
+        """``X``: the prompts' contexts (``N x n x m``); ``G_j = Vbar21 Sigma_j``
+        is applied as ``Vbar21 X_j^T (X_j .) / n`` (``n << m``)."""
+        self.st, self.chunk, self.X, self.Vbar = st, chunk, X, Vbar21
         self.count = st.count
         self.N = st.G.shape[0]
         self.calls = 0
@@ -65,18 +67,23 @@ class GaussNewtonOperator:
     def matmat(self, V: np.ndarray) -> np.ndarray:
         st = self.st
         Vt = torch.as_tensor(np.ascontiguousarray(np.asarray(V).reshape(self.count, -1).T), dtype=DTYPE)
+        k = Vt.shape[0]
         out = torch.zeros_like(Vt)
         dP, dV = split_reduced(Vt, st.m, st.p)
+        Vb = self.Vbar                                                          # q x m
         for j0 in range(0, self.N, self.chunk):
             sl = slice(j0, min(self.N, j0 + self.chunk))
-            G, s, wt = st.G[sl], st.s[sl], st.wt[sl]
-            u = torch.einsum("kap,np->nka", dP, wt)                           # dP w~
-            r = torch.bmm(u, G.transpose(1, 2)) + torch.einsum("kqa,na->nkq", dV, s)   # J v: N x k x q
-            t = torch.bmm(r, G)                                                  # N x k x m: G^T r
-            gP = torch.einsum("nka,nb->kab", t, wt)
-            gV = torch.einsum("nkq,na->kqa", r, s)
+            X, s, wt = self.X[sl], st.s[sl], st.wt[sl]
+            c, n = X.shape[0], X.shape[1]
+            u = (wt @ dP.permute(2, 0, 1).reshape(st.p, k * st.m)).reshape(c, k, st.m)   # dP w~
+            z = torch.bmm(torch.bmm(u, X.transpose(1, 2)), X) / n              # Sigma u: c x k x m
+            r = (z.reshape(c * k, st.m) @ Vb.T).reshape(c, k, st.q) + (s @ dV.permute(2, 0, 1).reshape(st.m, k * st.q)).reshape(c, k, st.q)
+            y = (r.reshape(c * k, st.q) @ Vb).reshape(c, k, st.m)               # Vbar^T r
+            t = torch.bmm(torch.bmm(y, X.transpose(1, 2)), X) / n              # G^T r = Sigma Vbar^T r
+            gP = (t.permute(1, 2, 0).reshape(k * st.m, c) @ wt).reshape(k, st.m, st.p)
+            gV = (r.permute(1, 2, 0).reshape(k * st.q, c) @ s).reshape(k, st.q, st.m)
             out += join_reduced(gP, gV)
-        self.calls += Vt.shape[0]
+        self.calls += k
         return (out / self.N).T.numpy()
 
     def __call__(self, v):
@@ -95,12 +102,12 @@ class MatrixFreeSpectrum:
     of the bottom block), ``kernel_dim``.
     """
 
-    def __init__(self, st: Structure, X: torch.Tensor, scaling: np.ndarray, *, block: int = 8, seed: int = 0,
+    def __init__(self, st: Structure, X: torch.Tensor, scaling: np.ndarray, Vbar21: torch.Tensor, *, block: int = 8, seed: int = 0,
                  time_limit: float | None = None, progress=None, tol: float = MATRIX_FREE_RTOL,
                  chunk_iters: int = 40, max_iters: int = 4000):
         t0 = time.perf_counter()
         self.dense = False
-        self.op = GaussNewtonOperator(st)
+        self.op = GaussNewtonOperator(st, X, Vbar21)
         m, p, q, count = st.m, st.p, st.q, st.count
         self.count = count
         Xf = X.reshape(-1, X.shape[-1])
@@ -205,14 +212,22 @@ class MatrixFreeSpectrum:
         return V - K @ (K.T @ V)
 
 
-def _orth(S: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of ``S`` off ``Y`` (twice, for rounding), columns
-    below ``1e-10`` of the largest dropped."""
-    for _ in range(2):
+def _orth(S: np.ndarray, Y: np.ndarray, AS: np.ndarray | None = None):
+    """Orthonormal basis ``U = S C`` of ``S`` off ``Y`` (Gram eigendecomposition,
+    twice, for rounding); directions below ``1e-8`` of the largest singular
+    value dropped.  With ``AS`` (= A S) also returns ``A U = AS C``."""
+    if Y.shape[1]:
         S = S - Y @ (Y.T @ S)
-        U, sv, _ = np.linalg.svd(S, full_matrices=False)
-        S = U[:, sv > 1e-10 * sv.max()] if sv.size and sv.max() > 0 else U[:, :0]
-    return S
+    C = np.eye(S.shape[1])
+    for _ in range(2):
+        Gm = S.T @ S
+        vals, vecs = np.linalg.eigh(0.5 * (Gm + Gm.T))
+        top = vals.max() if vals.size else 0.0
+        keep = vals > (1e-8 ** 2) * top if top > 0 else np.zeros_like(vals, dtype=bool)
+        Ck = vecs[:, keep] / np.sqrt(vals[keep])
+        S = S @ Ck
+        C = C @ Ck
+    return (S, None if AS is None else AS @ C)
 
 
 def block_eigensolver(A, M, X0: np.ndarray, Y: np.ndarray, atol: float, *, max_iters: int, deadline=None,
@@ -223,14 +238,14 @@ def block_eigensolver(A, M, X0: np.ndarray, Y: np.ndarray, atol: float, *, max_i
     matrix, which keeps it stable at the tight residuals needed here.
     Stops when the ``want`` lowest Ritz pairs have ``|A x - lambda x| <=
     atol``.  Returns ``(X, lambdas, residual norms, iterations)``."""
-    Y = _orth(Y, np.zeros((Y.shape[0], 0)))
-    X = _orth(X0, Y)
+    Y, _ = _orth(Y, np.zeros((Y.shape[0], 0)))
+    X, _ = _orth(X0, Y)
     k = X.shape[1]
     AX = A.matmat(X)
     T = X.T @ AX
     lam, C = np.linalg.eigh(0.5 * (T + T.T))
     X, AX = X @ C, AX @ C
-    P = np.zeros((X.shape[0], 0))
+    P, AP = np.zeros((X.shape[0], 0)), np.zeros((X.shape[0], 0))
     it = 0
     while True:
         R = AX - X * lam
@@ -242,14 +257,25 @@ def block_eigensolver(A, M, X0: np.ndarray, Y: np.ndarray, atol: float, *, max_i
                                            f"({it} iterations, residual {float(res[:want].max()):.2e} > {atol:.2e}); "
                                            f"raise --time-limit or use fewer prompts")
         W = M.matmat(R)
-        S = _orth(np.column_stack([X, W, P]), Y)
-        AS = A.matmat(S)
+        W = W - Y @ (Y.T @ W)
+        W = W - X @ (X.T @ W)
+        W, _ = _orth(W, np.zeros((W.shape[0], 0)))
+        AW = A.matmat(W)
+        S, AS = _orth(np.column_stack([X, W, P]), np.zeros((X.shape[0], 0)), np.column_stack([AX, AW, AP]))
         T = S.T @ AS
         vals, V = np.linalg.eigh(0.5 * (T + T.T))
         C = V[:, :k]
-        Xn = S @ C
-        P = Xn - X @ (X.T @ Xn)
-        X, AX, lam = Xn, AS @ C, vals[:k]
+        Xn, AXn = S @ C, AS @ C
+        coef = X.T @ Xn
+        P, AP = Xn - X @ coef, AXn - AX @ coef
+        X, AX, lam = Xn, AXn, vals[:k]
+        # refresh A X exactly now and then (rounding in the recombinations)
+        if it % 20 == 19:
+            X, _ = _orth(X, Y)
+            AX = A.matmat(X)
+            T = X.T @ AX
+            lam, C = np.linalg.eigh(0.5 * (T + T.T))
+            X, AX = X @ C, AX @ C
         it += 1
         if progress and it % 10 == 0:
             progress(10)

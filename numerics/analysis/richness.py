@@ -537,7 +537,7 @@ def _richness_matrix_free(dist, sample: PromptSample, *, bootstrap: int, seed: i
     P12s, Vbar21s = sample.construction()
     vs = scaling_tangent(P12s, Vbar21s)
     left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-    spec = MatrixFreeSpectrum(st, sample.X, vs, seed=seed, time_limit=left, progress=progress)
+    spec = MatrixFreeSpectrum(st, sample.X, vs, Vbar21s, seed=seed, time_limit=left, progress=progress)
     count = st.count
     at_star = float(loss(sample, P12s, Vbar21s)) / loss_scale(sample)
     if not at_star <= FLAT_STEP_RTOL:
@@ -577,7 +577,7 @@ def _richness_matrix_free(dist, sample: PromptSample, *, bootstrap: int, seed: i
                                epsilon=epsilon, alpha=sample.alpha, beta=sample.beta, seed=rseed)
         sfresh = structure(fresh)
         left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-        rspec = MatrixFreeSpectrum(sfresh, fresh.X, vs, seed=rseed, time_limit=left)
+        rspec = MatrixFreeSpectrum(sfresh, fresh.X, vs, Vbar21s, seed=rseed, time_limit=left)
         mus.append(rspec.mu)
         reps_seeds.append(rseed)
         if progress:

@@ -26,8 +26,9 @@ from numerics.commands.cli import config_of, emit, plain_name, progress_bar
 from numerics.core.distributions import MDPDistribution
 from numerics.core.tolerances import CLOSED_LOOP_ATOL
 from numerics.io.commandline import reproduce_command
-from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
+from numerics.io.config import add_common, device_from_args, positive_int
 from numerics.io.models import load_lsa, load_model
+from numerics.io.sources import add_source_options, source_from_args, source_spec
 from numerics.render import control as render
 from theory import algorithms
 from theory.errors import InputError
@@ -54,6 +55,7 @@ def default_name(env: str, algorithm: str) -> str:
 
 def add_arguments(p):
     add_common(p, mdps=100, algorithms=tuple(a for a in algorithms.names() if algorithms.get(a).controls))
+    add_source_options(p)
     for a in p._actions:
         if a.dest == "gamma":
             a.default = None
@@ -94,7 +96,9 @@ def run(args) -> int:
         raise InputError("gamma-range", "Gymnasium environments take one --gamma")
     if args.seed < 0:
         raise InputError("seed", f"must be a non-negative integer, got {args.seed}")
-    dist = distribution_from_args(args) if args.env == "random" else _gym_dist(args)
+    if args.env != "random" and source_spec(args):
+        raise InputError("env", "--family / --mdp-batch / --distribution replace --env random; give one of them")
+    dist = source_from_args(args) if args.env == "random" else _gym_dist(args)
     models = {} if args.constructed else load_models(args, device)
     total = args.seeds * (args.rounds + 1)
     with progress_bar(total=total, desc=f"control {args.env} {args.algorithm}", disable=args.json,

@@ -5,6 +5,8 @@ of the last three."""
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 
 from numerics.io.config import distribution_from_args, positive_int
 from numerics.io.families import BOYAN_FEATURES, DARKROOM_FEATURES, FAMILIES, GOAL_DISTRIBUTIONS, family_distribution
@@ -55,6 +57,37 @@ def family_params(args) -> dict:
     return {}
 
 
+def source_spec(args) -> str | None:
+    """The chosen non-default source as one JSON string (for configs that
+    are copied to worker processes and written into reports), or None."""
+    if args.mdp_batch:
+        return json.dumps({"mdp-batch": args.mdp_batch})
+    if args.distribution:
+        return json.dumps({"distribution": args.distribution})
+    if args.family != "section41":
+        return json.dumps({"family": args.family, "params": family_params(args),
+                           "gamma": args.gamma, "gamma_range": list(args.gamma_range) if args.gamma_range else None})
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def distribution_from_spec(spec: str):
+    """The distribution a :func:`source_spec` string names (loaded once)."""
+    try:
+        s = json.loads(spec)
+    except (TypeError, ValueError):
+        raise InputError("source", f"not a source specification: {spec!r}") from None
+    if "mdp-batch" in s:
+        mdp, F = load_mdp_batch(s["mdp-batch"])
+        return BatchDistribution(mdp, F, s["mdp-batch"])
+    if "distribution" in s:
+        return GeneratorDistribution(load_callable(s["distribution"]), s["distribution"])
+    if "family" in s:
+        gr = tuple(s["gamma_range"]) if s.get("gamma_range") else None
+        return family_distribution(s["family"], gamma=s["gamma"], gamma_range=gr, **s.get("params", {}))
+    raise InputError("source", f"not a source specification: {spec!r}")
+
+
 def source_from_args(args, algorithm=None):
     """The distribution the options name (``MDPDistribution``,
     ``BatchDistribution`` or ``GeneratorDistribution``)."""
@@ -66,12 +99,5 @@ def source_from_args(args, algorithm=None):
     record = registry.get(algorithm or args.algorithm)
     if record.features == "state" and chosen:
         raise InputError("source", f"{record.name} uses state features; {chosen[0]} gives state-action features")
-    if args.mdp_batch:
-        mdp, F = load_mdp_batch(args.mdp_batch)
-        return BatchDistribution(mdp, F, args.mdp_batch)
-    if args.distribution:
-        return GeneratorDistribution(load_callable(args.distribution), args.distribution)
-    if args.family != "section41":
-        gr = tuple(args.gamma_range) if args.gamma_range else None
-        return family_distribution(args.family, gamma=args.gamma, gamma_range=gr, **family_params(args))
-    return base
+    spec = source_spec(args)
+    return base if spec is None else distribution_from_spec(spec)
