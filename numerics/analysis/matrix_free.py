@@ -104,7 +104,9 @@ class MatrixFreeSpectrum:
 
     def __init__(self, st: Structure, X: torch.Tensor, scaling: np.ndarray, Vbar21: torch.Tensor, *, block: int = 8, seed: int = 0,
                  time_limit: float | None = None, progress=None, tol: float = MATRIX_FREE_RTOL,
-                 chunk_iters: int = 40, max_iters: int = 4000):
+                 max_iters: int = 4000, start: np.ndarray | None = None):
+        """``start``: a warm start for the block (e.g. the main sample's Ritz
+        vectors for a bootstrap replicate; projected off ``E`` here)."""
         t0 = time.perf_counter()
         self.dense = False
         self.op = GaussNewtonOperator(st, X, Vbar21)
@@ -155,6 +157,8 @@ class MatrixFreeSpectrum:
         iters = 0
         while True:
             X0 = self.project(torch.randn(count, k, generator=gen, dtype=DTYPE).numpy())
+            if start is not None and not found.size:
+                X0 = self.project(start[:, :k])
             Xk, rv, resid, it = block_eigensolver(A, M, X0, np.column_stack([Y, found]), tol * lam,
                                                   max_iters=max_iters, deadline=None if time_limit is None else t0 + time_limit,
                                                   progress=progress, want=max(1, k // 2))
@@ -167,7 +171,7 @@ class MatrixFreeSpectrum:
         self.iterations = iters
         want = max(1, k // 2)
         self.converged = bool((resid[:want] <= tol * lam).all())
-        self.values, self.residuals = rv, resid
+        self.values, self.residuals, self.ritz_vectors = rv, resid, Xk
         rest_vals = np.concatenate([np.zeros(found.shape[1]), rv[below]]) if found.size else rv[below]
         self.rest = np.column_stack([found, Xk[:, below]]) if found.size else Xk[:, below]
         self.kernel_dim = self.known_dim + 1 + self.rest.shape[1]

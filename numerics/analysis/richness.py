@@ -577,7 +577,8 @@ def _richness_matrix_free(dist, sample: PromptSample, *, bootstrap: int, seed: i
                                epsilon=epsilon, alpha=sample.alpha, beta=sample.beta, seed=rseed)
         sfresh = structure(fresh)
         left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-        rspec = MatrixFreeSpectrum(sfresh, fresh.X, vs, Vbar21s, seed=rseed, time_limit=left)
+        rspec = MatrixFreeSpectrum(sfresh, fresh.X, vs, Vbar21s, seed=rseed, time_limit=left,
+                                   start=spec.ritz_vectors)      # warm start: the main sample's Ritz vectors
         mus.append(rspec.mu)
         reps_seeds.append(rseed)
         if progress:
