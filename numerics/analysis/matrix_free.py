@@ -161,15 +161,15 @@ class MatrixFreeSpectrum:
                 X0 = self.project(start[:, :k])
             Xk, rv, resid, it = block_eigensolver(A, M, X0, np.column_stack([Y, found]), tol * lam,
                                                   max_iters=max_iters, deadline=None if time_limit is None else t0 + time_limit,
-                                                  progress=progress, want=max(1, k // 2))
+                                                  progress=progress, want=2)
             iters += it
             below = rv < self.threshold
-            if below[:max(1, k // 2)].all() and found.shape[1] + k < count - self.known_dim - 1:
+            if below[:2].all() and found.shape[1] + k < count - self.known_dim - 1:
                 found = np.column_stack([found, Xk[:, below]])     # more kernel: keep it, look further
                 continue
             break
         self.iterations = iters
-        want = max(1, k // 2)
+        want = 2
         self.converged = bool((resid[:want] <= tol * lam).all())
         self.values, self.residuals, self.ritz_vectors = rv, resid, Xk
         rest_vals = np.concatenate([np.zeros(found.shape[1]), rv[below]]) if found.size else rv[below]
