@@ -38,6 +38,7 @@ from numerics.analysis.hessian import (
     structure,
     vjp_reduced,
 )
+from numerics.analysis.matrix_free import MatrixFreeSpectrum
 from numerics.analysis.spectrum import Spectrum, replicate_lam_max, smallest_off_kernel
 from numerics.core.block import PARAMETERIZATIONS, block_literal
 from numerics.core.constructions import unread_mask
@@ -62,6 +63,19 @@ from theory.symmetry import symmetry_tangent_dim
 #: Cholesky and shift-invert Lanczos; about 8-12 s at d = 36 on 2 shared
 #: cores), chosen so the Section 4.1 report stays under 60 s.
 BIG_BOOTSTRAP = 3
+
+SOLVERS = ("auto", "dense", "matrix-free")
+#: ``--solver auto`` uses the matrix-free route above this many reduced
+#: parameters.  The dense route holds ``E[J^T J]`` (count^2 float64: 0.23 GB
+#: at d = 36, count 5329; 2.2 GB at d = 64; 32 GB at d = 125) and its
+#: Cholesky factor; measured at d = 36 (docs/richness.md): dense and
+#: matrix-free take comparable time there, and above ~8000 parameters
+#: (d >= 45) the dense matrices alone pass 1 GB.
+MATRIX_FREE_ABOVE = 8000
+#: the largest reduced parameter count the matrix-free route was measured to
+#: finish (Darkroom 5x5 one-hot, d = 125: docs/richness.md); ``--solver auto``
+#: refuses above it rather than run until ``--time-limit``.
+MATRIX_FREE_REACH = 63_001
 
 # ---------------------------------------------------------------------------
 # Symmetry tangent (a)
@@ -241,7 +255,7 @@ def describe_vector(c: np.ndarray, blocks, gamma: float | None) -> str:
     return "(" + ", ".join(parts) + ")" + f" over ({names})"
 
 
-def invariance_sentences(sample: PromptSample, R: np.ndarray, scaling: np.ndarray) -> dict:
+def invariance_sentences(sample: PromptSample, R: np.ndarray | None, scaling: np.ndarray) -> dict:
     """Explain the data invariances by null vectors of the stacked context
     columns (``x_i . c = 0`` for every column of every prompt) and of the
     parameter columns (``w~ . b = 0``); report how many of the found
@@ -276,6 +290,12 @@ def invariance_sentences(sample: PromptSample, R: np.ndarray, scaling: np.ndarra
         sentences.append(f"every context column x_i is orthogonal to c = {describe_vector(c, ctx_blocks, gamma)}: "
                          f"P12 + c v^T (v in R^{p}) and Vbar21 + u c^T (u in R^{q}) leave every read-out unchanged "
                          f"({p + q} directions)")
+    if R is None:   # matrix-free route: the sentences only (the spans are its closed-form deflation)
+        for i in range(bn.shape[1]):
+            sentences.append(f"every parameter column w~ is orthogonal to b = "
+                             f"{describe_vector(bn[:, i], par_blocks, gamma)}: P12 + a b^T (a in R^{m}) leaves "
+                             f"every read-out unchanged ({m} directions)")
+        return dict(sentences=sentences, context_null=int(cn.shape[1]), parameter_null=int(bn.shape[1]))
     for i in range(cn.shape[1]):
         c = cn[:, i]
         for b in range(p):
@@ -369,8 +389,13 @@ def bootstrap_mu(dist: MDPDistribution, sample: PromptSample, spec: Spectrum, re
 def richness(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "reduced", *,
              mdps: int = 100, frames: int = 20, n: int = 20, epsilon: float = 0.1, alpha: float = 0.2,
              beta: float = 0.2, seed: int = 0, bootstrap: int = 20, sample: PromptSample | None = None,
-             progress=None, keep: bool = False) -> dict:
+             progress=None, keep: bool = False, solver: str = "auto", time_limit: float | None = None) -> dict:
     """The richness analysis (no files written).
+
+    ``solver``: ``dense`` (the closed-form ``E[J^T J]`` and its spectrum),
+    ``matrix-free`` (:mod:`numerics.analysis.matrix_free`; reduced
+    parameterisation only) or ``auto`` (matrix-free above
+    :data:`MATRIX_FREE_ABOVE` reduced parameters).
 
     Returns a dict with the ``--json`` keys (``parameterization``,
     ``parameters``, ``kernel_dim``, ``symmetry_dim``, ``data_invariance_dim``,
@@ -399,6 +424,15 @@ def richness(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "
     if not scale > 0:       # the teacher does not move theta: nothing to measure the loss against
         raise InputError("alpha", f"the teacher's update is zero on this sample (loss of the zero update "
                                   f"{scale:.1e}); use a step size that is not negligible")
+    if solver not in SOLVERS:
+        raise InputError("solver", f"unknown {solver!r}; expected one of {', '.join(SOLVERS)}")
+    if solver == "auto":
+        solver = "matrix-free" if count > MATRIX_FREE_ABOVE and parameterization == "reduced" else "dense"
+    if solver == "matrix-free":
+        if parameterization != "reduced":
+            raise InputError("solver", "the matrix-free route handles the reduced parameterization; use --solver dense")
+        return _richness_matrix_free(dist, sample, bootstrap=bootstrap, seed=seed, epsilon=epsilon,
+                                     progress=progress, keep=keep, t0=t0, time_limit=time_limit)
     gen = torch.Generator().manual_seed(seed + 1)
     st = structure(sample)
     H = gauss_newton_reduced(st)
@@ -484,6 +518,7 @@ def richness(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "
                    bootstrap_coverage_of_range=(len(mus) - 1) / (len(mus) + 1) if mus else math.nan,
                    mu_in_ci95=bool(mus) and ci[0] <= spec.mu <= ci[1],
                    seconds=time.perf_counter() - t0)
+    details["solver"] = "dense"
     out = dict(parameterization=parameterization, parameters=params, kernel_dim=int(kernel_dim),
                symmetry_dim=int(symmetry_dim), data_invariance_dim=int(data_inv), nonflat_dim=int(nonflat_dim),
                mu=spec.mu, mu_ci95=ci, predicted_rate=2 * spec.mu, verdict=verdict, details=details)
@@ -492,3 +527,98 @@ def richness(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "
     return out
 
 
+
+
+def _richness_matrix_free(dist, sample: PromptSample, *, bootstrap: int, seed: int, epsilon: float, progress,
+                          keep: bool, t0: float, time_limit: float | None) -> dict:
+    """The reduced-parameter analysis with :class:`MatrixFreeSpectrum`.
+
+    Kernel = closed-form invariances (data invariances, exactly flat, their
+    second-order term zero against every direction) + the scaling tangent
+    (the symmetry) + LOBPCG's further kernel vectors; the latter are
+    classified flat / non-flat by the dense route's projected Gram on
+    ``[scaling, rest]`` (exact: the invariances add nothing to it), with
+    ``H^+`` by conjugate gradients."""
+    record = sample.record
+    gen = torch.Generator().manual_seed(seed + 1)
+    st = structure(sample)
+    P12s, Vbar21s = sample.construction()
+    vs = scaling_tangent(P12s, Vbar21s)
+    left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+    spec = MatrixFreeSpectrum(st, sample.X, vs, Vbar21s, seed=seed, time_limit=left, progress=progress)
+    count = st.count
+    at_star = float(loss(sample, P12s, Vbar21s)) / loss_scale(sample)
+    if not at_star <= FLAT_STEP_RTOL:
+        raise AssertionError(f"the construction does not fit the teacher on this sample: loss(theta*) / "
+                             f"zero-update loss = {at_star:.3e} > {FLAT_STEP_RTOL:g}")
+    orbit = max(float(loss(sample, c * P12s, Vbar21s / c)) for c in (-2.0, 0.5, 3.0)) / loss_scale(sample)
+    Hvs = float(np.linalg.norm(spec.op(vs[:, None])) / (spec.lam_max * np.linalg.norm(vs)))
+    sym_checks = dict(scaling_H_residual=Hvs, orbit_max_rel_loss=orbit, theta_star_rel_loss=at_star,
+                      invariance_H_residual=spec.known_residual,
+                      scaling_outside_kernel=0.0)   # the kernel basis contains v_scale (projected off E) by construction
+    U = np.column_stack([spec.scaling, spec.rest])
+    rest = spec.rest.shape[1]
+    if rest:
+        fl = flat_classification(sample, st, _Kernel(spec, U))
+        radical = fl["radical"].shape[1]
+        flat_values = fl["values"].tolist()
+        F = straight_flat(st, sample.X, fl["radical"])
+        step = finite_steps(sample, F, gen)
+        rise = None
+        if radical < U.shape[1]:
+            v = fl["nonradical"][:, 0]
+            rise = quartic_rise(sample, st, spec, v / np.linalg.norm(v) * float(np.linalg.norm(vs)))
+    else:   # kernel = invariances + scaling: flat by the closed form
+        radical, flat_values, step, rise = 1, [], 0.0, None
+        fl = dict(gap=math.inf)
+    data_inv = spec.known_dim + radical - 1
+    nonflat = U.shape[1] - radical
+    expl = invariance_sentences(sample, None, vs)
+    expl.update(found=data_inv, explained=spec.known_dim, explanations_in_kernel=spec.known_residual <= KERNEL_RTOL)
+    verdict = "fails" if nonflat > 0 else ("morse-bott" if data_inv > 0 else "identifiable")
+    mus = []
+    reps_seeds = []
+    frames_per_mdp = sample.N // sample.mdps
+    for k in range(bootstrap if math.isfinite(spec.mu) else 0):
+        rseed = seed + BOOTSTRAP_SEED_OFFSET + k
+        fresh = sample_prompts(record, dist, mdps=sample.mdps, frames_per_mdp=frames_per_mdp, n=sample.n,
+                               epsilon=epsilon, alpha=sample.alpha, beta=sample.beta, seed=rseed)
+        sfresh = structure(fresh)
+        left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+        rspec = MatrixFreeSpectrum(sfresh, fresh.X, vs, Vbar21s, seed=rseed, time_limit=left,
+                                   start=spec.ritz_vectors)      # warm start: the main sample's Ritz vectors
+        mus.append(rspec.mu)
+        reps_seeds.append(rseed)
+        if progress:
+            progress(1)
+    ci = [float(np.percentile(mus, 2.5)), float(np.percentile(mus, 97.5))] if mus else [math.nan, math.nan]
+    details = dict(prompts=sample.N, mdps=sample.mdps, frames_per_mdp=frames_per_mdp, n=sample.n, d=sample.d,
+                   m=sample.m, p=sample.p, q=sample.q, reduced_parameters=count, eigensolver=spec.method,
+                   solver="matrix-free", lambda_max=spec.lam_max, kernel_threshold=spec.threshold,
+                   kernel_rtol=KERNEL_RTOL, largest_kernel_eigenvalue=spec.largest_kernel, spectral_gap=spec.gap,
+                   reduced_kernel_dim=spec.kernel_dim, closed_form_invariances=spec.known_dim,
+                   lobpcg_kernel=rest, ritz_values=spec.values.tolist(), ritz_residuals=spec.residuals.tolist(),
+                   lobpcg_iterations=spec.iterations, lobpcg_converged=spec.converged,
+                   operator_applications=spec.op.calls, symmetry_formula=1, symmetry_checks=sym_checks,
+                   flat_rtol=FLAT_RTOL, flat_gram_eigenvalues=flat_values, straight_flat_dim=radical,
+                   finite_step_max_rel_loss=step, finite_step_rtol=FLAT_STEP_RTOL, quartic_rise=rise,
+                   invariances=expl, bootstrap="parametric: fresh samples of the same size from the MDP distribution",
+                   bootstrap_reps=len(mus), bootstrap_mus=mus, bootstrap_seeds=reps_seeds,
+                   bootstrap_mu_mean=float(np.mean(mus)) if mus else math.nan, flat_gap=fl["gap"],
+                   bootstrap_mu_rel_spread=float(np.std(mus, ddof=1) / np.mean(mus)) if len(mus) > 1 else math.nan,
+                   bootstrap_coverage_of_range=(len(mus) - 1) / (len(mus) + 1) if mus else math.nan,
+                   mu_in_ci95=bool(mus) and ci[0] <= spec.mu <= ci[1], seconds=time.perf_counter() - t0)
+    out = dict(parameterization="reduced", parameters=count, kernel_dim=int(spec.kernel_dim), symmetry_dim=1,
+               data_invariance_dim=int(data_inv), nonflat_dim=int(nonflat), mu=spec.mu, mu_ci95=ci,
+               predicted_rate=2 * spec.mu, verdict=verdict, details=details)
+    if keep:
+        out.update(_spectrum=spec, _sample=sample, _structure=st)
+    return out
+
+
+class _Kernel:
+    """A spectrum's ``pinv_apply`` with the kernel basis ``U`` that the flat
+    classification runs on."""
+
+    def __init__(self, spec, U):
+        self.kernel, self.pinv_apply = U, spec.pinv_apply

@@ -38,6 +38,7 @@ from numerics.core.tolerances import DTYPE
 from numerics.io.checkpoint import load_checkpoint, save_checkpoint
 from numerics.io.models import save_model
 from numerics.io.report import versions
+from numerics.io.sources import distribution_from_spec
 from theory import algorithms
 from theory.errors import InputError
 
@@ -79,6 +80,9 @@ class TrainConfig:
     lr_every: int = CPU_SCALE["lr_every"]
     seed: int = 0
     eval_mdps: int = 64
+    #: a non-default MDP source (``numerics.io.sources.source_spec``: a batch
+    #: file, a generator, a family); None: the options above.
+    source: str | None = None
 
     def __post_init__(self):
         algorithms.get(self.algorithm)   # InputError naming the field for an unknown name
@@ -101,6 +105,8 @@ class TrainConfig:
         self.distribution()  # validates sizes, gamma
 
     def distribution(self) -> MDPDistribution:
+        if self.source is not None:
+            return distribution_from_spec(self.source)
         return MDPDistribution(states=self.states, actions=self.actions, gamma=self.gamma,
                                gamma_range=tuple(self.gamma_range) if self.gamma_range else None,
                                features=self.features, state_features=(self.record.features == "state"),

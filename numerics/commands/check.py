@@ -23,11 +23,13 @@ from numerics.analysis.check import run_check
 from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import add_max_memory, emit, progress_bar
 from numerics.core.tolerances import ARGMAX_TIE_RTOL, READOUT_FACTOR
-from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
+from numerics.io.config import add_common, device_from_args, positive_int
 from numerics.io.mdp_file import load_mdp_file
 from numerics.io.models import load_weights
 from numerics.io.options import Path
+from numerics.io.sources import add_source_options, source_from_args, source_spec
 from theory import algorithms
+from theory.errors import InputError
 
 
 def add_arguments(p):
@@ -39,6 +41,7 @@ def add_arguments(p):
                    help="check on these MDPs (arrays T, R, gamma, optional rho0, features; see docs/check.md) "
                         "instead of sampled ones")
     add_max_memory(p)
+    add_source_options(p)
     wang_cmd.add_check_arguments(p)
 
 
@@ -46,7 +49,9 @@ def run(args) -> int:
     if args.layout == "wang2025":
         return wang_cmd.run_check(args)
     record = algorithms.get(args.algorithm)
-    dist = distribution_from_args(args)
+    if args.mdp and source_spec(args):
+        raise InputError("mdp", "--mdp and --family / --mdp-batch / --distribution both name the MDPs; give one")
+    dist = source_from_args(args)
     device = device_from_args(args)
     mdp, F = load_mdp_file(args.mdp, device=device) if args.mdp else (None, None)
     if mdp is not None and F is None and (mdp.states, mdp.actions) != (dist.states, dist.actions):

@@ -38,6 +38,7 @@ COMMANDS = {
     "control": ("numerics.commands.control", "in-context control on unseen MDPs and Gymnasium tabular environments"),
     "protocols": ("numerics.commands.protocols", "the paper's exact Algorithm 1 beside the minibatch variant: structure, loss, control"),
     "sweep": ("numerics.commands.sweep", "run a grid of one command (seeds, distributions, sizes) on Dask, resumable"),
+    "families": ("numerics.commands.families", "write an MDP batch file; compare richness across MDP families (Boyan, Darkroom, yours)"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
 }
 

@@ -28,9 +28,10 @@ from numerics.core.distributions import MDPDistribution
 from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import CLOSED_LOOP_ATOL
 from numerics.io.commandline import reproduce_command
-from numerics.io.config import add_common, device_from_args, distribution_from_args, positive_int
+from numerics.io.config import add_common, device_from_args, positive_int
 from numerics.io.models import load_lsa, load_model
 from numerics.io.options import Folder, Name, Path, Text
+from numerics.io.sources import add_source_options, source_from_args, source_spec
 from numerics.render import control as render
 from theory import algorithms
 from theory.errors import InputError
@@ -57,6 +58,7 @@ def default_name(env: str, algorithm: str) -> str:
 
 def add_arguments(p):
     add_common(p, mdps=100, algorithms=tuple(a for a in algorithms.names() if algorithms.get(a).controls))
+    add_source_options(p)
     for a in p._actions:
         if a.dest == "gamma":
             a.default = None
@@ -98,7 +100,9 @@ def run(args) -> int:
         raise InputError("gamma-range", "Gymnasium environments take one --gamma")
     if args.seed < 0:
         raise InputError("seed", f"must be a non-negative integer, got {args.seed}")
-    dist = distribution_from_args(args) if args.env == "random" else _gym_dist(args)
+    if args.env != "random" and source_spec(args):
+        raise InputError("env", "--family / --mdp-batch / --distribution replace --env random; give one of them")
+    dist = source_from_args(args) if args.env == "random" else _gym_dist(args)
     models = {} if args.constructed else load_models(args, device)
     if args.env == "random":       # a Gymnasium table's size is known once it is loaded (they are small)
         d = args.feature_dim or dist.d

@@ -22,14 +22,16 @@ import math
 import os
 
 from numerics.analysis import budget
-from numerics.analysis.richness import BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, richness
+from numerics.analysis.richness import (BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, MATRIX_FREE_ABOVE, MATRIX_FREE_REACH, SOLVERS,
+                                       richness)
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
 from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
-from numerics.io.config import add_common, distribution_from_args, positive_int
+from numerics.io.config import add_common, finite_float, positive_int
 from numerics.io.options import COUNT, Folder, Name
+from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import richness as render
 from theory import algorithms
 from theory.errors import InputError
@@ -47,13 +49,38 @@ def add_arguments(p):
                         "of the same size (MDPs x frames) from the distribution, seed SEED + "
                         f"{BOOTSTRAP_SEED_OFFSET} + k (default 20; {BIG_BOOTSTRAP} above {DENSE_EIGH_LIMIT} reduced "
                         "parameters, e.g. d = 36, to stay under a minute; 0 skips the interval)")
+    add_source_options(p)
+    p.add_argument("--solver", choices=SOLVERS, default="auto",
+                   help="spectrum of E[J^T J]: dense (forms it), matrix-free (closed-form J^T J v, closed-form "
+                        f"invariances deflated, LOBPCG), auto (matrix-free above {MATRIX_FREE_ABOVE} reduced parameters)")
+    p.add_argument("--time-limit", type=finite_float, default=1800.0,
+                   help="seconds the matrix-free eigensolver may take before giving up with exit 2 (1800)")
     p.add_argument("--name", type=Name(), default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
     p.add_argument("--out", type=Folder(), default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
     add_max_memory(p)
 
 
+def resolve_solver(args, record, dist) -> str:
+    """The route for the spectrum: ``--solver``, or with ``auto`` the dense
+    route up to :data:`MATRIX_FREE_ABOVE` reduced parameters and the
+    matrix-free one above it, up to :data:`MATRIX_FREE_REACH` (the largest
+    size measured to finish, docs/richness.md).  Beyond that reach ``auto``
+    refuses at once (exit 2) instead of running for ``--time-limit``."""
+    if args.solver != "auto":
+        return args.solver
+    count = record.spec.index(dist.d).reduced_count()
+    if count <= MATRIX_FREE_ABOVE or args.parameterization != "reduced":
+        return "dense"
+    if count > MATRIX_FREE_REACH:
+        raise InputError("solver", f"d = {dist.d} gives {count:,} reduced parameters, beyond a dense Hessian and "
+                                   f"beyond the matrix-free route's measured reach ({MATRIX_FREE_REACH:,}, "
+                                   f"docs/richness.md): use smaller --states/--actions, or --solver matrix-free to "
+                                   f"try it anyway within --time-limit")
+    return "matrix-free"
+
+
 def run(args) -> int:
-    dist = distribution_from_args(args)
+    dist = source_from_args(args)
     record = algorithms.get(args.algorithm)
     frames = math.ceil(args.prompts / args.mdps) if args.prompts else args.frames
     if args.bootstrap is None:
@@ -61,15 +88,21 @@ def run(args) -> int:
         args.bootstrap = BIG_BOOTSTRAP if big else 20
     if args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
-    name = plain_name(args.name or f"{args.algorithm}-{args.features}-{args.parameterization}")
-    budget.guard_hessian(record, dist.d, args.mdps * frames, args.context, budget.max_memory(args.max_memory),
-                         f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
-                         f"{args.mdps * frames} prompts,", bootstrap=args.bootstrap,
-                         parameterization=args.parameterization)
-    with progress_bar(total=args.bootstrap, desc="richness bootstrap", disable=args.json) as bar:
+    kind = args.features if args.family == "section41" and not (args.mdp_batch or args.distribution) else (
+        "batch" if args.mdp_batch else "generator" if args.distribution else args.family)
+    name = plain_name(args.name or f"{args.algorithm}-{kind}-{args.parameterization}")
+    solver = resolve_solver(args, record, dist)
+    if solver == "dense":
+        budget.guard_hessian(record, dist.d, args.mdps * frames, args.context, budget.max_memory(args.max_memory),
+                             f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
+                             f"{args.mdps * frames} prompts,", bootstrap=args.bootstrap,
+                             parameterization=args.parameterization)
+    with progress_bar(total=None, desc="richness (eigensolver iterations, bootstrap replicates)",
+                      disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,
                        epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
-                       bootstrap=args.bootstrap, progress=at_boundary(bar.update), keep=True)
+                       bootstrap=args.bootstrap, progress=at_boundary(bar.update), keep=True, solver=solver,
+                       time_limit=args.time_limit)
     check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
     report = render.write(res, args.out, name, command, config_of(args))

@@ -45,6 +45,7 @@ from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.io.options import COUNT, Folder, Name
+from numerics.io.sources import add_source_options, source_spec
 from numerics.render import training as render
 from numerics.render.training import relative
 from theory.errors import InputError
@@ -63,6 +64,7 @@ def _scale_help(key: str, what: str) -> str:
 
 def add_arguments(p):
     add_common(p, mdps=CPU_SCALE["mdps"])
+    add_source_options(p)
     for action in p._actions:               # --mdps: its default depends on --protocol
         if action.dest == "mdps":
             action.default, action.help = None, _scale_help("mdps", "number of MDPs")
@@ -123,7 +125,7 @@ def config_from_args(args) -> TrainConfig:
                        beta=args.beta, model=args.model, parameterization=args.parameterization, hidden=args.hidden,
                        mdps=_scale(args, "mdps"), frames=_scale(args, "frames"), batch_mdps=_scale(args, "batch_mdps"),
                        lr=_scale(args, "lr"), lr_decay=_scale(args, "lr_decay"), lr_every=_scale(args, "lr_every"),
-                       seed=args.seed, eval_mdps=args.eval_mdps)
+                       seed=args.seed, eval_mdps=args.eval_mdps, source=source_spec(args))
 
 
 def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
