@@ -168,7 +168,8 @@ def largest_fitting_d(record, prompts: int, n: int, limit: int, bootstrap: int =
 
 
 def guard_hessian(record, d: int, prompts: int, n: int, limit: int, what: str, bootstrap: int = 0,
-                  parameterization: str = "reduced", states_option: str = "--states/--actions") -> Estimate:
+                  parameterization: str = "reduced", states_option: str = "--states/--actions",
+                  note: str = "") -> Estimate:
     """:func:`guard` for the dense Hessian of the richness analysis (and the
     flow, which uses its spectrum): the refusal says that the sizes are
     beyond a dense Hessian and which ``d`` would fit."""
@@ -180,7 +181,7 @@ def guard_hessian(record, d: int, prompts: int, n: int, limit: int, what: str, b
     alt = "" if parameterization == "reduced" else " (--parameterization full analyses this same reduced " \
                                                    "Hessian and more: the reduced parameterisation is the smallest)"
     shrink = (f"d = {d} gives {p:,} reduced parameters, beyond a dense Hessian at this limit: use smaller "
-              f"{states_option} (d = {fit} fits; d is states x actions, states for td) or fewer prompts{alt}")
+              f"{states_option} (d = {fit} fits; d is states x actions, states for td) or fewer prompts{alt}{note}")
     return guard(e, limit, what, shrink)
 
 

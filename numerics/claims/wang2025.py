@@ -11,7 +11,18 @@ import torch
 
 from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
 from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig, train_wang
-from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Claim, Evidence, Settings, all_pass, check, experiment
+from numerics.claims.evidence import (
+    FAILS,
+    HOLDS,
+    NOT_CHECKED,
+    QUALIFIED,
+    Claim,
+    Evidence,
+    Settings,
+    all_pass,
+    check,
+    experiment,
+)
 from numerics.core.tolerances import VISIBLE_RTOL, WANG_CHECK_RTOL, WANG_RECOVERY_RTOL
 from numerics.core.wang import construction
 from numerics.io.files import atomic_savefig

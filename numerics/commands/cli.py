@@ -46,7 +46,7 @@ COMMANDS = {
 #: Commands that stop cleanly on SIGINT / SIGTERM (a flag checked at step
 #: boundaries, ``numerics.core.runtime``): exit 130 / 143, one line on
 #: stderr, no partly written file; ``train`` checkpoints first.
-INTERRUPTIBLE = ("train", "flow", "control", "richness", "claims", "ablation", "protocols")
+INTERRUPTIBLE = ("train", "flow", "control", "richness", "claims", "ablation", "protocols", "families", "sweep")
 
 
 def add_max_memory(p):

@@ -26,6 +26,7 @@ from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, positive_int
 from numerics.io.families import family_distribution
 from numerics.io.mdp_batch import BatchDistribution, load_mdp_batch, write_mdp_batch
+from numerics.io.options import COUNT, Folder, Name, Path
 from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import families as render
 from theory.errors import InputError
@@ -34,20 +35,20 @@ from theory.errors import InputError
 def add_arguments(p):
     add_common(p, mdps=40, algorithms=("sarsa",))
     add_source_options(p)
-    p.add_argument("--write-batch", metavar="FILE.npz", default=None,
+    p.add_argument("--write-batch", type=Path(), metavar="FILE.npz", default=None,
                    help="write --batch MDPs of the chosen source to FILE.npz (the --mdp-batch format) and stop")
     p.add_argument("--batch", type=positive_int, default=100, help="MDPs in the written batch (100)")
     p.add_argument("--compare", action="store_true", help="compare richness across families (the report)")
-    p.add_argument("--user-batch", metavar="FILE.npz", default=None,
+    p.add_argument("--user-batch", type=Path(), metavar="FILE.npz", default=None,
                    help="the user batch in the comparison (default: write a dense-shared S=3, A=2, gamma 0.5 batch)")
     p.add_argument("--frames", type=positive_int, default=10, help="frames per MDP in each richness sample (10)")
-    p.add_argument("--bootstrap", type=int, default=5, help="bootstrap replicates for each mu interval (5)")
+    p.add_argument("--bootstrap", type=COUNT, default=5, help="bootstrap replicates for each mu interval (5)")
     p.add_argument("--darkroom-grid", type=positive_int, default=3, help="comparison: Darkroom grid (3)")
     p.add_argument("--darkroom-features", choices=("onehot", "coords"), default="coords",
                    help="comparison: Darkroom features (coords; onehot at grid 5 needs the matrix-free route, "
                         "see icrl-verify richness --family darkroom)")
-    p.add_argument("--name", default="comparison", help="report name (comparison)")
-    p.add_argument("--out", default=os.path.join("reports", "families"), help="report folder (reports/families)")
+    p.add_argument("--name", type=Name(), default="comparison", help="report name (comparison)")
+    p.add_argument("--out", type=Folder(), default=os.path.join("reports", "families"), help="report folder (reports/families)")
 
 
 def run(args) -> int:

@@ -22,8 +22,14 @@ import math
 import os
 
 from numerics.analysis import budget
-from numerics.analysis.richness import (BIG_BOOTSTRAP, BOOTSTRAP_SEED_OFFSET, MATRIX_FREE_ABOVE, MATRIX_FREE_REACH, SOLVERS,
-                                       richness)
+from numerics.analysis.richness import (
+    BIG_BOOTSTRAP,
+    BOOTSTRAP_SEED_OFFSET,
+    MATRIX_FREE_ABOVE,
+    MATRIX_FREE_REACH,
+    SOLVERS,
+    richness,
+)
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
 from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
@@ -65,18 +71,15 @@ def resolve_solver(args, record, dist) -> str:
     route up to :data:`MATRIX_FREE_ABOVE` reduced parameters and the
     matrix-free one above it, up to :data:`MATRIX_FREE_REACH` (the largest
     size measured to finish, docs/richness.md).  Beyond that reach ``auto``
-    refuses at once (exit 2) instead of running for ``--time-limit``."""
+    takes the dense route again, whose memory guard then decides (it refuses
+    at once where the dense Hessian does not fit, instead of an eigensolver
+    running until ``--time-limit``)."""
     if args.solver != "auto":
         return args.solver
     count = record.spec.index(dist.d).reduced_count()
-    if count <= MATRIX_FREE_ABOVE or args.parameterization != "reduced":
-        return "dense"
-    if count > MATRIX_FREE_REACH:
-        raise InputError("solver", f"d = {dist.d} gives {count:,} reduced parameters, beyond a dense Hessian and "
-                                   f"beyond the matrix-free route's measured reach ({MATRIX_FREE_REACH:,}, "
-                                   f"docs/richness.md): use smaller --states/--actions, or --solver matrix-free to "
-                                   f"try it anyway within --time-limit")
-    return "matrix-free"
+    if MATRIX_FREE_ABOVE < count <= MATRIX_FREE_REACH and args.parameterization == "reduced":
+        return "matrix-free"
+    return "dense"
 
 
 def run(args) -> int:
@@ -96,7 +99,9 @@ def run(args) -> int:
         budget.guard_hessian(record, dist.d, args.mdps * frames, args.context, budget.max_memory(args.max_memory),
                              f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
                              f"{args.mdps * frames} prompts,", bootstrap=args.bootstrap,
-                             parameterization=args.parameterization)
+                             parameterization=args.parameterization,
+                             note=f"; --solver matrix-free avoids the dense matrix (measured to finish up to "
+                                  f"{MATRIX_FREE_REACH:,} reduced parameters, docs/richness.md)")
     with progress_bar(total=None, desc="richness (eigensolver iterations, bootstrap replicates)",
                       disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,

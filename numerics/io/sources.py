@@ -11,16 +11,12 @@ import json
 from numerics.io.config import distribution_from_args, positive_int
 from numerics.io.families import BOYAN_FEATURES, DARKROOM_FEATURES, FAMILIES, GOAL_DISTRIBUTIONS, family_distribution
 from numerics.io.mdp_batch import BatchDistribution, GeneratorDistribution, load_callable, load_mdp_batch
+from numerics.io.options import Choice, Path, Real, Text
 from theory import algorithms as registry
 from theory.errors import InputError
 
-
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    return v
+#: a probability, e.g. of a frozen tile
+_fraction = Real(minimum=0.0, maximum=1.0)
 
 
 def add_source_options(p: argparse.ArgumentParser):
@@ -32,16 +28,16 @@ def add_source_options(p: argparse.ArgumentParser):
     g.add_argument("--grid", type=positive_int, default=5, help="darkroom: grid size G (5; d = 5 G^2 one-hot)")
     g.add_argument("--goals", choices=GOAL_DISTRIBUTIONS, default="uniform",
                    help="darkroom: goal cell uniform over all cells, or over the top half (uniform)")
-    g.add_argument("--family-features", default=None,
+    g.add_argument("--family-features", type=Choice(sorted(set(DARKROOM_FEATURES) | set(BOYAN_FEATURES))), default=None,
                    help=f"darkroom: {' or '.join(DARKROOM_FEATURES)} (onehot); boyan: {' or '.join(BOYAN_FEATURES)} "
                         "(boyan: Boyan's 4 interpolated features; random: Unif(-1,1)^4 per chain)")
     g.add_argument("--chain-states", type=positive_int, default=13, help="boyan: states (13)")
     g.add_argument("--lake-size", type=positive_int, default=4, help="frozenlake: map size (4)")
     g.add_argument("--frozen", type=_fraction, default=0.8, help="frozenlake: probability of a frozen tile (0.8)")
     g.add_argument("--slippery", choices=("yes", "no"), default="yes", help="frozenlake: slippery ice (yes)")
-    g.add_argument("--mdp-batch", metavar="FILE.npz", default=None,
+    g.add_argument("--mdp-batch", type=Path(), metavar="FILE.npz", default=None,
                    help="MDPs from a batch file (T, R, gamma, rho0, features), drawn with replacement")
-    g.add_argument("--distribution", metavar="MODULE:FUNCTION", default=None,
+    g.add_argument("--distribution", type=Text(), metavar="MODULE:FUNCTION", default=None,
                    help="MDPs from your generator FUNCTION(seed: int, batch: int) -> dict of the batch arrays")
 
 
