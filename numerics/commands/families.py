@@ -20,7 +20,7 @@ import os
 import torch
 
 from numerics.analysis.families import compare
-from numerics.commands.cli import config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.distributions import MDPDistribution
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, positive_int
@@ -92,7 +92,7 @@ def run(args) -> int:
     ]
     with progress_bar(total=None, desc="families", disable=args.json) as bar:
         res = compare(entries, mdps=args.mdps, frames=args.frames, bootstrap=args.bootstrap, seed=args.seed,
-                      progress=bar.update)
+                      progress=at_boundary(bar.update))
     command = reproduce_command("families", args, add_arguments)
     report = render.write(res, args.out, name, command, config_of(args))
     lines = [f"{r['label']}: {r['verdict']} (kernel {r['kernel_dim']} = {r['symmetry_dim']} + "

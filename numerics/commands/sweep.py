@@ -25,7 +25,7 @@ import time
 
 from numerics.analysis.sweep import Cell, aggregate, cell_key, load_sweep_file, run_cells
 from numerics.commands import cells as registry
-from numerics.commands.cli import emit, progress_bar
+from numerics.commands.cli import at_boundary, emit, progress_bar
 from numerics.io.config import positive_int
 from numerics.io.options import Folder, Path, Text
 from numerics.render import sweep as render
@@ -67,7 +67,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     with progress_bar(total=len(cells), desc=f"sweep {spec.name}", disable=args.json, unit="cell") as bar:
         res = run_cells(cells, registry.run_cell, spec.command, directory, scheduler=args.scheduler,
-                        workers=args.workers, retries=spec.retries, progress=bar.update)
+                        workers=args.workers, retries=spec.retries, progress=at_boundary(bar.update))
     seconds = time.perf_counter() - t0
     rows = aggregate(cells, res["done"], res["failed"], spec.grid)
     command = f"icrl-verify sweep {args.file} --out {args.out}"
