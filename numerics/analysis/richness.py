@@ -72,9 +72,12 @@ SOLVERS = ("auto", "dense", "matrix-free")
 #: matrix-free take comparable time there, and above ~8000 parameters
 #: (d >= 45) the dense matrices alone pass 1 GB.
 MATRIX_FREE_ABOVE = 8000
-#: the largest reduced parameter count the matrix-free route was measured to
-#: finish (Darkroom 5x5 one-hot, d = 125: docs/richness.md); ``--solver auto``
-#: refuses above it rather than run until ``--time-limit``.
+#: the largest reduced parameter count the matrix-free route has been tried
+#: at (Darkroom 5x5 one-hot, d = 125: it had not converged after 10 minutes on
+#: a 2-core machine, nor within the 30-minute --time-limit under load;
+#: docs/richness.md).  Above it ``--solver auto`` takes the dense route, whose
+#: memory guard refuses at once, rather than start an eigensolver that would
+#: run until ``--time-limit``.
 MATRIX_FREE_REACH = 63_001
 
 # ---------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def resolve_solver(args, record, dist) -> str:
     """The route for the spectrum: ``--solver``, or with ``auto`` the dense
     route up to :data:`MATRIX_FREE_ABOVE` reduced parameters and the
     matrix-free one above it, up to :data:`MATRIX_FREE_REACH` (the largest
-    size measured to finish, docs/richness.md).  Beyond that reach ``auto``
+    size it has been tried at, docs/richness.md).  Beyond that reach ``auto``
     takes the dense route again, whose memory guard then decides (it refuses
     at once where the dense Hessian does not fit, instead of an eigensolver
     running until ``--time-limit``)."""
@@ -100,8 +100,9 @@ def run(args) -> int:
                              f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
                              f"{args.mdps * frames} prompts,", bootstrap=args.bootstrap,
                              parameterization=args.parameterization,
-                             note=f"; --solver matrix-free avoids the dense matrix (measured to finish up to "
-                                  f"{MATRIX_FREE_REACH:,} reduced parameters, docs/richness.md)")
+                             note=f"; --solver matrix-free avoids the dense matrix (tried up to "
+                                  f"{MATRIX_FREE_REACH:,} reduced parameters, where it needs more than 10 "
+                                  f"minutes: docs/richness.md)")
     with progress_bar(total=None, desc="richness (eigensolver iterations, bootstrap replicates)",
                       disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,
