@@ -22,7 +22,6 @@ from numerics.commands.cli import main
 from numerics.core.mdp import MDP
 from numerics.core.tolerances import DTYPE
 from property_tests.test_check_cli import console_script
-from property_tests.test_options import PARSERS
 from theory.errors import InputError
 
 # ---- MDP-level input: numerics.core.mdp.MDP raises InputError naming the field ----
@@ -243,8 +242,6 @@ GUARD_TABLE = [
 
 @pytest.mark.parametrize("argv,words", [r[1:] for r in GUARD_TABLE], ids=[r[0] for r in GUARD_TABLE])
 def test_size_guard_exits_2_with_one_line(argv, words, tmp_path, capsys, monkeypatch):
-    if "--max-memory" not in PARSERS[argv[0]]._option_string_actions:
-        pytest.skip("size guards (--max-memory) are the other half of issue 12, not merged here")
     rc, out, err = _run_in(tmp_path, argv, capsys, monkeypatch)
     lines = err.splitlines()
     assert rc == 2 and len(lines) == 1 and words in lines[0], err
