@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from importlib import metadata
 
@@ -36,13 +35,9 @@ import numpy as np
 from distributed import Client, LocalCluster, as_completed
 from scipy import stats
 
+from numerics.io.config import read_toml
 from numerics.io.files import atomic_files, json_text
 from theory.errors import InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: Worker deaths a task may see before the scheduler gives up on it
 #: (``distributed.scheduler.allowed-failures``; Dask's default is 3 too).
@@ -76,13 +71,7 @@ class SweepSpec:
 def load_sweep_file(path: str) -> SweepSpec:
     """Read and check a sweep file's structure (the options themselves are
     checked by the command's own parser, in ``numerics.commands.cells``)."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as e:
-        raise InputError("sweep file", f"cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError("sweep file", f"{path} is not valid TOML: {e}") from None
+    data = read_toml(path, "sweep file")
     unknown = [k for k in data if k not in FILE_KEYS]
     if unknown:
         raise InputError(unknown[0], f"unknown key in {path}; expected some of {', '.join(FILE_KEYS)}")

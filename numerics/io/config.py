@@ -66,19 +66,25 @@ def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
 
 
+def read_toml(path: str, field: str) -> dict:
+    """The TOML document at ``path``; an unreadable or invalid file is
+    :class:`InputError` naming ``field``."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as e:
+        raise InputError(field, f"cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(field, f"{path} is not valid TOML: {e}") from None
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     """Parse ``argv``; values from ``--config`` become defaults that flags override."""
     args = parser.parse_args(argv)
     path = getattr(args, "config", None)
     if not path:
         return args
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as e:
-        raise InputError("config", f"cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError("config", f"{path} is not valid TOML: {e}") from None
+    data = read_toml(path, "config")
     # The options live on the chosen subcommand's parser, not the top level.
     target = parser
     for a in parser._actions:
