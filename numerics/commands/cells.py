@@ -18,7 +18,6 @@ import argparse
 import math
 import os
 import tempfile
-from dataclasses import replace
 
 import torch
 
@@ -35,7 +34,6 @@ from numerics.commands import train as train_cmd
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import ArgumentParser, device_from_args, distribution_from_args
-from numerics.io.mdp_file import load_mdp_file
 from numerics.io.models import load_weights
 from theory import algorithms
 from theory.errors import InputError
@@ -118,18 +116,11 @@ def run_cell(command: str, argv: list[str]) -> dict:
 def _validate_check(args):
     if args.layout != "paper":
         raise InputError("layout", "sweeps run the paper's layouts; --layout wang2025 is not sweepable")
-    distribution_from_args(args)
-    device_from_args(args)
+    check_cmd.check_inputs(args)
 
 
 def _check(args) -> dict:
-    record = algorithms.get(args.algorithm)
-    dist = distribution_from_args(args)
-    device = device_from_args(args)
-    mdp, F = load_mdp_file(args.mdp, device=device) if args.mdp else (None, None)
-    if mdp is not None and F is None and (mdp.states, mdp.actions) != (dist.states, dist.actions):
-        dist = replace(dist, states=mdp.states, actions=mdp.actions)
-    d = F.shape[-1] if F is not None else dist.d
+    record, dist, device, mdp, F, d = check_cmd.check_inputs(args)
     weights = load_weights(args.weights, record.spec.weight_shape(d), device=device) if args.weights else None
     res = run_check(record, dist, prompts=args.prompts, mdps=args.mdps, n=args.context, epsilon=args.epsilon,
                     alpha=args.alpha, beta=args.beta, seed=args.seed, weights=weights, device=device, mdp=mdp,

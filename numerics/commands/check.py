@@ -45,9 +45,10 @@ def add_arguments(p):
     wang_cmd.add_check_arguments(p)
 
 
-def run(args) -> int:
-    if args.layout == "wang2025":
-        return wang_cmd.run_check(args)
+def check_inputs(args):
+    """What ``check`` runs on, from its options (the command and its sweep
+    cells): ``(record, dist, device, mdp, F, d)``; ``mdp`` and ``F`` are the
+    ``--mdp`` file's or None."""
     record = algorithms.get(args.algorithm)
     if args.mdp and source_spec(args):
         raise InputError("mdp", "--mdp and --family / --mdp-batch / --distribution both name the MDPs; give one")
@@ -57,6 +58,13 @@ def run(args) -> int:
     if mdp is not None and F is None and (mdp.states, mdp.actions) != (dist.states, dist.actions):
         dist = replace(dist, states=mdp.states, actions=mdp.actions)
     d = F.shape[-1] if F is not None else dist.d
+    return record, dist, device, mdp, F, d
+
+
+def run(args) -> int:
+    if args.layout == "wang2025":
+        return wang_cmd.run_check(args)
+    record, dist, device, mdp, F, d = check_inputs(args)
     B, S, A = (mdp.batch, mdp.states, mdp.actions) if mdp is not None else (args.mdps, dist.states, dist.actions)
     budget.guard(budget.check(record, B, S, A, d, args.context), budget.max_memory(args.max_memory),
                  f"check of {B} MDPs x {S} states x {A} actions (d = {d}), n = {args.context},",
