@@ -190,6 +190,25 @@ def term_scale(X: torch.Tensor, wt: torch.Tensor, P12, Vbar21, P22=None, Vbar22=
     return lemma_c1(X.abs(), wt.abs(), P12.abs(), Vbar21.abs(), ab(P22), ab(Vbar22)).max(-1).values
 
 
+def readout_magnitudes(X: torch.Tensor, wt: torch.Tensor, P12, Vbar21, P22=None, Vbar22=None) -> dict:
+    """The magnitudes of the terms of each Lemma C.1 read-out entry, part by
+    part (``B x q`` each): ``w`` (``|w|``, carried through), ``linear``
+    (``|Vbar21| (1/n) sum_i |x_i| |x_i|^T |P12| |w~|``, the linear term's
+    products term-wise) and ``cubic`` (``|Vbar22| |w~| (|w~|^T |P22| |w~|) /
+    n``; zero in the reduced parameterisation).  The per-quantity rounding
+    bound of ``check`` (``numerics.core.tolerances.rounding_bound``) weighs
+    each by its own depth."""
+    n = X.shape[1]
+    Xa, wa = X.abs(), wt.abs()
+    a = (wa @ P12.abs().transpose(-1, -2)).unsqueeze(-2)
+    lin = ((a @ Xa.transpose(1, 2)) @ Xa).squeeze(-2) / n @ Vbar21.abs().transpose(-1, -2)
+    cub = torch.zeros_like(lin)
+    if P22 is not None and Vbar22 is not None:
+        quad = ((wa @ P22.abs().transpose(-1, -2)) * wa).sum(-1)
+        cub = (quad / n).unsqueeze(-1) * (wa @ Vbar22.abs().transpose(-1, -2))
+    return {"w": wa[:, 1:], "linear": lin, "cubic": cub}
+
+
 def mimic_loss(readout: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Teacher-mimicking loss ``1/2 mean_j ||TF(H_j) - teacher_j||^2`` (THEORY.md
     section 5); a leading axis of weight sets gives one loss each."""
