@@ -60,17 +60,28 @@ def running_mean(cols: int, like: torch.Tensor) -> torch.Tensor:
     return R - torch.eye(cols, dtype=like.dtype, device=like.device)
 
 
-def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int,
+          magnitudes: bool = False) -> torch.Tensor:
     """One layer of ``spec`` on ``H`` (``B x D x (n+1)``); ``V`` is ``D x D``, or
-    ``heads x D x D`` when the specification has several heads."""
+    ``heads x D x D`` when the specification has several heads.
+
+    ``magnitudes``: the same layer on the absolute values of ``P``, ``V``,
+    ``H`` and of the mixing operators (the running mean), so that every entry
+    is the sum of the magnitudes of the terms that enter it (what its
+    rounding error scales with; ``numerics.core.tolerances``)."""
     n = H.shape[-1] - 1
+    if magnitudes:
+        P, V, H = P.abs(), V.abs(), H.abs()
     M = _mask(spec, H.shape[-1], H)
+    if magnitudes and M is not None:
+        M = M.abs()
     heads = (V,) if len(spec.heads) == 1 else tuple(V[..., h, :, :] for h in range(len(spec.heads)))
     values = None                                 # sum_h (V_h H) R_h M: D x (n+1)
     for Vh, mix in zip(heads, spec.heads):
         VH = Vh @ H
         if mix == "running-mean":
-            VH = VH @ running_mean(H.shape[-1], H)
+            R = running_mean(H.shape[-1], H)
+            VH = VH @ (R.abs() if magnitudes else R)
         if M is not None:
             VH = VH * M if M.ndim == 1 else VH @ M    # (V H) M with M = diag(mask), or the full mask
         values = VH if values is None else values + VH
