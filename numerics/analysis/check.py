@@ -37,6 +37,7 @@ from numerics.core.tolerances import (
     ARGMAX_TIE_RTOL,
     DECIDABLE_RTOL,
     HOLDS,
+    ROUNDING_FACTOR,
     lemma_c1_depths,
     rounding_bound,
     teacher_depth,
@@ -44,7 +45,7 @@ from numerics.core.tolerances import (
 from theory import algorithms
 
 #: The rule, in one line (the JSON's ``rule``; derivation in docs/check.md).
-RULE = (f"per entry: |TF(H) - teacher| <= 2 eps sum_parts depth x magnitude (the read-out's |w|, linear and cubic "
+RULE = (f"per entry: |TF(H) - teacher| <= {ROUNDING_FACTOR:g} eps sum_parts depth x magnitude (the read-out's |w|, linear and cubic "
         f"terms, the teacher's |theta| and increment); undecidable when a prompt's bound > {DECIDABLE_RTOL:g} x "
         f"the teacher increment's terms")
 

@@ -16,7 +16,11 @@ from the magnitudes that enter it (docs/check.md, Tolerances).  Exit 0 when
 the read-out equals the teacher on every prompt within those bounds; 1 with
 a counterexample (verdict fails), or when the bounds are not small against
 the teacher update (verdict undecidable: decide the weights with prove
---weights); 2 on bad input.
+--weights); 2 on bad input.  --layout wang2025: every entry the
+construction must keep is compared exactly, the carried row and the read-out
+one layer at a time against that layer's rounding bound, and an iteration
+that diverges (values past 1e6 times the window's size) exits 1 naming the
+layer where it starts.
 """
 from __future__ import annotations
 
