@@ -225,3 +225,19 @@ def test_constructions_hold_with_room_under_the_per_quantity_rule(capsys):
         rc, res, _ = run(["check", "--algorithm", algorithm, "--prompts", "500"], capsys)
         assert rc == 0 and res["verdict"] == "holds" and res["undecidable"] == 0, res
         assert 0.0 <= res["worst_error_over_bound"] < 0.5 and math.isfinite(res["tolerance"])
+
+
+def test_wang_step_too_small_for_float64_is_undecidable_with_its_bound(capsys):
+    """C = 1e-12 I: each TD step moves the carried TD errors by ~1e-12 of
+    their size, within a few hundred ulps: float64 cannot tell that step
+    from a wrong one, so the check says so instead of "holds"; at alpha =
+    1e-3 the same check is decidable and holds."""
+    base = ["check", "--layout", "wang2025", "--layers", "3", "--features-dim", "3", "--context", "20",
+            "--mdps", "5"]
+    rc, res, out = run(base + ["--alpha", "1e-12"], capsys)
+    assert rc == 1 and res["verdict"] == "undecidable" and res["counterexample"] is None, res
+    u = res["undecidable_example"]
+    assert u["bound"] > T.DECIDABLE_RTOL * u["signal"] > 0 and 1 <= u["layer"] <= 3
+    assert "NOT DECIDABLE" in out
+    rc, res, _ = run(base + ["--alpha", "1e-3"], capsys)
+    assert rc == 0 and res["verdict"] == "holds" and res["undecidable"] == 0, res
