@@ -40,6 +40,7 @@ from theory import wang as W
 from theory.constructions import full_pv
 from theory.parse import weights_to_json
 from theory.symbols import alpha as ALPHA
+from theory.symbols import beta as BETA
 
 
 def run(argv, capsys):
@@ -241,3 +242,19 @@ def test_wang_step_too_small_for_float64_is_undecidable_with_its_bound(capsys):
     assert "NOT DECIDABLE" in out
     rc, res, _ = run(base + ["--alpha", "1e-3"], capsys)
     assert rc == 0 and res["verdict"] == "holds" and res["undecidable"] == 0, res
+
+
+@pytest.mark.parametrize("algorithm", ["sarsa", "actor-critic"])
+def test_prove_counterexample_records_the_steps_fixed_on_the_command_line(algorithm, tmp_path, capsys):
+    """Issue 19's small defect: with --alpha (and --beta) fixed, the
+    counterexample recorded the symbol's name "alpha" instead of its value."""
+    record = algorithms.get(algorithm)
+    P, V = full_pv(record, 1, {ALPHA: sp.Rational(3, 10), BETA: sp.Rational(1, 7)})
+    path = tmp_path / "w.json"
+    path.write_text(weights_to_json(P, V))
+    rc, res, out = run(["prove", "--algorithm", algorithm, "--weights", str(path), "--alpha", "1/5",
+                        "--beta", "2/9", "--out", str(tmp_path / "p")], capsys)
+    assert rc == 1 and res["counterexample"] is not None, res
+    c = res["counterexample"]
+    assert c["alpha"] == "1/5" and "alpha = 1/5" in out
+    assert c["beta"] == ("2/9" if algorithm == "actor-critic" else "beta")
