@@ -45,9 +45,9 @@ from numerics.core.tolerances import (
 from theory import algorithms
 
 #: The rule, in one line (the JSON's ``rule``; derivation in docs/check.md).
-RULE = (f"per entry: |TF(H) - teacher| <= {ROUNDING_FACTOR:g} eps sum_parts depth x magnitude (the read-out's |w|, linear and cubic "
-        f"terms, the teacher's |theta| and increment); undecidable when a prompt's bound > {DECIDABLE_RTOL:g} x "
-        f"the teacher increment's terms")
+RULE = (f"per entry: |TF(H) - teacher| <= {ROUNDING_FACTOR:g} eps sum_parts depth x magnitude (the read-out's "
+        f"|w|, linear and cubic terms, the teacher's |theta| and increment); undecidable when a prompt's bound > "
+        f"{DECIDABLE_RTOL:g} x the teacher increment's terms")
 
 
 @dataclass

@@ -162,7 +162,8 @@ def check_against_loop(algorithm, win: Windows, Cs, *, layers: int, tied: bool, 
     Z0 = prompt(record, win)
     with torch.no_grad():
         Zs = forward_layers(spec, P, V, Z0, d)                     # (L+1) x B x D x (n+1)
-        mags = torch.stack([Z0.abs()] + [layer(spec, *((P, V) if spec.tied else (P[k], V[k])), Zs[k], d, magnitudes=True)
+        per_layer = [(P, V) if spec.tied else (P[k], V[k]) for k in range(layers)]
+        mags = torch.stack([Z0.abs()] + [layer(spec, *per_layer[k], Zs[k], d, magnitudes=True)   # |layer|(|Z_{l-1}|)
                                          for k in range(layers)])
     values = readout(record, Zs).numpy()                           # (L+1) x B
     row = record.layout.offsets("rows", d)[record.carried][0]
