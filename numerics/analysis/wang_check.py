@@ -193,8 +193,8 @@ def check_against_loop(algorithm, win: Windows, Cs, *, layers: int, tied: bool, 
             diff = abs(float(Zn[l, b, others[ri], col]) - float(Z0n[b, others[ri], col]))
             rel_u = diff / kept if (kept > 0 and np.isfinite(diff)) else float("inf")   # against its own size
             errors["untouched"] = max(errors["untouched"], rel_u)
-            if not failed:
-                failed = True
+            failed = True
+            if cex is None or l < cex["layer"]:                    # the earliest layer that fails is reported
                 cex = dict(prompt=b, layer=l, quantity="untouched", entry=[others[ri], col], rows=rows_changed,
                            block=float(Zn[l, b, others[ri], col]), loop=float(Z0n[b, others[ri], col]),
                            relative_error=rel_u, bound=0.0, gamma=float(gammas[b]), n=n, d=d,
@@ -231,7 +231,9 @@ def check_against_loop(algorithm, win: Windows, Cs, *, layers: int, tied: bool, 
                                      (np.abs(qv) @ np.abs(Dc[l - 1]) + abs(Dv[l - 1]) + abs(Dv[l]), n + d + 4)])
                 signal = max(float((Psi_abs @ incr).max()), float(np.abs(phq) @ incr))
                 if divergence is None or l < divergence["layer"]:
-                    big = max(float(np.abs(tr.carried[l]).max()), abs(float(tr.value[l])))
+                    big = max(float(np.abs(tr.carried[l]).max()), abs(float(tr.value[l])),   # the loop's, and
+                              float(np.abs(Zn[l, b, row, :n]).max()), abs(float(values[l, b])))   # the block's
+                    big = big if np.isfinite(big) else float("inf")
                     if not big <= DIVERGENCE_RATIO * size:
                         divergence = dict(prompt=b, layer=l, magnitude=big, window_size=size,
                                           ratio_bound=DIVERGENCE_RATIO)
@@ -249,7 +251,7 @@ def check_against_loop(algorithm, win: Windows, Cs, *, layers: int, tied: bool, 
                 i = int(ratio.argmax())
                 if ratio[i] > worst_ratio:
                     worst_ratio, tol_at_worst = float(ratio[i]), float(bound[i])
-                if exceeds(ratio[i], 1.0) and not failed:
+                if exceeds(ratio[i], 1.0) and (cex is None or l < cex["layer"]):
                     failed = True
                     cex = dict(prompt=b, layer=l, quantity=key, entry=None if key == "value" else [row, i],
                                rows=[row if key == "carried" else read_row], block=float(got[i]), loop=float(want[i]),

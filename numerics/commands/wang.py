@@ -202,13 +202,13 @@ def run_check(args) -> int:
              WANG_VERDICT_LINES[res.verdict]]
     if res.divergence:
         v = res.divergence
-        lines.append(f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: loop values "
+        lines.append(f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: values "
                      f"{v['magnitude']:.3g} > {v['ratio_bound']:g} x the window's size {v['window_size']:.3g})")
     if res.counterexample:
         c = res.counterexample
         where = "read-out" if c["quantity"] == "value" else f"{c['quantity']} entry {c['entry']}"
-        lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {where} (rows changed: "
-                     f"{c['rows']}): block {c['block']:.17g}, loop {c['loop']:.17g} (relative error "
+        rows = f"rows changed: {c['rows']}" if c["quantity"] == "untouched" else f"row {c['rows'][0]}"
+        lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {where} ({rows}): block {c['block']:.17g}, loop {c['loop']:.17g} (relative error "
                      f"{c['relative_error']:.3g}; {c['why']}); reproduce: {out['command']}")
     elif res.undecidable_example and res.verdict != "diverges":
         u = res.undecidable_example

@@ -84,8 +84,9 @@ ROUNDING_FACTOR = 2.0
 DECIDABLE_RTOL = 1e-6
 
 #: A multi-layer iteration (``--layout wang2025``) diverges at the first layer
-#: whose values (the loop's ``|w_l|`` terms, in the magnitudes of its inputs)
-#: exceed this multiple of the window's own size (``max(|r|, |phi|)``):
+#: whose compared values (the loop's or the block's carried row and read-out)
+#: exceed this multiple of the window's own size (``max |r|, |phi|, |phi'|,
+#: |phi_q|``):
 #: contracting batch TD stays within ``1 / (1 - gamma)`` (10 at gamma = 0.9)
 #: times it.  Beyond this the iteration is reported as diverging, from that
 #: layer on, and its verdict is never ``holds``.
