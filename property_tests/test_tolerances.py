@@ -95,6 +95,8 @@ def test_issue_19_wang_file_rewriting_a_feature_row_fails_naming_layer_and_row(a
         assert c["quantity"] == "untouched" and c["layer"] == 40 and c["rows"] == [0], c
         assert res["divergence"] is not None and res["divergence"]["layer"] < 40
         assert "diverges from layer" in out and "rows changed: [0]" in out
+    else:                      # P holds 10 I against the teacher's C = I: wrong from the first layer on
+        assert c["layer"] == 1 and c["quantity"] in ("carried", "value"), c
     assert "FAILS" in out
 
 
