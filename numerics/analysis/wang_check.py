@@ -30,6 +30,8 @@ from numerics.core.tolerances import (
     changed,
     decidable,
     exceeds,
+    layer_depth,
+    loop_depth,
     rounding_bound,
 )
 from numerics.core.tolerances import verdict as verdict_of
@@ -59,22 +61,6 @@ class WangCheckResult:
 
     def as_dict(self):
         return dict(self.__dict__)
-
-
-#: Roundings on the longest path of one layer of the block (``V H``: D;
-#: the running mean: n + 1; the mask; the heads' sum; the scores ``H^T P
-#: H``: 2 D; their product with the values: n + 1; ``/ n``; the row mask;
-#: ``H +``), plus 2 for the prompt's own entries (``gamma phi'``).
-def layer_depth(D: int, n: int) -> int:
-    return 3 * D + 2 * (n + 1) + 8
-
-
-#: Roundings of one step of the loop (``w . phi``: d; ``delta``: 3, the
-#: running mean ``rbar``: n + 1; the trace or residual direction: n + 2;
-#: ``sum_j``: n; ``C u``: d; ``/ n`` and ``w +``: 2) and of a carried entry
-#: or value computed from ``w`` (d + 3, counted in the same number).
-def loop_depth(d: int, n: int) -> int:
-    return 2 * d + 3 * n + 12
 
 
 def draw_windows(kind: str, mrps: int, states: int, d: int, n: int, gamma, gen: torch.Generator,

@@ -119,6 +119,24 @@ def teacher_depth(d: int, n: int, actions: int) -> int:
     return d + n + 2 * actions + 11
 
 
+def layer_depth(D: int, n: int) -> int:
+    """Roundings on the longest path of one layer of the block
+    (``numerics.core.block.layer``): ``V H`` (D), the running mean (n + 1),
+    the mask, the heads' sum, the scores ``H^T P H`` (2 D), their product
+    with the values (n + 1), ``/ n``, the row mask, ``H +``, and 2 for the
+    prompt's own entries (``gamma phi'``)."""
+    return 3 * D + 2 * (n + 1) + 8
+
+
+def loop_depth(d: int, n: int) -> int:
+    """Roundings of one step of the batch-TD loop
+    (``numerics.core.wang_reference``): ``w . phi`` (d), ``delta`` (3), the
+    running mean ``rbar`` (n + 1), the trace or residual direction (n + 2),
+    ``sum_j`` (n), ``C u`` (d), ``/ n`` and ``w +`` (2); a carried entry or
+    value computed from ``w`` (d + 3) is within the same number."""
+    return 2 * d + 3 * n + 12
+
+
 def rounding_bound(parts, dtype=DTYPE):
     """``ROUNDING_FACTOR eps sum_k depth_k |f|_k`` over ``parts``: pairs
     ``(magnitude, depth)``; magnitudes are numbers, NumPy arrays or tensors
