@@ -202,3 +202,99 @@ def _by_rule(record, params, phi, phi_next, g, r, gamma, hp):
         for b, (size, direction) in record.rule(t, params, hp, NumpyOps).items():
             acc[b] = acc.get(b, 0.0) + size * np.asarray(direction, dtype=np.float64)
     return {b: params[b] + acc[b] / n for b in acc}
+
+
+# ---- magnitudes of the teacher's terms (the rounding bound of ``check``) ----
+
+class Magnitude:
+    """A NumPy array of magnitudes in an algebra where every operation adds
+    sizes: ``a + b`` and ``a - b`` are ``|a| + |b|``, ``a * b`` is ``|a| |b|``.
+    A rule evaluated on magnitudes gives the sum of the absolute values of
+    the terms it adds up (what its rounding error scales with)."""
+
+    __array_ufunc__ = None      # ndarray * Magnitude defers to Magnitude.__rmul__
+
+    def __init__(self, value):
+        self.v = np.abs(np.asarray(value, dtype=np.float64))
+
+    @staticmethod
+    def _of(x):
+        return x.v if isinstance(x, Magnitude) else np.abs(np.asarray(x, dtype=np.float64))
+
+    def __add__(self, other):
+        return Magnitude(self.v + self._of(other))
+
+    __radd__ = __sub__ = __rsub__ = __add__
+
+    def __mul__(self, other):
+        o = self._of(other)
+        if o.ndim == 1 and self.v.ndim == 2:
+            o = o[:, None]
+        return Magnitude(self.v * o)
+
+    def __rmul__(self, other):
+        o = self._of(other)
+        v = self.v[:, None] if (self.v.ndim == 1 and o.ndim == 2) else self.v
+        return Magnitude(v * o)
+
+    def __truediv__(self, other):
+        return Magnitude(self.v / self._of(other))
+
+    def __neg__(self):
+        return self
+
+
+class MagnitudeOps:
+    """:class:`NumpyOps` on :class:`Magnitude` values."""
+
+    @staticmethod
+    def dot(u, v) -> Magnitude:
+        return Magnitude(np.einsum("bk,bk->b", Magnitude._of(u), Magnitude._of(v)))
+
+    @staticmethod
+    def scale(s, v) -> Magnitude:
+        return Magnitude(Magnitude._of(s)[:, None] * Magnitude._of(v))
+
+
+def reference_magnitudes(record, F: np.ndarray, s: np.ndarray, a: np.ndarray, r: np.ndarray, theta: np.ndarray,
+                         gamma: np.ndarray, epsilon: float, steps: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The sizes of the terms of :func:`reference_update` (same arguments):
+    ``(|theta|, increment)``, each ``B x q``: the parameter carried through and
+    ``(step/n) sum_i |direction_i|`` of the record's rule evaluated on
+    magnitudes (:class:`Magnitude`: ``|delta_i| = |r| + gamma |w|.|phi+| +
+    |w|.|phi|``).  ``phi+`` enters as its terms' size (``taken``, ``greedy``:
+    ``|phi(s', a')|``; ``expected``: ``sum_b pi(b) |phi(s', b)|``); the score
+    as ``(|phi(s, a)| + sum_b pi_lam(b) |phi(s, b)|) (1 + max_b |lam|.|phi(s,
+    b)|)`` (the softmax's exponent scales the relative error of ``pi_lam``)."""
+    F, theta, r, gamma = (np.asarray(x, dtype=np.float64) for x in (F, theta, r, gamma))
+    s, a = np.asarray(s, dtype=np.int64), np.asarray(a, dtype=np.int64)
+    B, n = r.shape
+    rows = np.arange(B)
+    params = split_parameters(record, theta)
+    w = params["w"]
+    Fa = np.abs(F)
+    hp = {**steps, **{k: float(v) for k, v in record.constants}}
+    mparams = {b: Magnitude(v) for b, v in params.items()}
+    acc: dict = {}
+    for i in range(n):
+        s_i, a_i, s_next, a_next = s[:, i], a[:, i], s[:, i + 1], a[:, i + 1]
+        if record.next_rule == "taken":
+            phi_next = Fa[rows, s_next, a_next]
+        elif record.next_rule == "expected":
+            phi_next = np.einsum("ba,bak->bk", epsilon_greedy(q_values(F[rows, s_next], w), epsilon), Fa[rows, s_next])
+        else:
+            phi_next = Fa[rows, s_next, greedy_action(q_values(F[rows, s_next], w))]
+        g = None
+        if "lam" in params:
+            lam = params["lam"]
+            pi = softmax_policy(q_values(F[rows, s_i], lam))
+            expo = 1.0 + np.einsum("bak,bk->ba", Fa[rows, s_i], np.abs(lam)).max(-1)
+            g = Magnitude((Fa[rows, s_i, a_i] + np.einsum("ba,bak->bk", pi, Fa[rows, s_i])) * expo[:, None])
+        t = rules.Quantities(phi=Magnitude(Fa[rows, s_i, a_i]), phi_next=Magnitude(phi_next), r=Magnitude(r[:, i]),
+                             gamma=Magnitude(gamma), g=g, one=Magnitude(np.ones(B)))
+        for b, (size, direction) in record.rule(t, mparams, hp, MagnitudeOps).items():
+            acc[b] = acc.get(b, 0.0) + Magnitude._of(size) * Magnitude._of(direction)
+    blocks = record.layout.readout_blocks
+    absolute = np.concatenate([np.abs(params[b]) for b in blocks], axis=-1)
+    increment = np.concatenate([acc[b] / n if b in acc else np.zeros_like(params[b]) for b in blocks], axis=-1)
+    return absolute, increment

@@ -31,7 +31,8 @@ from theory.algorithms import PAPER, get
 
 ALGORITHMS = tuple(a.name for a in PAPER)
 
-KEYS = {"algorithm", "prompts", "max_abs_error", "tolerance", "holds", "counterexample", "near_ties", "teacher"}
+KEYS = {"algorithm", "prompts", "max_abs_error", "tolerance", "holds", "counterexample", "near_ties", "teacher",
+        "verdict", "worst_error_over_bound", "undecidable", "undecidable_example", "rule"}
 CEX_KEYS = {"states", "actions", "d", "n", "seed", "mdp_index", "frame", "gamma", "abs_error", "tolerance",
             "expected", "got"}
 SMALL = ["--prompts", "100", "--mdps", "10"]
@@ -58,13 +59,14 @@ def assert_holds(rc, res, algorithm, prompts):
     assert rc == 0, res
     assert set(res) == KEYS
     assert res["algorithm"] == algorithm and res["prompts"] == prompts
-    assert res["holds"] is True and res["counterexample"] is None
-    assert 0 <= res["max_abs_error"] <= res["tolerance"]
+    assert res["holds"] is True and res["counterexample"] is None and res["verdict"] == "holds"
+    assert res["undecidable"] == 0 and res["undecidable_example"] is None
+    assert 0 <= res["worst_error_over_bound"] <= 1 and res["tolerance"] >= 0
 
 
 def assert_fails(rc, res, out):
     assert rc == 1, res
-    assert res["holds"] is False
+    assert res["holds"] is False and res["verdict"] == "fails"
     cex = res["counterexample"]
     assert cex is not None and CEX_KEYS <= set(cex), cex
     assert cex["abs_error"] > cex["tolerance"]

@@ -25,12 +25,13 @@ import pytest
 import torch
 from numba import njit
 
+from numerics import reference
 from numerics.analysis import check_compiled
 from numerics.analysis import exact as E
 from numerics.analysis.check import run_check
 from numerics.analysis.train import make_optimizer, train
 from numerics.core import compiled as C
-from numerics.core.block import embed_reduced, lemma_c1, mimic_loss, split_full, term_scale
+from numerics.core.block import embed_reduced, lemma_c1, mimic_loss, readout_magnitudes, split_full
 from numerics.core.constructions import constructed_weights
 from numerics.core.distributions import MDPDistribution
 from numerics.core.models import build_model
@@ -38,7 +39,16 @@ from numerics.core.policies import behaviour_probs
 from numerics.core.prompts import build_context, window_quantities
 from numerics.core.stream import Stream, initial_state, sample_window, sample_window_torch
 from numerics.core.teachers import teacher_update
-from numerics.core.tolerances import REORDER_RTOL, RESUME_ATOL, VISIBLE_RTOL, compiled_run_bound
+from numerics.core.tolerances import (
+    REORDER_RTOL,
+    RESUME_ATOL,
+    VISIBLE_RTOL,
+    bound_coefficients,
+    compiled_run_bound,
+    lemma_c1_depths,
+    rounding_bound,
+    teacher_depth,
+)
 from property_tests.references import sample_window_per_step
 from theory.algorithms import SARSA, get
 from theory.errors import InputError
@@ -509,9 +519,11 @@ def test_supports_reads_the_record_not_its_name():
 def test_compiled_check_frames_equal_torch_stream(parameterization, states, actions, B, frames):
     """``check_frames`` (the check's stream compiled end to end) draws the
     torch stream's windows (teacher as the update) and gives, per prompt,
-    ``max |TF(H) - teacher|`` and the term scale within REORDER_RTOL of the
-    torch read-out, teacher and ``term_scale``, for random (not constructed)
-    weights; its kept thetas, targets and read-outs too."""
+    ``max |TF(H) - teacher|``, the largest per-entry rounding bound and the
+    teacher increment's size (the signal) within REORDER_RTOL of the torch
+    read-out, teacher and the rule's own parts (``readout_magnitudes``,
+    ``reference_magnitudes``, ``rounding_bound``), for random (not
+    constructed) weights; its kept thetas, targets and read-outs too."""
     cfg = E.paper_config(states=states, actions=actions)
     record = cfg.record
     gen = torch.Generator().manual_seed(B + frames)
@@ -525,26 +537,38 @@ def test_compiled_check_frames_equal_torch_stream(parameterization, states, acti
     if parameterization == "reduced":
         P, V = embed_reduced(index, *split_full(index, P, V)[:2])
     blocks = split_full(index, P, V)
+    depth = lemma_c1_depths(index.m, index.p, cfg.n)
+    k_teacher = teacher_depth(cfg.d, cfg.n, actions)
     stream = Stream(record, mdp, F, n=cfg.n, epsilon=cfg.epsilon, steps={"alpha": cfg.alpha}, gen=gen, theta=theta,
                     s0=s0)
-    want, scale, th, tg, got, s_last = [], [], [], [], [], None
+    want, bmax, signal, th, tg, got, s_last = [], [], [], [], [], [], None
     for fr in stream.frames(frames):
         out = lemma_c1(fr.X, fr.wt, *blocks)
         want.append((out - fr.target).abs().max(-1).values)
-        scale.append(term_scale(fr.X, fr.wt, *blocks))
+        mag = readout_magnitudes(fr.X, fr.wt, *blocks)
+        t_abs, t_inc = reference.reference_magnitudes(record, F.numpy(), fr.window.s.numpy(), fr.window.a.numpy(),
+                                                      fr.window.r.numpy(), fr.theta.numpy(), mdp.gamma.numpy(),
+                                                      cfg.epsilon, {"alpha": cfg.alpha})
+        bound = rounding_bound([(mag["w"], depth["w"]), (mag["linear"], depth["linear"]),
+                                (mag["cubic"], depth["cubic"]), (torch.from_numpy(t_abs), 1),
+                                (torch.from_numpy(t_inc), k_teacher)])
+        bmax.append(bound.max(-1).values)
+        signal.append(torch.from_numpy(t_inc.max(-1)))
         th.append(fr.theta), tg.append(fr.target), got.append(out)
         s_last = fr.window.s[:, -1]
     gen.set_state(start)
     U = torch.rand(frames, 2 * cfg.n + 1, B, generator=gen, dtype=torch.float64).transpose(1, 2).contiguous().numpy()
     w, s = theta.numpy().copy(), s0.numpy().copy()
-    errs, scales = np.empty((frames, B)), np.empty((frames, B))
+    stats = np.empty((frames, B, 5))
     kept = [np.empty((frames, B, cfg.d)) for _ in range(3)]
     params = C.flatten_blocks(index, P, V, "full")
+    coef = np.array(bound_coefficients([depth["w"], depth["linear"], depth["cubic"], 1, k_teacher]))
     C.check_frames(F.numpy(), mdp.T.cumsum(-1).numpy(), mdp.R.numpy(), mdp.gamma.numpy(), w, s, U, cfg.epsilon,
-                   cfg.alpha, params, np.abs(params), errs, scales, True, *kept)
+                   cfg.alpha, params, np.abs(params), coef, stats, True, *kept)
     assert torch.equal(torch.from_numpy(s), s_last)
-    assert max_err(errs, torch.stack(want))[0] <= REORDER_RTOL
-    assert max_err(scales, torch.stack(scale))[1] <= REORDER_RTOL
+    assert max_err(stats[..., 0], torch.stack(want))[0] <= REORDER_RTOL
+    assert max_err(stats[..., 3], torch.stack(bmax))[1] <= REORDER_RTOL
+    assert max_err(stats[..., 4], torch.stack(signal))[1] <= REORDER_RTOL
     for k, ref in zip(kept, (th, tg, got)):
         assert max_err(k, torch.stack(ref))[0] <= REORDER_RTOL
 
@@ -567,7 +591,25 @@ def test_compiled_check_equals_torch_check(monkeypatch, prompts, mdps):
     a = run_check(SARSA, dist, prompts=prompts, mdps=mdps, seed=3)
     b = _torch_check(monkeypatch, SARSA, dist, prompts=prompts, mdps=mdps, seed=3)
     assert a.holds and b.holds and a.prompts == b.prompts == prompts
+    assert a.verdict == b.verdict == "holds" and a.undecidable == b.undecidable == 0
     assert abs(a.max_abs_error - b.max_abs_error) <= REORDER_RTOL
+
+
+def test_compiled_and_torch_check_agree_on_undecidable_weights(monkeypatch):
+    """Issue 19's cubic file (antisymmetric ``P22`` of entries 1e12, ``Vbar22``
+    ones): both streams say undecidable on every prompt, with the same bound."""
+    dist = MDPDistribution(states=2, actions=2)
+    d = dist.d
+    index = SARSA.spec.index(d)
+    P, V = constructed_weights(SARSA, d, {"alpha": 0.2})
+    A = torch.triu(torch.ones(index.p, index.p, dtype=torch.float64), 1) * 1e12
+    P[index.p22] = A - A.T
+    V[index.vbar22] = 1.0
+    a = run_check(SARSA, dist, prompts=200, mdps=20, seed=2, weights=(P, V))
+    b = _torch_check(monkeypatch, SARSA, dist, prompts=200, mdps=20, seed=2, weights=(P, V))
+    assert a.verdict == b.verdict == "undecidable" and a.undecidable == b.undecidable == 200
+    ua, ub = a.undecidable_example, b.undecidable_example
+    assert abs(ua["bound"] - ub["bound"]) <= REORDER_RTOL * ub["bound"] and ua["bound"] > ua["signal"] * 1e-6
 
 
 @pytest.mark.parametrize("fault", ["alpha", "sign", "nan"])

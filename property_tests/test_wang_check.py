@@ -79,7 +79,8 @@ def test_check_cli_wang_td_acceptance_and_faults(tmp_path, capsys):
     rc, res, out = check(ACCEPT + ["--preconditioner", cpath], capsys)
     assert rc == 0 and res["holds"] and res["counterexample"] is None, res
     assert res["prompts"] == 30 and res["layers"] == 40 and res["tied"] is False
-    assert res["max_rel_error"] <= WANG_CHECK_RTOL == res["tolerance"] and res["errors"]["untouched"] == 0.0
+    assert res["max_rel_error"] <= WANG_CHECK_RTOL and res["errors"]["untouched"] == 0.0
+    assert res["verdict"] == "holds" and 0.0 <= res["worst_error_over_bound"] <= 1.0 and res["divergence"] is None
     assert "HOLDS" in out
     record = W.get("td")
     P, V = construction(record, Cs)

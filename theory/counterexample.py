@@ -89,11 +89,22 @@ def find(record, P: sp.Matrix, V: sp.Matrix, hp: dict, seed: int = 0) -> dict | 
                 continue
             got, want = literal.xreplace(values), teacher.xreplace(values)
             if any(sp.simplify(g - w) != 0 for g, w in zip(got, want)):
-                return _describe(record, pr, values, got, want, n, P, V)
+                return _describe(record, pr, values, got, want, n, P, V, hp)
     return None
 
 
-def _describe(record, pr, values, got, want, n, P, V) -> dict:
+def _step_value(hp: dict, name: str, symbol, values: dict) -> str:
+    """The step size the counterexample was evaluated at: the value fixed by
+    ``--alpha``/``--beta`` (``hp``), else the value drawn for the symbol;
+    a step that enters nothing gets :data:`STEP_VALUES` (any value gives the
+    same numbers)."""
+    v = sp.sympify(hp.get(name, symbol)).xreplace(values)
+    if v.free_symbols:
+        v = v.xreplace(STEP_VALUES)
+    return _text(v)
+
+
+def _describe(record, pr, values, got, want, n, P, V, hp) -> dict:
     H = pr.H.xreplace(values)
     cols = []
     for c in pr.cols:
@@ -105,7 +116,8 @@ def _describe(record, pr, values, got, want, n, P, V) -> dict:
         cols.append(col)
     return {
         "n": n,
-        "alpha": _text(values.get(ALPHA, ALPHA)), "beta": _text(values.get(BETA, BETA)),
+        **{k: (_step_value(hp, k, sym, values) if k in record.steps else str(sym))
+           for k, sym in (("alpha", ALPHA), ("beta", BETA))},
         "gamma": _text(values.get(GAMMA, GAMMA)),
         "H": [[_text(x) for x in H.row(i)] for i in range(H.rows)],
         "columns": cols,

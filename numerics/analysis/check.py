@@ -8,7 +8,10 @@ from the raw window, sharing nothing with the prompt builder), so a fault in
 the prompt path (a score's sign, the policy of expected SARSA, the state of
 Q-learning's argmax) cannot fool both sides.  Windows whose argmax is a near
 tie (:data:`numerics.core.tolerances.ARGMAX_TIE_RTOL`) are left out of the
-comparison and counted (``near_ties``).
+comparison and counted (``near_ties``).  Every read-out entry is judged
+against its own float64 rounding bound; weights whose bound is not small
+against the teacher update's terms are ``undecidable`` (docs/check.md,
+"Tolerances").
 
 MDPs and windows are drawn as in Algorithm 1 (the behaviour policy of the
 current parameters, ``theta <- teacher output``, ``s_0 <- s_n``); every frame
@@ -25,12 +28,26 @@ import torch
 
 from numerics import reference
 from numerics.analysis import check_compiled
-from numerics.core.block import lemma_c1, split_full, term_scale
+from numerics.analysis.check_verdict import Tally, entry_stats
+from numerics.core.block import lemma_c1, readout_magnitudes, split_full
 from numerics.core.constructions import constructed_weights
 from numerics.core.distributions import MDPDistribution
 from numerics.core.stream import Stream
-from numerics.core.tolerances import ARGMAX_TIE_RTOL, readout_tolerance
+from numerics.core.tolerances import (
+    ARGMAX_TIE_RTOL,
+    DECIDABLE_RTOL,
+    HOLDS,
+    ROUNDING_FACTOR,
+    lemma_c1_depths,
+    rounding_bound,
+    teacher_depth,
+)
 from theory import algorithms
+
+#: The rule, in one line (the JSON's ``rule``; derivation in docs/check.md).
+RULE = (f"per entry: |TF(H) - teacher| <= {ROUNDING_FACTOR:g} eps sum_parts depth x magnitude (the read-out's "
+        f"|w|, linear and cubic terms, the teacher's |theta| and increment); undecidable when a prompt's bound > "
+        f"{DECIDABLE_RTOL:g} x the teacher increment's terms")
 
 
 @dataclass
@@ -43,6 +60,11 @@ class CheckResult:
     counterexample: dict | None
     near_ties: int = 0
     teacher: str = "reference"
+    verdict: str = HOLDS
+    worst_error_over_bound: float = 0.0
+    undecidable: int = 0
+    undecidable_example: dict | None = None
+    rule: str = RULE
 
     def as_dict(self):
         return dict(self.__dict__)
@@ -57,9 +79,13 @@ def run_check(algorithm, dist: MDPDistribution, *, prompts: int = 10_000, mdps: 
     ``mdp`` (and ``features``) replace the sampled MDPs: every frame then
     checks one prompt per given MDP.
 
-    Holds when, for every prompt, ``|TF(H) - teacher|_inf`` is below
-    :func:`numerics.core.tolerances.readout_tolerance` of that prompt's term
-    scale (:func:`numerics.core.block.term_scale`).
+    Each entry of each prompt's read-out is judged against its own rounding
+    bound (:func:`numerics.core.tolerances.rounding_bound` of the magnitudes
+    that enter it: :func:`numerics.core.block.readout_magnitudes` and the
+    reference teacher's :func:`numerics.reference.reference_magnitudes`).
+    Verdict ``fails`` when an error exceeds its bound, ``undecidable`` when a
+    prompt's bound is not small against the teacher update's own terms
+    (:func:`numerics.core.tolerances.decidable`), else ``holds``.
     """
     record = algorithms.get(algorithm)
     steps = {"alpha": alpha, "beta": beta}
@@ -77,11 +103,14 @@ def run_check(algorithm, dist: MDPDistribution, *, prompts: int = 10_000, mdps: 
     if check_compiled.applies(record, F, device):       # the same prompts and rule, compiled (issue 14)
         r = check_compiled.run_check_compiled(record, mdp, F, weights, index, prompts=prompts, n=n, epsilon=epsilon,
                                               alpha=alpha, seed=seed, gen=gen, progress=progress)
-        return CheckResult(record.name, r["done"], r["worst"], r["tol_at_worst"], r["counterexample"] is None,
-                           r["counterexample"], 0, "compiled textbook loop (numerics.core.compiled.sarsa_teacher_q)")
+        tally = r["tally"]
+        return _result(record.name, r["done"], tally, r["counterexample"], 0,
+                       "compiled textbook loop (numerics.core.compiled.sarsa_teacher_q)")
     blocks = split_full(index, *weights)
+    depth = lemma_c1_depths(index.m, index.p, n)
+    k_teacher = teacher_depth(d, n, mdp.actions)
     num_frames = math.ceil(prompts / mdps)
-    worst, worst_ratio, tol_at_worst, cex, done, ties = 0.0, -1.0, readout_tolerance(0.0, index.D, n), None, 0, 0
+    tally, cex, done, ties = Tally(), None, 0, 0
     stream = Stream(record, mdp, F, n=n, epsilon=epsilon, steps=steps, gen=gen)
     F_np = F.detach().cpu().numpy().astype(np.float64)
     gamma_np = mdp.gamma.detach().cpu().numpy().astype(np.float64)
@@ -89,41 +118,48 @@ def run_check(algorithm, dist: MDPDistribution, *, prompts: int = 10_000, mdps: 
 
     def follow(frame):               # theta <- the reference teacher's output (Algorithm 1)
         win = frame.window
-        out, tie = reference.reference_update(record, F_np, win.s.cpu().numpy(), win.a.cpu().numpy(),
-                                             win.r.detach().cpu().numpy(), frame.theta.detach().cpu().numpy(),
-                                             gamma_np, epsilon, steps, ARGMAX_TIE_RTOL)
+        raw = (F_np, win.s.cpu().numpy(), win.a.cpu().numpy(), win.r.detach().cpu().numpy(),
+               frame.theta.detach().cpu().numpy(), gamma_np, epsilon, steps)
+        out, tie = reference.reference_update(record, *raw, ARGMAX_TIE_RTOL)
         teacher["want"], teacher["tie"] = out, tie
+        teacher["abs"], teacher["increment"] = reference.reference_magnitudes(record, *raw)
         return torch.from_numpy(out).to(device=frame.theta.device, dtype=frame.theta.dtype)
 
     for t, frame in enumerate(stream.frames(num_frames, update=follow)):
         take = min(mdps, prompts - done)
         X, wt = frame.X, frame.wt
         want = torch.from_numpy(teacher["want"]).to(device=X.device, dtype=X.dtype)
-        tie = torch.from_numpy(teacher["tie"]).to(X.device)[:take]
+        tie = teacher["tie"][:take]
         got = lemma_c1(X, wt, *blocks)
-        err = (got - want).abs().max(-1).values[:take]
-        err = torch.where(tie, torch.zeros_like(err), err)        # near ties: not compared, counted
+        mag = {k: v.detach().cpu().numpy() for k, v in readout_magnitudes(X, wt, *blocks).items()}
+        bound = rounding_bound([(mag["w"], depth["w"]), (mag["linear"], depth["linear"]),
+                                (mag["cubic"], depth["cubic"]), (teacher["abs"], 1),
+                                (teacher["increment"], k_teacher)])[:take]
+        err = (got - want).abs().detach().cpu().numpy()[:take]
+        signal = teacher["increment"].max(-1)[:take]
+        err[tie], bound[tie], signal[tie] = 0.0, 0.0, 0.0               # near ties: not compared, counted
         ties += int(tie.sum())
-        tol = readout_tolerance(term_scale(X, wt, *blocks), index.D, n)[:take]
-        ratio = err / tol
-        b = int(ratio.argmax())
-        if not torch.isfinite(err).all():
-            b = int((~torch.isfinite(err)).nonzero()[0])
-            ratio[b] = math.inf
-        if float(err.max()) > worst:
-            worst = float(err.max())
-        if float(ratio[b]) > worst_ratio:
-            worst_ratio, tol_at_worst = float(ratio[b]), float(tol[b])
-            if ratio[b] > 1 and cex is None:
-                win = frame.window
-                cex = dict(states=mdp.states, actions=mdp.actions, d=d, n=n, seed=seed, mdp_index=b,
-                           frame=t, gamma=float(mdp.gamma[b]), abs_error=float(err[b]), tolerance=float(tol[b]),
-                           theta=frame.theta[b].tolist(),
-                           window=dict(s=win.s[b].tolist(), a=win.a[b].tolist(), r=win.r[b].tolist()),
-                           expected=want[b].tolist(), got=got[b].tolist(),
-                           expected_by="reference teacher (numerics.reference)",
-                           got_by="block read-out on the prompt (numerics.core.prompts)")
+        stats = entry_stats(err, bound, signal)
+        fail, undecided = tally.add(stats)
+        if undecided is not None:
+            tally.example(stats[undecided], mdp_index=undecided, frame=t, seed=seed)
+        if fail is not None:
+            b, win = fail, frame.window
+            cex = dict(states=mdp.states, actions=mdp.actions, d=d, n=n, seed=seed, mdp_index=b,
+                       frame=t, gamma=float(mdp.gamma[b]), abs_error=float(stats[b, 0]),
+                       tolerance=float(stats[b, 2]), error_over_bound=float(stats[b, 1]),
+                       theta=frame.theta[b].tolist(),
+                       window=dict(s=win.s[b].tolist(), a=win.a[b].tolist(), r=win.r[b].tolist()),
+                       expected=want[b].tolist(), got=got[b].tolist(),
+                       expected_by="reference teacher (numerics.reference)",
+                       got_by="block read-out on the prompt (numerics.core.prompts)")
         done += take
         if progress is not None:
             progress(take)
-    return CheckResult(record.name, done, worst, tol_at_worst, cex is None, cex, ties)
+    return _result(record.name, done, tally, cex, ties, "reference")
+
+
+def _result(name, done, tally: Tally, cex, ties, teacher) -> CheckResult:
+    verdict = tally.verdict()
+    return CheckResult(name, done, tally.worst, tally.tol_at_worst, verdict == HOLDS, cex, ties, teacher, verdict,
+                       tally.worst_ratio_or_zero(), tally.undecidable, tally.undecidable_example)

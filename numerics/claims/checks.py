@@ -60,8 +60,9 @@ def _numeric_check(alg: str, s: Settings) -> Evidence:
     record = algorithms.get(alg)
     res = run_check(record, MDPDistribution(state_features=(record.features == "state")), prompts=prompts, mdps=100,
                     seed=s.seed)
-    summ = (f"{res.prompts} prompts from Algorithm 1 windows on Section 4.1 MDPs: max |TF(H) - teacher| = "
-            f"{res.max_abs_error:.2e} (tolerance {res.tolerance:.1e})")
+    summ = (f"{res.prompts} prompts from Algorithm 1 windows on Section 4.1 MDPs: verdict {res.verdict}, max |TF(H) - "
+            f"teacher| = {res.max_abs_error:.2e}, at most {res.worst_error_over_bound:.2g} of each entry's own "
+            f"rounding bound (docs/check.md, Tolerances)")
     if res.counterexample:
         c = res.counterexample
         summ += f"; counterexample at MDP {c['mdp_index']}, frame {c['frame']}: error {c['abs_error']:.3g}"

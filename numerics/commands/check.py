@@ -10,9 +10,17 @@ Q-learning) is a near tie are left out and counted.
 MDPs and windows are drawn as in Algorithm 1 (the behaviour policy of the
 current parameters, w <- teacher output, s_0 <- s_n); every frame of every
 MDP is one prompt.  The block uses the constructed weights (Theorem 3.1 or
-3.3, taken from theory) or --weights FILE.npz (arrays P and V).  Exit 0 when
-the read-out equals the teacher on every prompt within the float64
-tolerance, 1 with a counterexample otherwise, 2 on bad input.
+3.3, taken from theory) or --weights FILE.npz (arrays P and V).  Each
+read-out entry is judged against its own float64 rounding bound, computed
+from the magnitudes that enter it (docs/check.md, Tolerances).  Exit 0 when
+the read-out equals the teacher on every prompt within those bounds; 1 with
+a counterexample (verdict fails), or when the bounds are not small against
+the teacher update (verdict undecidable: decide the weights with prove
+--weights); 2 on bad input.  --layout wang2025: every entry the
+construction must keep is compared exactly, the carried row and the read-out
+one layer at a time against that layer's rounding bound, and an iteration
+that diverges (values past 1e6 times the window's size) exits 1 naming the
+layer where it starts.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from numerics.analysis import budget
 from numerics.analysis.check import run_check
 from numerics.commands import wang as wang_cmd
 from numerics.commands.cli import add_max_memory, emit, progress_bar
-from numerics.core.tolerances import ARGMAX_TIE_RTOL, READOUT_FACTOR
+from numerics.core.tolerances import ARGMAX_TIE_RTOL, DECIDABLE_RTOL, FAILS, HOLDS, UNDECIDABLE
 from numerics.io.config import add_common, device_from_args, positive_int
 from numerics.io.mdp_file import load_mdp_file
 from numerics.io.models import load_weights
@@ -78,19 +86,32 @@ def run(args) -> int:
     what = f"MDPs from {args.mdp}" if args.mdp else dist.describe()
     lines = [f"check {args.algorithm}: {res.prompts} prompts, {what}, n = {args.context}",
              f"weights: {src}",
-             f"max |TF(H) - teacher| = {res.max_abs_error:.3e}; tolerance {res.tolerance:.3e} "
-             f"({READOUT_FACTOR:g} (D+n) eps x term scale, per prompt)",
+             f"max |TF(H) - teacher| = {res.max_abs_error:.3e}; at most {res.worst_error_over_bound:.3g} of each "
+             f"entry's own rounding bound (bound at the worst entry {res.tolerance:.3e}; docs/check.md, Tolerances)",
              f"teacher: {res.teacher}; {res.near_ties} prompt(s) with a near tie of the argmax "
              f"(gap <= {ARGMAX_TIE_RTOL:g}) left out of the comparison",
-             "HOLDS: the block's read-out equals the teacher update on every prompt" if res.holds else
-             "FAILS: counterexample below"]
+             VERDICT_LINES[res.verdict]]
     if res.counterexample:
         c = res.counterexample
         lines.append(f"counterexample: mdp {c['mdp_index']}, frame {c['frame']}, seed {c['seed']}, "
-                     f"|error| {c['abs_error']:.3e} > tolerance {c['tolerance']:.3e}")
+                     f"|error| {c['abs_error']:.3e} > its rounding bound {c['tolerance']:.3e}")
         if "window" in c:
             lines.append(f"  window s = {c['window']['s']}, a = {c['window']['a']}; theta[:4] = "
                          f"{[round(v, 6) for v in c['theta'][:4]]}")
         lines.append(f"  expected[:4] = {[round(v, 6) for v in c['expected'][:4]]}  got[:4] = {[round(v, 6) for v in c['got'][:4]]}")
+    if res.undecidable_example and not res.counterexample:
+        u = res.undecidable_example
+        lines.append(f"not decidable on {res.undecidable} prompt(s): rounding bound {u['bound']:.3e} vs the teacher "
+                     f"update's terms {u['signal']:.3e} (ratio {u['bound_over_signal']:.3g} > {DECIDABLE_RTOL:g}; "
+                     f"worst at mdp {u['mdp_index']}, frame {u['frame']})")
+        lines.append(f"  {u['suggestion']}")
     emit(lines, res.as_dict(), args.json)
     return 0 if res.holds else 1
+
+
+#: The verdict's line.
+VERDICT_LINES = {
+    HOLDS: "HOLDS: the block's read-out equals the teacher update on every prompt",
+    FAILS: "FAILS: counterexample below",
+    UNDECIDABLE: "NOT DECIDABLE in float64: the rounding of these weights is not small against the update (below)",
+}

@@ -37,6 +37,14 @@ from theory.errors import InputError
 
 LAYOUTS = ("paper", "wang2025")
 
+#: The verdict's line of ``check --layout wang2025``.
+WANG_VERDICT_LINES = {
+    "holds": "HOLDS: the L-layer block computes L steps of batch TD on every window",
+    "fails": "FAILS: counterexample below",
+    "diverges": "DIVERGES: the iteration grows past the stated bound (below); not judged to hold",
+    "undecidable": "NOT DECIDABLE in float64: a layer's rounding is not small against its TD step (below)",
+}
+
 #: Wang et al.'s values of the shared options, per command (used when the option was not given).
 CHECK_DEFAULTS = dict(algorithm="td", states=10, gamma=0.9, alpha=1.0, context=100, mdps=30)
 PROVE_DEFAULTS = dict(algorithm="td")
@@ -189,15 +197,23 @@ def run_check(args) -> int:
              f"L = {L} {'tied' if tied else 'untied'} layers, n = {n}, d = {d}, mask {res.mask}",
              f"weights: {src}; teacher: {L} steps of batch {record.title} by an independent loop",
              f"max relative error (read-out, carried row, untouched entries, after every layer) = "
-             f"{res.max_rel_error:.3e}; tolerance {res.tolerance:.0e}",
-             "HOLDS: the L-layer block computes L steps of batch TD on every window" if res.holds else
-             "FAILS: counterexample below"]
+             f"{res.max_rel_error:.3e}; each layer's own error at most {res.worst_error_over_bound:.3g} of its "
+             f"rounding bound; untouched entries compared exactly (docs/check.md, Tolerances)",
+             WANG_VERDICT_LINES[res.verdict]]
+    if res.divergence:
+        v = res.divergence
+        lines.append(f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: values "
+                     f"{v['magnitude']:.3g} > {v['ratio_bound']:g} x the window's size {v['window_size']:.3g})")
     if res.counterexample:
         c = res.counterexample
         where = "read-out" if c["quantity"] == "value" else f"{c['quantity']} entry {c['entry']}"
-        lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {where}: block "
-                     f"{c['block']:.17g}, loop {c['loop']:.17g} (relative error {c['relative_error']:.3g} > "
-                     f"{res.tolerance:g}); reproduce: {out['command']}")
+        rows = f"rows changed: {c['rows']}" if c["quantity"] == "untouched" else f"row {c['rows'][0]}"
+        lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {where} ({rows}): block {c['block']:.17g}, loop {c['loop']:.17g} (relative error "
+                     f"{c['relative_error']:.3g}; {c['why']}); reproduce: {out['command']}")
+    elif res.undecidable_example and res.verdict != "diverges":
+        u = res.undecidable_example
+        lines.append(f"not decidable on {res.undecidable} quantities: window {u['prompt']}, layer {u['layer']}, "
+                     f"rounding bound {u['bound']:.3e} vs the step's terms {u['signal']:.3e}; {u['suggestion']}")
     emit(lines, out, args.json)
     return 0 if res.holds else 1
 

@@ -60,17 +60,28 @@ def running_mean(cols: int, like: torch.Tensor) -> torch.Tensor:
     return R - torch.eye(cols, dtype=like.dtype, device=like.device)
 
 
-def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int,
+          magnitudes: bool = False) -> torch.Tensor:
     """One layer of ``spec`` on ``H`` (``B x D x (n+1)``); ``V`` is ``D x D``, or
-    ``heads x D x D`` when the specification has several heads."""
+    ``heads x D x D`` when the specification has several heads.
+
+    ``magnitudes``: the same layer on the absolute values of ``P``, ``V``,
+    ``H`` and of the mixing operators (the running mean), so that every entry
+    is the sum of the magnitudes of the terms that enter it (what its
+    rounding error scales with; ``numerics.core.tolerances``)."""
     n = H.shape[-1] - 1
+    if magnitudes:
+        P, V, H = P.abs(), V.abs(), H.abs()
     M = _mask(spec, H.shape[-1], H)
+    if magnitudes and M is not None:
+        M = M.abs()
     heads = (V,) if len(spec.heads) == 1 else tuple(V[..., h, :, :] for h in range(len(spec.heads)))
     values = None                                 # sum_h (V_h H) R_h M: D x (n+1)
     for Vh, mix in zip(heads, spec.heads):
         VH = Vh @ H
         if mix == "running-mean":
-            VH = VH @ running_mean(H.shape[-1], H)
+            R = running_mean(H.shape[-1], H)
+            VH = VH @ (R.abs() if magnitudes else R)
         if M is not None:
             VH = VH * M if M.ndim == 1 else VH @ M    # (V H) M with M = diag(mask), or the full mask
         values = VH if values is None else values + VH
@@ -188,6 +199,25 @@ def term_scale(X: torch.Tensor, wt: torch.Tensor, P12, Vbar21, P22=None, Vbar22=
     absolute values."""
     ab = lambda t: None if t is None else t.abs()
     return lemma_c1(X.abs(), wt.abs(), P12.abs(), Vbar21.abs(), ab(P22), ab(Vbar22)).max(-1).values
+
+
+def readout_magnitudes(X: torch.Tensor, wt: torch.Tensor, P12, Vbar21, P22=None, Vbar22=None) -> dict:
+    """The magnitudes of the terms of each Lemma C.1 read-out entry, part by
+    part (``B x q`` each): ``w`` (``|w|``, carried through), ``linear``
+    (``|Vbar21| (1/n) sum_i |x_i| |x_i|^T |P12| |w~|``, the linear term's
+    products term-wise) and ``cubic`` (``|Vbar22| |w~| (|w~|^T |P22| |w~|) /
+    n``; zero in the reduced parameterisation).  The per-quantity rounding
+    bound of ``check`` (``numerics.core.tolerances.rounding_bound``) weighs
+    each by its own depth."""
+    n = X.shape[1]
+    Xa, wa = X.abs(), wt.abs()
+    a = (wa @ P12.abs().transpose(-1, -2)).unsqueeze(-2)
+    lin = ((a @ Xa.transpose(1, 2)) @ Xa).squeeze(-2) / n @ Vbar21.abs().transpose(-1, -2)
+    cub = torch.zeros_like(lin)
+    if P22 is not None and Vbar22 is not None:
+        quad = ((wa @ P22.abs().transpose(-1, -2)) * wa).sum(-1)
+        cub = (quad / n).unsqueeze(-1) * (wa @ Vbar22.abs().transpose(-1, -2))
+    return {"w": wa[:, 1:], "linear": lin, "cubic": cub}
 
 
 def mimic_loss(readout: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -643,7 +643,7 @@ def _abs_into(src, dst):
 
 
 @njit(**_JIT)
-def check_frames(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, params_abs, errs, scales, keep, thetas,
+def check_frames(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, params_abs, coef, stats, keep, thetas,
                  targets, gots):
     """``U.shape[0]`` frames of Algorithm 1's stream for ``B`` MDPs, each
     prompt's block read-out compared with the teacher (``icrl-verify check``).
@@ -651,19 +651,25 @@ def check_frames(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, params_ab
     Per MDP ``b`` and frame ``f``: :func:`frame_data` (window from the
     uniforms ``U[f, b]``, epsilon-greedy in ``w[b]``; prompt; SARSA
     teacher), the Lemma C.1 read-out of the full blocks ``params`` (flat,
-    ``full`` layout: the cubic term included), ``errs[f, b] = max_i
-    |TF(H) - teacher|_i`` and ``scales[f, b]``, the term scale of
-    ``numerics.core.block.term_scale`` (the read-out of ``|X|``, ``|w~|``
-    and ``params_abs = |params|``, its largest entry); ``thetas``,
-    ``targets``, ``gots`` (``frames x B x d``) keep ``w``, the teacher and
-    the read-out.  Then ``w[b] <- teacher``, ``s0[b] <- s_n`` (in place,
-    so consecutive calls continue the stream).
+    ``full`` layout: the cubic term included) and, per entry ``i``, the
+    rounding bound of ``numerics.core.tolerances.rounding_bound``: ``coef .
+    (|w_i|, linear_i, cubic_i, |w_i|, increment_i)`` with the read-out's
+    magnitudes (its linear and cubic terms on ``|X|``, ``|w~|``,
+    ``params_abs = |params|``) and the teacher's (``|w|`` and ``alpha (1/n)
+    sum_t (|r_t| + gamma |w|.|phi+_t| + |w|.|phi_t|) |phi_t|``); ``coef``
+    comes from ``numerics.core.tolerances.bound_coefficients``.
+    ``stats[f, b]``: the largest error, the largest error over its bound
+    (``inf`` for a NaN, or an error where the bound is 0), that entry's
+    bound, the largest bound, the largest increment magnitude (the signal).
+    ``thetas``, ``targets``, ``gots`` (``frames x B x d``) keep ``w``, the
+    teacher and the read-out.  Then ``w[b] <- teacher``, ``s0[b] <- s_n``
+    (in place, so consecutive calls continue the stream).
 
     Shapes: ``F`` ``B x S x A x d``; ``T_cdf``, ``R`` ``B x S x A x S``;
     ``gamma`` ``B``; ``w`` ``B x d``; ``s0`` ``B`` (int64); ``U``
     ``frames x B x (2n+1)`` (``torch.rand(frames, 2n+1, B)`` with its last
     two axes swapped: the uniforms of ``frames`` successive frames of the
-    torch stream).
+    torch stream); ``stats`` ``frames x B x 5``.
     """
     B, S, A, d = F.shape
     n = (U.shape[2] - 1) // 2
@@ -679,9 +685,12 @@ def check_frames(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, params_ab
     target = np.empty(d)
     out = np.empty(d)
     outa = np.empty(d)
+    inc = np.empty(d)
     work = np.zeros((6, max(m, p)))
     Q = np.empty(S * A)
+    Qa = np.empty(S * A)
     FT = np.empty((d, S * A))
+    FTa = np.empty((d, S * A))
     wb = np.empty(d)
     cubic = False                                 # P22 = Vbar22 = 0: the cubic term adds exactly +0.0
     for k in range(p * m + m * d, params.shape[0]):
@@ -690,29 +699,61 @@ def check_frames(F, T_cdf, R, gamma, w, s0, U, epsilon, alpha, params, params_ab
         wb[:] = w[b]
         sb = s0[b]
         features_t(F[b], FT)
+        for k in range(d):
+            _abs_into(FT[k], FTa[k])
+        g = abs(gamma[b])
         for f in range(U.shape[0]):
             if keep:
                 thetas[f, b] = wb
             frame_data(F[b], FT, T_cdf[b], R[b], gamma[b], wb, sb, U[f, b], epsilon, alpha, Q, pi_cdf, s, a, r, X,
                        wt, target)
+            if cubic:
+                readout_full(X, wt, params, out, work)
+            else:
+                readout_reduced(X, wt, params, out, work)
             for t in range(n):
                 _abs_into(X[t], Xa[t])
             _abs_into(wt, wta)
+            readout_reduced(Xa, wta, params_abs, outa, work)        # |w| + the linear term's magnitudes
+            cub = 0.0
+            bva = work[5, :d]
             if cubic:
-                readout_full(X, wt, params, out, work)
-                readout_full(Xa, wta, params_abs, outa, work)
-            else:
-                readout_reduced(X, wt, params, out, work)
-                readout_reduced(Xa, wta, params_abs, outa, work)
-            e = 0.0
-            sc = 0.0
+                cub = _cubic(wta, params_abs, m, work[2, :p], bva) / n
+            q_values(FTa, wta[1:], Qa)                              # |w|.|phi| of every pair
+            for k in range(d):
+                inc[k] = 0.0
+            for t in range(n):
+                phi = F[b, s[t], a[t]]
+                dm = abs(r[t]) + g * Qa[s[t + 1] * A + a[t + 1]] + Qa[s[t] * A + a[t]]
+                for k in range(d):
+                    inc[k] += dm * abs(phi[k])
+            e, ratio, b_at, bmax, sig = 0.0, 0.0, 0.0, 0.0, 0.0
             for i in range(d):
+                inc[i] = abs(alpha) * (inc[i] / n)
+                wa = wta[1 + i]
+                lin = max(outa[i] - wa, 0.0)
+                cu = cub * bva[i] if cubic else 0.0
+                bnd = coef[0] * wa + coef[1] * lin + coef[2] * cu + coef[3] * wa + coef[4] * inc[i]
                 diff = abs(out[i] - target[i])
                 if diff > e or math.isnan(diff):     # a NaN is kept (never hidden by max)
                     e = diff
-                sc = max(sc, outa[i])
-            errs[f, b] = e
-            scales[f, b] = sc
+                if diff == 0.0:
+                    rt = 0.0
+                elif diff <= bnd:
+                    rt = diff / bnd
+                else:
+                    rt = diff / bnd if bnd > 0.0 and diff > bnd else math.inf
+                if rt > ratio or i == 0:
+                    ratio, b_at = rt, bnd
+                bmax = max(bmax, bnd)
+                sig = max(sig, inc[i])
+            if math.isnan(e):
+                e = math.inf
+            stats[f, b, 0] = e
+            stats[f, b, 1] = ratio
+            stats[f, b, 2] = b_at
+            stats[f, b, 3] = bmax
+            stats[f, b, 4] = sig
             if keep:
                 targets[f, b] = target
                 gots[f, b] = out
