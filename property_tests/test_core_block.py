@@ -87,12 +87,13 @@ def test_layer_is_the_specification_s_formula(name, n):
 
 
 def test_block_literal_is_eq_1_by_loops():
-    H, P, V = _rand(1, 3, 3, seed=4), _rand(3, 3, seed=5), _rand(3, 3, seed=6)
+    D, c = 3, 5                                                  # n = 4 context columns, D != n + 1
+    H, P, V = _rand(1, D, c, seed=4), _rand(D, D, seed=5), _rand(D, D, seed=6)
     h, p, v = H[0].tolist(), P.tolist(), V.tolist()
-    n = 2
-    VH = [[sum(v[i][k] * h[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
-    S = [[sum(h[k][i] * p[k][l] * h[l][j] for k in range(3) for l in range(3)) for j in range(3)] for i in range(3)]
-    want = [[h[i][j] + sum(VH[i][k] * S[k][j] for k in range(3)) / n for j in range(3)] for i in range(3)]
+    n = c - 1
+    VH = [[sum(v[i][k] * h[k][j] for k in range(D)) for j in range(c)] for i in range(D)]
+    S = [[sum(h[k][i] * p[k][l] * h[l][j] for k in range(D) for l in range(D)) for j in range(c)] for i in range(c)]
+    want = [[h[i][j] + sum(VH[i][k] * S[k][j] for k in range(c)) / n for j in range(c)] for i in range(D)]
     torch.testing.assert_close(block.block_literal(P, V, H)[0], torch.tensor(want, dtype=F64), rtol=1e-13, atol=1e-14)
 
 
@@ -103,6 +104,14 @@ def test_the_mask_and_the_running_mean_operator_entry_by_entry():
     np.testing.assert_allclose(block._mask(SPECS["decay"], 4, like).numpy(), _mask_by_hand(SPECS["decay"], 4),
                                rtol=0, atol=0)
     np.testing.assert_allclose(block.running_mean(4, like).numpy(), _running_mean_by_hand(4), rtol=0, atol=1e-16)
+
+
+@pytest.mark.parametrize("spec", ["context", "decay"])
+def test_masks_and_operators_take_the_dtype_and_device_of_the_prompt(spec):
+    half = torch.zeros((), dtype=torch.float16)
+    assert block.running_mean(4, half).dtype == torch.float16 and block._mask(SPECS[spec], 4, half).dtype == torch.float16
+    meta = torch.zeros((), dtype=F64, device="meta")
+    assert block.running_mean(4, meta).device.type == "meta" and block._mask(SPECS[spec], 4, meta).device.type == "meta"
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -201,6 +210,17 @@ def test_lemma_c1_is_the_formula_and_its_parts(cubic):
     assert torch.equal(block.lemma_c1(X, wt, stack(0), stack(1), stack(2), stack(3)), outK)
 
 
+@pytest.mark.parametrize("sets", [False, True])
+def test_lemma_c1_with_only_one_of_the_cubic_blocks_is_the_reduced_read_out(sets):
+    X, wt = _rand(2, 3, 5, seed=34), _rand(2, 3, seed=35)
+    P12, Vbar21, P22, Vbar22 = _rand(5, 3, seed=36), _rand(2, 5, seed=37), _rand(3, 3, seed=38), _rand(2, 3, seed=39)
+    if sets:
+        P12, Vbar21, P22, Vbar22 = (t[None] for t in (P12, Vbar21, P22, Vbar22))
+    reduced = block.lemma_c1(X, wt, P12, Vbar21)
+    assert torch.equal(block.lemma_c1(X, wt, P12, Vbar21, P22, None), reduced)
+    assert torch.equal(block.lemma_c1(X, wt, P12, Vbar21, None, Vbar22), reduced)
+
+
 def test_lemma_c1_equals_the_literal_block_read_out():
     spec = BlockSpec(VALUE_LAYOUT)
     idx = spec.index(2)
@@ -220,6 +240,10 @@ def test_term_scale_is_the_largest_sum_of_absolute_terms():
         want, _, _ = _lemma_by_loops(X.abs(), wt.abs(), P12.abs(), Vbar21.abs(), *extra)
         got = block.term_scale(X, wt, P12, Vbar21, *((P22, Vbar22) if cubic else (None, None)))
         torch.testing.assert_close(got, torch.tensor([max(o) for o in want], dtype=F64), rtol=1e-13, atol=0)
+    # K weight sets at once: one scale per set and prompt (K x B)
+    K = block.term_scale(X, wt, torch.stack([P12, -2 * P12, P12]), torch.stack([Vbar21] * 3))
+    assert K.shape == (3, 2)
+    torch.testing.assert_close(K[1], block.term_scale(X, wt, 2 * P12, Vbar21), rtol=1e-13, atol=0)
 
 
 def test_mimic_loss_is_half_the_mean_squared_norm():
@@ -264,8 +288,29 @@ def test_lsa_block_parameters_weights_and_read_outs():
 
 
 def test_lsa_block_refuses_an_unknown_or_impossible_parameterisation():
-    with pytest.raises(ValueError, match="parameterization: unknown 'tiny'"):
+    with pytest.raises(ValueError, match="^parameterization: unknown 'tiny'"):
         block.LSABlock(get("sarsa").spec, 2, "tiny")
-    with pytest.raises(ValueError, match="parameterization: reduced needs"):
+    with pytest.raises(ValueError, match="^parameterization: reduced needs"):
         block.LSABlock(BlockSpec(WANG_LAYOUT, mask="context"), 2)
     assert block.LSABlock(BlockSpec(WANG_LAYOUT, mask="context"), 2, "full").P.shape == (5, 5)
+
+
+def test_lsa_block_parameters_take_the_dtype_and_device_asked_for():
+    for parameterization in ("reduced", "full"):
+        m = block.LSABlock(get("actor-critic").spec, 2, parameterization, dtype=torch.float32, device="meta")
+        for p in m.parameters():
+            assert p.dtype == torch.float32 and p.device.type == "meta"
+        assert len(list(m.parameters())) == 2
+
+
+def test_lsa_block_forward_writes_only_the_spec_s_rows():
+    spec = BlockSpec(WANG_LAYOUT, mask="context", writes=("r",), depth=2)
+    m = block.LSABlock(spec, 2, "full")
+    P, V = _rand(5, 5, seed=40), _rand(5, 5, seed=41)
+    m.set_weights(P, V)
+    H = _rand(2, 5, 4, seed=42)
+    with torch.no_grad():
+        out = m(H)
+    want = _layer_by_hand(spec, P, V, torch.from_numpy(_layer_by_hand(spec, P, V, H, 2)), 2)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-13)
+    assert torch.equal(out[:, :4], H[:, :4])

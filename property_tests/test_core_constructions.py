@@ -73,7 +73,7 @@ def test_full_pv_and_constructed_weights_are_zero_outside_the_two_blocks():
 def test_a_table_entry_joining_blocks_of_different_sizes_is_refused():
     bad = dataclasses.replace(get("sarsa"), construction=TC.Construction(
         p12=((("r", "w"), sp.Integer(1)),), vbar21=((("w", "phi"), alpha),)))
-    with pytest.raises(ValueError, match=r"block \(r,w\) is not square"):
+    with pytest.raises(ValueError, match=r"^construction: block \(r,w\) is not square$"):
         TC.p12_vbar21(bad, 2)
 
 
@@ -101,5 +101,22 @@ def test_symmetry_member_scales_and_fills_the_never_read_blocks_from_the_generat
     assert torch.equal(P3[mP], nP[mP]) and torch.equal(V3[mV], nV[mV])
     assert torch.equal(P3[~mP], 3.0 * P[~mP]) and torch.equal(V3[~mV], V[~mV] / 3.0)
     assert float(P3[mP].abs().max()) <= 0.5 and float(P3[mP].abs().max()) > 0.25
-    with pytest.raises(ValueError, match="c: must be nonzero"):
+    with pytest.raises(ValueError, match="^c: must be nonzero"):
         NC.symmetry_member(P, V, 0, record, d)
+    # the default scale is 1: noise Unif(-1, 1)
+    P4, V4 = NC.symmetry_member(P, V, 1.0, record, d, gen=torch.Generator().manual_seed(6))
+    g = torch.Generator().manual_seed(6)
+    assert torch.equal(P4[mP], (torch.rand(8, 8, generator=g, dtype=F64) * 2 - 1)[mP])
+    assert torch.equal(V4[mV], (torch.rand(8, 8, generator=g, dtype=F64) * 2 - 1)[mV])
+
+
+def test_masks_and_family_members_live_on_the_device_of_the_weights():
+    record, d = get("sarsa"), 2
+    mP, mV = NC.unread_mask(record, d, device="meta")          # the meta device: shapes and devices, no data
+    assert mP.device.type == "meta" and mV.device.type == "meta" and mP.dtype == torch.bool
+    blocks = NC.constructed_blocks(record, d, {"alpha": 0.2}, device="meta")
+    assert [b.device.type for b in blocks] == ["meta", "meta"]
+    P, V = NC.constructed_weights(record, d, {"alpha": 0.2}, device="meta")
+    assert P.device.type == "meta" and V.device.type == "meta"
+    P2, V2 = NC.symmetry_member(P, V, 2.0, record, d, gen=torch.Generator().manual_seed(1))
+    assert P2.device.type == "meta" and V2.device.type == "meta" and P2.shape == (8, 8)

@@ -39,6 +39,16 @@ def test_sample_categorical_is_the_inverse_cdf_of_one_float64_uniform_per_row():
     assert set(want[:40]) == {0, 1, 2} and want[40:] == [1, 1, 1]
 
 
+def test_sample_categorical_draws_one_per_row_whatever_the_leading_axes():
+    probs = torch.tensor([[[0.2, 0.3, 0.5], [0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0], [0.25, 0.25, 0.25]]] * 10,
+                         dtype=F64)                                        # 20 x 2 x 3; the last rows sum to 0.75
+    got = P.sample_categorical(probs, torch.Generator().manual_seed(3))
+    u = torch.rand(20, 2, generator=torch.Generator().manual_seed(3), dtype=F64).tolist()
+    want = [[cc.inverse_cdf(probs[i, j].tolist(), u[i][j]) for j in range(2)] for i in range(20)]
+    assert got.shape == (20, 2) and got.tolist() == want
+    assert P.sample_categorical(probs.to("meta"), torch.Generator()).device.type == "meta"
+
+
 def test_sample_categorical_clamps_to_the_last_index_when_the_cdf_stays_below_u():
     probs = torch.full((60, 2), 0.25, dtype=F64)            # cdf ends at 0.5: u > 0.5 falls past the end
     got = P.sample_categorical(probs, torch.Generator().manual_seed(2))

@@ -124,17 +124,17 @@ def test_a_coefficient_with_another_symbol_is_refused():
                                                         ("gphi_next", ALPHA, "phi_next"), ("r", sp.Integer(1), "r")))
     F, win, theta, gamma = _case()
     q = prompts.window_quantities(record, F, win, theta[:, :2], 0.3)
-    with pytest.raises(ValueError, match="gamma only"):
+    with pytest.raises(ValueError, match="^context coefficient alpha may depend on gamma only$"):
         prompts.build_context(record, q, theta[:, :2], gamma)
 
 
 def test_assemble_prompt_puts_x_i_in_the_context_columns_and_w_tilde_in_the_last():
     X = torch.arange(2 * 3 * 4, dtype=F64).reshape(2, 3, 4) + 1
-    wt = -torch.arange(2 * 2, dtype=F64).reshape(2, 2) - 1
+    wt = -torch.arange(2 * 3, dtype=F64).reshape(2, 3) - 1
     H = prompts.assemble_prompt(X, wt)
-    assert H.shape == (2, 6, 4)
+    assert H.shape == (2, 7, 4)
     for b in range(2):
-        for row in range(6):
+        for row in range(7):
             for col in range(4):
                 if row < 4 and col < 3:
                     want = X[b, col, row].item()

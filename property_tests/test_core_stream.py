@@ -68,27 +68,39 @@ def test_draw_is_the_inverse_cdf_clamped_to_the_last_index():
     assert 2 in got[1::2].tolist()
 
 
+def test_draw_handles_any_leading_axes():
+    cdf = torch.tensor([[[0.2, 0.5, 1.0], [0.1, 0.2, 0.3]]] * 30, dtype=F64)           # 30 x 2 x 3
+    got = st._draw(cdf, torch.Generator().manual_seed(2))
+    u = torch.rand(30, 2, generator=torch.Generator().manual_seed(2), dtype=F64).tolist()
+    probs = [[0.2, 0.3, 0.5], [0.1, 0.1, 0.1]]
+    assert got.shape == (30, 2)
+    assert got.tolist() == [[cc.inverse_cdf(probs[j], u[i][j]) for j in range(2)] for i in range(30)]
+
+
 def test_initial_state_draws_theta_uniform_on_minus_one_one_then_s0_from_rho0():
-    record, mdp, F, _ = _setup("actor-critic")
+    record, mdp, F, _ = _setup("actor-critic", A=3)          # A != d: q = 2 d = 4, not 2 A
     theta, s0 = st.initial_state(record, mdp, F, torch.Generator().manual_seed(11))
     g = torch.Generator().manual_seed(11)
     want_theta = (torch.rand(2, 4, generator=g, dtype=F64) * 2 - 1)
     u = torch.rand(2, generator=g, dtype=F64).tolist()
     assert theta.shape == (2, 4) and theta.dtype == F64 and torch.equal(theta, want_theta)
     assert s0.tolist() == [cc.inverse_cdf(mdp.rho0[b].tolist(), u[b]) for b in range(2)]
+    theta_meta, _ = st.initial_state(record, mdp, F.to("meta"), torch.Generator().manual_seed(11))
+    assert theta_meta.device.type == "meta" and theta_meta.shape == (2, 4)    # on the features' device
 
 
 def test_stream_starts_where_told_or_draws_the_start_and_steps_the_teacher():
     record, mdp, F, theta = _setup("sarsa")
     steps = {"alpha": 0.2}
     s0 = torch.tensor([1, 2])
-    stream = st.Stream(record, mdp, F, n=3, epsilon=0.3, steps=steps, gen=torch.Generator().manual_seed(5),
+    stream = st.Stream(record, mdp, F, n=5, epsilon=0.3, steps=steps, gen=torch.Generator().manual_seed(5),
                        theta=theta, s0=s0)
     assert torch.equal(stream.theta, theta) and torch.equal(stream.s0, s0)
     assert torch.equal(stream.T_cdf, mdp.T.cumsum(-1))
     gen = torch.Generator().manual_seed(5)
     frame = stream.next()
-    s, a, r = cc.window_by_hand("epsilon-greedy", mdp, F, s0, theta, 3, 0.3, gen)
+    s, a, r = cc.window_by_hand("epsilon-greedy", mdp, F, s0, theta, 5, 0.3, gen)
+    assert [s[b][1] for b in range(2)] != [s[b][-1] for b in range(2)]     # s_1 and s_n differ: the next start is s_n
     assert frame.window.s.tolist() == s and frame.window.a.tolist() == a and frame.window.r.tolist() == r
     assert torch.equal(frame.theta, theta)
     want = cc.textbook_step("taken", False, F, frame.window.s, frame.window.a, frame.window.r, theta, mdp.gamma,
