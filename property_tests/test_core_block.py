@@ -134,6 +134,23 @@ def test_forward_applies_depth_layers_in_turn_and_forward_layers_keeps_each(tied
                                atol=1e-13)
 
 
+def test_readout_literal_of_the_actor_critic_layout_is_w_then_lam():
+    spec = get("actor-critic").spec                             # m = 7, p = 5, D = 12 at d = 2
+    H, P, V = _rand(2, 12, 3, seed=43), _rand(12, 12, seed=44), _rand(12, 12, seed=45)
+    out = _layer_by_hand(spec, P, V, H, 2)
+    got = block.readout_literal(spec, P, V, H, 2)
+    assert got.shape == (2, 4)
+    np.testing.assert_allclose(got.numpy(), out[:, 8:12, -1], rtol=1e-12)
+
+
+def test_readout_literal_runs_layers_that_write_only_some_rows():
+    spec = BlockSpec(WANG_LAYOUT, mask="context", writes=("r",), depth=2)
+    H, P, V = _rand(2, 5, 4, seed=46), _rand(5, 5, seed=47), _rand(5, 5, seed=48)
+    out = _layer_by_hand(spec, P, V, torch.from_numpy(_layer_by_hand(spec, P, V, H, 2)), 2)
+    np.testing.assert_allclose(block.readout_literal(spec, P, V, H, 2).numpy(), -out[:, [4], -1], rtol=1e-12)
+    np.testing.assert_allclose(block.forward(spec, P, V, H, 2).numpy(), out, rtol=1e-12, atol=1e-13)
+
+
 def test_readout_literal_of_the_value_layout_is_the_w_rows_of_the_last_column():
     spec = BlockSpec(VALUE_LAYOUT)
     H, P, V = _rand(2, 8, 3, seed=10), _rand(8, 8, seed=11), _rand(8, 8, seed=12)

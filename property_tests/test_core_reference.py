@@ -100,7 +100,7 @@ def test_reference_update_equals_the_textbook_loop(algorithm):
 @pytest.mark.parametrize("algorithm", ["expected-sarsa", "q-learning"])
 def test_reference_update_flags_windows_with_a_near_tie_of_the_next_argmax(algorithm):
     F, s, a, r, theta, g = _window()
-    F[1, 2] = [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]                 # MDP 1 visits state 2 next: Q ties there
+    F[1, 1] = [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]         # MDP 1's first next state is 1 (only the first): a tie
     theta[1, :2] = [1.0, 0.0]
     _, tie = ref.reference_update(A.get(algorithm), F, s, a, r, theta[:, :2], g, 0.3, {"alpha": 0.2}, 1e-9)
     assert tie.tolist() == [False, True]
@@ -131,14 +131,29 @@ def test_reference_update_keeps_a_block_the_rule_leaves_alone():
     assert got[:, 2:].tolist() == theta[:, 2:].tolist()
 
 
-@pytest.mark.parametrize("bad", ["F", "s", "a", "theta", "gamma"])
+@pytest.mark.parametrize("bad", ["F", "F-batch", "s", "a", "theta", "gamma"])
 def test_reference_update_refuses_inconsistent_shapes(bad):
     F, s, a, r, theta, g = _window()
     args = dict(F=F, s=s, a=a, theta=theta[:, :2], gamma=g)
-    args[bad] = {"F": F[0], "s": s[:, :-1], "a": a[:1], "theta": theta[:1, :2], "gamma": g[:1]}[bad]
+    wrong = {"F": F[:, :, 0], "F-batch": F[:1], "s": s[:, :-1], "a": a[:1], "theta": theta[:1, :2], "gamma": g[:1]}
+    args[bad.split("-")[0]] = wrong[bad]
     with pytest.raises(ValueError, match="^reference: expected F B x S x A x d"):
         ref.reference_update(A.get("sarsa"), args["F"], args["s"], args["a"], r, args["theta"], args["gamma"], 0.3,
                              {"alpha": 0.2}, 1e-9)
+
+
+def test_reference_update_computes_in_float64_whatever_arrays_it_is_given():
+    F, s, a, r, theta, g = _window()
+    record = A.get("actor-critic")
+    want, _ = ref.reference_update(record, F, s, a, r, theta, g, 0.3, {"alpha": 0.2, "beta": 0.05}, 1e-9)
+    F32, r32, th32, g32 = (x.astype(np.float32) for x in (F, r, theta, g))
+    got, _ = ref.reference_update(record, F32, s.astype(np.float64), a.astype(np.float64), r32, th32, g32, 0.3,
+                                  {"alpha": 0.2, "beta": 0.05}, 1e-9)
+    exact = cc.textbook_step("taken", True, F32.astype(np.float64), s, a, r32.astype(np.float64),
+                             th32.astype(np.float64), g32.astype(np.float64), 0.3, 0.2, 0.05)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, exact, rtol=0, atol=1e-14)               # float32 arithmetic misses by ~1e-8
+    assert np.abs(got - want).max() > 1e-9                                    # (the inputs were rounded to float32)
 
 
 # ---- the algorithm records ----------------------------------------------------------------------------------------
