@@ -175,6 +175,20 @@ def test_a_block_the_rule_does_not_update_is_kept_and_constants_reach_the_rule()
     assert torch.equal(got[:, 2:], theta[:, 2:])
 
 
+def test_the_teacher_passes_the_row_of_ones_to_a_rule_that_reads_it():
+    def with_ones(t, theta, hp, ops):
+        delta = t.r + t.gamma * ops.dot(theta["w"], t.phi_next) - ops.dot(theta["w"], t.phi)
+        return {"w": (hp["alpha"], ops.scale(2 * t.one * delta, t.phi))}
+
+    record = dataclasses.replace(get("sarsa"), rule=with_ones)
+    F, win, theta, gamma = _case()
+    q = prompts.window_quantities(record, F, win, theta[:, :2], 0.3)
+    q["one"] = torch.ones_like(q["r"])                    # as window_quantities gives a record whose prompt holds it
+    got = teachers.teacher_update(record, q, theta[:, :2], gamma, {"alpha": 0.2})
+    want = cc.textbook_step("taken", False, F, win.s, win.a, win.r, theta[:, :2], gamma, 0.3, 0.4)
+    torch.testing.assert_close(got, torch.tensor(want, dtype=F64), rtol=0, atol=1e-14)
+
+
 def test_torch_ops_are_the_batched_inner_product_and_scaling():
     u = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=F64)
     V = torch.tensor([[[1.0, 1.0], [0.5, -2.0], [0.0, 3.0]], [[2.0, 0.0], [1.0, 1.0], [-1.0, 4.0]]], dtype=F64)

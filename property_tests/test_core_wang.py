@@ -4,6 +4,8 @@ constructions block by block, the L-layer block against the loop, and the
 loop against hand-computed steps and the matrix form of batch TD."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -78,10 +80,29 @@ def test_construction_places_coef_times_c_transpose_and_the_v_entries(name, unti
     assert V.shape == want_V.shape and torch.equal(V, want_V)
 
 
-@pytest.mark.parametrize("shape", [(2,), (2, 3), (2, 2, 2, 2)])
+@pytest.mark.parametrize("shape", [(2,), (2, 3), (2, 2, 2, 2), (3, 2, 4)])
 def test_construction_refuses_a_preconditioner_of_the_wrong_shape(shape):
     with pytest.raises(InputError, match=r"^preconditioner: expected shape \(d, d\) or \(L, d, d\), got"):
         NW.construction(W.get("td"), torch.zeros(shape, dtype=F64))
+
+
+def test_construction_holds_the_preconditioner_in_float64_on_its_device():
+    P, V = NW.construction(W.get("td"), [[0.1, 0.2], [0.3, 0.7]])           # plain Python floats
+    assert P.dtype == torch.float64 and P[0, 0].item() == -0.1 and P[1, 0].item() == -0.2 and P[0, 3].item() == 0.3
+    Pm, Vm = NW.construction(W.get("avg-reward"), torch.eye(2, dtype=F64, device="meta"))
+    assert Pm.device.type == "meta" and Vm.device.type == "meta" and Vm.shape == (2, 6, 6)
+    Pt, Vt = NW.construction(W.get("td"), torch.eye(2, dtype=F64, device="meta"))
+    assert Pt.device.type == "meta" and Vt.device.type == "meta"
+
+
+def test_prompt_lives_on_the_device_of_the_window_and_reads_the_recipe_in_any_order():
+    win = _windows()
+    meta = Windows(*(t.to("meta") for t in (win.phi, win.phi_next, win.r, win.phi_q, win.gamma)))
+    assert NW.prompt(W.get("td"), meta).device.type == "meta"
+    rec = W.get("avg-reward")
+    zero_first = dataclasses.replace(rec, context=tuple(sorted(rec.context, key=lambda c: c[2] != "zero")))
+    assert zero_first.context[0][2] == "zero"
+    assert torch.equal(NW.prompt(zero_first, win), NW.prompt(rec, win))
 
 
 def test_readout_is_the_signed_carried_entry_of_the_last_column():
@@ -120,6 +141,9 @@ def test_batch_td_loop_one_step_by_hand():
     tr = WR.batch_td_loop([[1.0], [2.0]], [[2.0], [0.0]], [0.0, 1.0], [1.0], 0.5, [[[1.0]]], "trace", lam=0.5)
     # delta(w_0) = (0, 1); u = 0 * 1 + 1 * (2 + 0.5 * 1) = 2.5; w_1 = 1.25
     assert tr.w.tolist() == [[0.0], [1.25]]
+    # without lam the trace does not decay past one step: lambda = 0, e_j = phi_j (the phi direction)
+    tr0 = WR.batch_td_loop([[1.0], [2.0]], [[2.0], [0.0]], [0.0, 1.0], [1.0], 0.5, [[[1.0]]], "trace")
+    assert tr0.w.tolist() == [[0.0], [1.0]]                     # u = 0 * 1 + 1 * 2
     # residual: u = sum delta_j (phi_j - gamma phi'_j) = 1 * (1 - 1) + 0 = 0 with r = (1, 0)
     rg = WR.batch_td_loop([[1.0], [2.0]], [[2.0], [0.0]], [1.0, 0.0], [1.0], 0.5, [[[1.0]]], "residual")
     assert rg.w.tolist() == [[0.0], [0.0]]
