@@ -106,10 +106,18 @@ def test_the_mask_and_the_running_mean_operator_entry_by_entry():
     np.testing.assert_allclose(block.running_mean(4, like).numpy(), _running_mean_by_hand(4), rtol=0, atol=1e-16)
 
 
+def test_a_layer_that_writes_some_rows_keeps_the_prompt_s_dtype_and_device():
+    spec = SPECS["writes"]
+    H, P, V = _rand(2, 5, 4, seed=49), _rand(5, 5, seed=50), _rand(5, 5, seed=51)
+    assert block.layer(spec, P.bfloat16(), V.bfloat16(), H.bfloat16(), 2).dtype == torch.bfloat16
+    assert block.layer(spec, P.to("meta"), V.to("meta"), H.to("meta"), 2).device.type == "meta"
+
+
 @pytest.mark.parametrize("spec", ["context", "decay"])
 def test_masks_and_operators_take_the_dtype_and_device_of_the_prompt(spec):
     half = torch.zeros((), dtype=torch.float16)
-    assert block.running_mean(4, half).dtype == torch.float16 and block._mask(SPECS[spec], 4, half).dtype == torch.float16
+    assert block.running_mean(4, half).dtype == torch.float16
+    assert block._mask(SPECS[spec], 4, half).dtype == torch.float16
     meta = torch.zeros((), dtype=F64, device="meta")
     assert block.running_mean(4, meta).device.type == "meta" and block._mask(SPECS[spec], 4, meta).device.type == "meta"
 
@@ -149,6 +157,7 @@ def test_readout_literal_runs_layers_that_write_only_some_rows():
     out = _layer_by_hand(spec, P, V, torch.from_numpy(_layer_by_hand(spec, P, V, H, 2)), 2)
     np.testing.assert_allclose(block.readout_literal(spec, P, V, H, 2).numpy(), -out[:, [4], -1], rtol=1e-12)
     np.testing.assert_allclose(block.forward(spec, P, V, H, 2).numpy(), out, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(block.forward_layers(spec, P, V, H, 2)[-1].numpy(), out, rtol=1e-12, atol=1e-13)
 
 
 def test_readout_literal_of_the_value_layout_is_the_w_rows_of_the_last_column():

@@ -22,6 +22,8 @@ def test_epsilon_greedy_puts_eps_over_A_everywhere_and_the_rest_on_the_first_max
     torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
     assert got.dtype == F64
     torch.testing.assert_close(P.epsilon_greedy_probs(Q, 0.0)[1], torch.tensor([1.0, 0, 0], dtype=F64))
+    # every row's greedy action is the first: still A columns
+    torch.testing.assert_close(P.epsilon_greedy_probs(Q[1:2], 0.3), want[1:2], rtol=0, atol=1e-15)
 
 
 def test_softmax_of_log_weights_is_the_normalised_weights():
@@ -47,6 +49,12 @@ def test_sample_categorical_draws_one_per_row_whatever_the_leading_axes():
     want = [[cc.inverse_cdf(probs[i, j].tolist(), u[i][j]) for j in range(2)] for i in range(20)]
     assert got.shape == (20, 2) and got.tolist() == want
     assert P.sample_categorical(probs.to("meta"), torch.Generator()).device.type == "meta"
+
+
+def test_sample_categorical_takes_the_first_index_whose_cdf_reaches_u():
+    u = torch.rand(3, generator=torch.Generator().manual_seed(12), dtype=F64)
+    probs = torch.stack([u, 1 - u], -1)                                   # cdf_0 == u exactly: index 0
+    assert P.sample_categorical(probs, torch.Generator().manual_seed(12)).tolist() == [0, 0, 0]
 
 
 def test_sample_categorical_clamps_to_the_last_index_when_the_cdf_stays_below_u():
@@ -99,6 +107,9 @@ def test_uniform_behaviour_is_one_over_the_number_of_actions_not_of_features():
     got = P.behaviour_probs(get("td"), F, torch.zeros(1, 3, dtype=F64), 0.1)
     assert got.shape == (1, 2, 4) and got.dtype == F64
     assert bool((got == 0.25).all())
+    one_state = P.behaviour_probs(get("td"), F[:, 0], torch.zeros(1, 3, dtype=F64), 0.1)     # B x A x d
+    assert one_state.shape == (1, 4) and bool((one_state == 0.25).all())
+    assert P.behaviour_probs(get("td"), F.to("meta"), torch.zeros(1, 3, dtype=F64), 0.1).device.type == "meta"
 
 
 @pytest.mark.parametrize("algorithm", ["sarsa", "actor-critic"])

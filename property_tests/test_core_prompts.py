@@ -119,6 +119,15 @@ def test_a_coefficient_that_is_a_function_of_gamma_is_evaluated_per_mdp():
         torch.testing.assert_close(X[b, :, 2:4], q["phi_next"][b] * gamma[b].item() ** 2 / 2, rtol=1e-15, atol=0)
 
 
+def test_per_mdp_coefficients_are_put_on_the_device_of_the_quantities():
+    context = (("phi", sp.Integer(1), "phi"), ("gphi_next", GAMMA ** 2, "phi_next"), ("r", sp.Integer(1), "r"))
+    record = dataclasses.replace(get("sarsa"), context=context)
+    F, win, theta, gamma = _case()
+    q = {k: v.to("meta") for k, v in prompts.window_quantities(record, F, win, theta[:, :2], 0.3).items()}
+    X, wt = prompts.build_context(record, q, theta[:, :2].to("meta"), gamma)     # the discounts stay numbers
+    assert X.device.type == "meta" and X.shape == (2, 4, 5) and wt.device.type == "meta"
+
+
 def test_a_coefficient_with_another_symbol_is_refused():
     record = dataclasses.replace(get("sarsa"), context=(("phi", sp.Integer(1), "phi"),
                                                         ("gphi_next", ALPHA, "phi_next"), ("r", sp.Integer(1), "r")))

@@ -211,8 +211,8 @@ def test_record_helpers():
 
 @pytest.mark.parametrize("field, value, message", [
     ("context", (("phi", 1, "phi"), ("r", 1, "r")), "context recipe fills"),
-    ("context", (("phi", 1, "phi"), ("gphi_next", gamma, "psi"), ("r", 1, "r")), "block 'gphi_next' holds unknown "
-                                                                                   "quantity 'psi'; expected one of"),
+    ("context", (("phi", 1, "phi"), ("gphi_next", gamma, "psi"), ("r", 1, "r")),
+     "block 'gphi_next' holds unknown quantity 'psi'; expected one of phi, phi_next, r, g, one$"),
     ("next_rule", "best", "next_rule 'best' not in"),
     ("behaviour", "greedy", "behaviour 'greedy' not in"),
     ("features", "pixels", "features 'pixels' not in"),

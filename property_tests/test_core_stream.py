@@ -75,6 +75,10 @@ def test_draw_handles_any_leading_axes():
     probs = [[0.2, 0.3, 0.5], [0.1, 0.1, 0.1]]
     assert got.shape == (30, 2)
     assert got.tolist() == [[cc.inverse_cdf(probs[j], u[i][j]) for j in range(2)] for i in range(30)]
+    assert st._draw(cdf.to("meta"), torch.Generator()).device.type == "meta"
+    u = torch.rand(2, generator=torch.Generator().manual_seed(13), dtype=F64)
+    exact = torch.stack([u, torch.ones_like(u)], -1)                       # cdf_0 == u exactly: index 0
+    assert st._draw(exact, torch.Generator().manual_seed(13)).tolist() == [0, 0]
 
 
 def test_initial_state_draws_theta_uniform_on_minus_one_one_then_s0_from_rho0():
