@@ -49,12 +49,12 @@ from numerics.testing.strategies import (
     section_4_1_case,
     weights_pv,
 )
-from theory.algorithms import PAPER, get
+from theory.algorithms import get, paper
 from theory.concrete import literal_readout_function
 from theory.spec import Index
 from theory.symmetry import symmetry_tangent_dim
 
-ALGORITHMS = tuple(a.name for a in PAPER)
+ALGORITHMS = tuple(a.name for a in paper())
 
 
 # ---- helpers -------------------------------------------------------------------

@@ -13,12 +13,12 @@ from numerics.core.block import block_literal, lemma_c1, split_full
 from numerics.core.tolerances import SYMBOLIC_NUMERIC_RTOL, VISIBLE_RTOL
 from theory import concrete as C
 from theory import symbolic as S
-from theory.algorithms import PAPER, get
+from theory.algorithms import get, paper
 from theory.constructions import alpha, full_pv, gamma
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT
 from theory.spec import Index
 
-ALGORITHMS = tuple(a.name for a in PAPER)
+ALGORITHMS = tuple(a.name for a in paper())
 from theory.symmetry import prove_scaling_invariance
 
 

@@ -116,28 +116,52 @@ def _value(name, next_rule, statement, **kw):
                      rule=rules.semi_gradient, next_rule=next_rule, theorem="Theorem 3.1", statement=statement, **kw)
 
 
-SARSA = _value("sarsa", "taken", "w + (alpha/n) sum_i (r_{i+1} + gamma w.phi+_i - w.phi_i) phi_i")
-EXPECTED_SARSA = _value("expected-sarsa", "expected",
-                        "SARSA with phi+_i = sum_b pi(b|s_{i+1}) phi(s_{i+1}, b) (epsilon-greedy pi in Q_w)")
-Q_LEARNING = _value("q-learning", "greedy",
-                    "SARSA with phi+_i = phi(s_{i+1}, argmax_b Q_w(s_{i+1}, b)) (argmax taken when the prompt is built)")
-TD = _value("td", "taken", "TD(0) policy evaluation with state features: "
-            "w + (alpha/n) sum_i (r + gamma w.psi(s_{i+1}) - w.psi(s_i)) psi(s_i)",
-            behaviour="uniform", features="state", acts_with=None)
-ACTOR_CRITIC = Algorithm(
-    name="actor-critic", spec=ACTOR_CRITIC_SPEC, construction=C.ACTOR_CRITIC,
-    context=(("phi", sp.Integer(1), "phi"), ("gphi_next", gamma, "phi_next"), ("r", sp.Integer(1), "r"),
-             ("g", sp.Integer(1), "g")),
-    rule=rules.actor_critic, behaviour="softmax", acts_with="lam", theorem="Theorem 3.3", steps=("alpha", "beta"),
-    notes=("Theorem 3.3's layout and update are reconstructed (THEORY.md section 4); the proof is of that "
-           "reconstruction.",),
-    statement="(w + (alpha/n) sum_i delta_i phi_i, lam + (beta/n) sum_i delta_i g_i), "
-              "g_i = phi(s_i,a_i) - sum_b pi_lam(b|s_i) phi(s_i,b)")
+def _sarsa() -> Algorithm:
+    return _value("sarsa", "taken", "w + (alpha/n) sum_i (r_{i+1} + gamma w.phi+_i - w.phi_i) phi_i")
 
-#: The paper's algorithms, in report order.
-PAPER = (SARSA, EXPECTED_SARSA, Q_LEARNING, ACTOR_CRITIC, TD)
 
-_REGISTRY: dict[str, Algorithm] = {a.name: a for a in PAPER}
+def _expected_sarsa() -> Algorithm:
+    return _value("expected-sarsa", "expected",
+                  "SARSA with phi+_i = sum_b pi(b|s_{i+1}) phi(s_{i+1}, b) (epsilon-greedy pi in Q_w)")
+
+
+def _q_learning() -> Algorithm:
+    return _value("q-learning", "greedy",
+                  "SARSA with phi+_i = phi(s_{i+1}, argmax_b Q_w(s_{i+1}, b)) (argmax taken when the prompt is built)")
+
+
+def _td() -> Algorithm:
+    return _value("td", "taken", "TD(0) policy evaluation with state features: "
+                  "w + (alpha/n) sum_i (r + gamma w.psi(s_{i+1}) - w.psi(s_i)) psi(s_i)",
+                  behaviour="uniform", features="state", acts_with=None)
+
+
+def _actor_critic() -> Algorithm:
+    return Algorithm(
+        name="actor-critic", spec=ACTOR_CRITIC_SPEC, construction=C.ACTOR_CRITIC,
+        context=(("phi", sp.Integer(1), "phi"), ("gphi_next", gamma, "phi_next"), ("r", sp.Integer(1), "r"),
+                 ("g", sp.Integer(1), "g")),
+        rule=rules.actor_critic, behaviour="softmax", acts_with="lam", theorem="Theorem 3.3", steps=("alpha", "beta"),
+        notes=("Theorem 3.3's layout and update are reconstructed (THEORY.md section 4); the proof is of that "
+               "reconstruction.",),
+        statement="(w + (alpha/n) sum_i delta_i phi_i, lam + (beta/n) sum_i delta_i g_i), "
+                  "g_i = phi(s_i,a_i) - sum_b pi_lam(b|s_i) phi(s_i,b)")
+
+
+#: The paper's algorithms by name, in report order: each record is built when
+#: it is asked for (a few microseconds), never at import, so that nothing about
+#: a record is fixed before the code that builds it runs (mutation testing
+#: switches that code per test process; property_tests/README.md).
+_PAPER_BUILDERS = {"sarsa": _sarsa, "expected-sarsa": _expected_sarsa, "q-learning": _q_learning,
+                   "actor-critic": _actor_critic, "td": _td}
+
+#: Records added with :func:`register` (a paper name here replaces the paper's record).
+_REGISTRY: dict[str, Algorithm] = {}
+
+
+def paper() -> tuple[Algorithm, ...]:
+    """The paper's algorithms, in report order (fresh records, equal on every call)."""
+    return tuple(build() for build in _PAPER_BUILDERS.values())
 
 
 def register(record: Algorithm, replace: bool = False) -> Algorithm:
@@ -145,20 +169,21 @@ def register(record: Algorithm, replace: bool = False) -> Algorithm:
     choices are read from it when a parser is built)."""
     if not isinstance(record, Algorithm):
         raise TypeError(f"register: expected an Algorithm record, got {type(record).__name__}")
-    if record.name in _REGISTRY and not replace:
+    if record.name in names() and not replace:
         raise ValueError(f"register: algorithm {record.name!r} exists; pass replace=True to redefine it")
     _REGISTRY[record.name] = record
     return record
 
 
 def unregister(name: str) -> None:
-    if name in {a.name for a in PAPER}:
+    if name in _PAPER_BUILDERS:
         raise ValueError(f"unregister: {name!r} is one of the paper's algorithms")
     _REGISTRY.pop(name, None)
 
 
 def names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    """Every registered name: the paper's, then the user's."""
+    return tuple(dict.fromkeys([*_PAPER_BUILDERS, *_REGISTRY]))
 
 
 def get(algorithm) -> Algorithm:
@@ -167,6 +192,8 @@ def get(algorithm) -> Algorithm:
     if isinstance(algorithm, Algorithm):
         return algorithm
     try:
-        return _REGISTRY[algorithm]
+        if algorithm in _REGISTRY:
+            return _REGISTRY[algorithm]
+        return _PAPER_BUILDERS[algorithm]()
     except (KeyError, TypeError):
-        raise InputError("algorithm", f"unknown {algorithm!r}; expected one of {', '.join(_REGISTRY)}") from None
+        raise InputError("algorithm", f"unknown {algorithm!r}; expected one of {', '.join(names())}") from None

@@ -40,7 +40,7 @@ from theory.prove import prove, prove_proposition_3_1
 from theory.prove import summary as proof_summary
 from theory.symmetry import prove_scaling_invariance, symmetry_tangent_dim
 
-ALGS = tuple(a.name for a in algorithms.PAPER)
+ALGS = tuple(a.name for a in algorithms.paper())
 
 
 # =========================================================================== numeric checks

@@ -1,0 +1,122 @@
+"""Mutation tier: the constructions (``theory.constructions``,
+``numerics.core.constructions``) by what Theorems 3.1 / 3.3 say they do:
+``P12* w~ = (-w, w, 1)`` so that ``x_i^T P12* w~ = delta_i``, ``Vbar21*``
+routing ``alpha phi`` into ``w`` (and ``beta g`` into ``lam``); the symmetry
+family ``(c P, V / c)`` with arbitrary never-read blocks."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import sympy as sp
+import torch
+
+from numerics.core import constructions as NC
+from theory import constructions as TC
+from theory.algorithms import get
+from theory.symbols import alpha, beta
+
+pytestmark = pytest.mark.mutation
+F64 = torch.float64
+
+
+def _w_tilde(q):
+    w = sp.Matrix(sp.symbols(f"w0:{q}"))
+    return w, sp.Matrix([1, *w])
+
+
+@pytest.mark.parametrize("algorithm", ["sarsa", "actor-critic"])
+def test_p12_times_w_tilde_is_minus_w_w_one_and_vbar21_routes_the_steps(algorithm):
+    record, d = get(algorithm), 2
+    P12, Vbar21 = TC.p12_vbar21(record, d)
+    q = record.layout.q(d)
+    w, wt = _w_tilde(q)
+    z = P12 * wt
+    want = [-w[0], -w[1], w[0], w[1], 1] + ([0, 0] if algorithm == "actor-critic" else [])
+    assert list(z) == want                                   # x_i . z = -w.phi + w.(gamma phi+) + r = delta_i
+    x = sp.Matrix(sp.symbols(f"x0:{record.layout.m(d)}"))
+    y = list(Vbar21 * x)
+    assert y[:2] == [alpha * x[0], alpha * x[1]]             # alpha phi into w
+    if algorithm == "actor-critic":
+        assert y[2:] == [beta * x[5], beta * x[6]]          # beta g into lam
+    assert P12.shape == (record.layout.m(d), record.layout.p(d)) and Vbar21.shape == (q, record.layout.m(d))
+
+
+def test_substituted_and_numeric_blocks_equal_the_symbolic_ones_at_the_step_sizes():
+    record, d = get("actor-critic"), 3
+    P12, Vbar21 = TC.p12_vbar21(record, d)
+    subs = {alpha: sp.Rational(1, 5), beta: sp.Rational(1, 20)}
+    P12s, Vbar21s = TC.p12_vbar21(record, d, subs)
+    assert P12s == P12 and Vbar21s == Vbar21.subs(subs) and not Vbar21s.free_symbols
+    nP12, nV = TC.numeric_blocks(record, d, {"alpha": 0.2, "beta": 0.05, "epsilon": 0.3})
+    assert nP12 == [[float(v) for v in row] for row in P12.tolist()]
+    assert nV == [[float(v) for v in row] for row in Vbar21s.tolist()]
+    tP12, tV = NC.constructed_blocks(record, d, {"alpha": 0.2, "beta": 0.05})
+    assert tP12.dtype == F64 and tP12.tolist() == nP12 and tV.tolist() == nV
+
+
+def test_full_pv_and_constructed_weights_are_zero_outside_the_two_blocks():
+    record, d = get("sarsa"), 2
+    idx = record.spec.index(d)
+    P, V = TC.full_pv(record, d, {alpha: sp.Rational(1, 4)})
+    P12, Vbar21 = TC.p12_vbar21(record, d, {alpha: sp.Rational(1, 4)})
+    assert P.shape == (idx.D, idx.D) and V.shape == (idx.D, idx.D)
+    assert P[idx.p12] == P12 and V[idx.vbar21] == Vbar21
+    assert sum(abs(v) for v in P) == sum(abs(v) for v in P12) and sum(abs(v) for v in V) == sum(abs(v) for v in Vbar21)
+    tP, tV = NC.constructed_weights(record, d, {"alpha": 0.25})
+    assert tP.tolist() == [[float(v) for v in row] for row in P.tolist()]
+    assert tV.tolist() == [[float(v) for v in row] for row in V.tolist()]
+    Ps, _ = TC.full_pv(record, d)
+    assert Ps[idx.p12] == TC.p12_vbar21(record, d)[0] and TC.full_pv(record, d)[1][6, 0] == alpha
+
+
+def test_a_table_entry_joining_blocks_of_different_sizes_is_refused():
+    bad = dataclasses.replace(get("sarsa"), construction=TC.Construction(
+        p12=((("r", "w"), sp.Integer(1)),), vbar21=((("w", "phi"), alpha),)))
+    with pytest.raises(ValueError, match=r"^construction: block \(r,w\) is not square$"):
+        TC.p12_vbar21(bad, 2)
+
+
+def test_unread_mask_marks_the_never_read_blocks_of_proposition_3_1():
+    record, d = get("sarsa"), 2
+    mP, mV = NC.unread_mask(record, d)
+    m, D = 5, 8
+    for i in range(D):
+        for j in range(D):
+            assert bool(mP[i, j]) == (j < m), (i, j)
+            assert bool(mV[i, j]) == (i <= m), (i, j)
+    assert mP.dtype == torch.bool and mV.dtype == torch.bool
+
+
+def test_symmetry_member_scales_and_fills_the_never_read_blocks_from_the_generator():
+    record, d = get("sarsa"), 2
+    P, V = NC.constructed_weights(record, d, {"alpha": 0.2})
+    P2, V2 = NC.symmetry_member(P, V, -2.0, record, d)
+    assert torch.equal(P2, -2.0 * P) and torch.equal(V2, V / -2.0)
+    mP, mV = NC.unread_mask(record, d)
+    P3, V3 = NC.symmetry_member(P, V, 3.0, record, d, gen=torch.Generator().manual_seed(4), scale=0.5)
+    g = torch.Generator().manual_seed(4)
+    nP = (torch.rand(8, 8, generator=g, dtype=F64) * 2 - 1) * 0.5
+    nV = (torch.rand(8, 8, generator=g, dtype=F64) * 2 - 1) * 0.5
+    assert torch.equal(P3[mP], nP[mP]) and torch.equal(V3[mV], nV[mV])
+    assert torch.equal(P3[~mP], 3.0 * P[~mP]) and torch.equal(V3[~mV], V[~mV] / 3.0)
+    assert float(P3[mP].abs().max()) <= 0.5 and float(P3[mP].abs().max()) > 0.25
+    with pytest.raises(ValueError, match="^c: must be nonzero"):
+        NC.symmetry_member(P, V, 0, record, d)
+    # the default scale is 1: noise Unif(-1, 1)
+    P4, V4 = NC.symmetry_member(P, V, 1.0, record, d, gen=torch.Generator().manual_seed(6))
+    g = torch.Generator().manual_seed(6)
+    assert torch.equal(P4[mP], (torch.rand(8, 8, generator=g, dtype=F64) * 2 - 1)[mP])
+    assert torch.equal(V4[mV], (torch.rand(8, 8, generator=g, dtype=F64) * 2 - 1)[mV])
+
+
+def test_masks_and_family_members_live_on_the_device_of_the_weights():
+    record, d = get("sarsa"), 2
+    mP, mV = NC.unread_mask(record, d, device="meta")          # the meta device: shapes and devices, no data
+    assert mP.device.type == "meta" and mV.device.type == "meta" and mP.dtype == torch.bool
+    blocks = NC.constructed_blocks(record, d, {"alpha": 0.2}, device="meta")
+    assert [b.device.type for b in blocks] == ["meta", "meta"]
+    P, V = NC.constructed_weights(record, d, {"alpha": 0.2}, device="meta")
+    assert P.device.type == "meta" and V.device.type == "meta"
+    P2, V2 = NC.symmetry_member(P, V, 2.0, record, d, gen=torch.Generator().manual_seed(1))
+    assert P2.device.type == "meta" and V2.device.type == "meta" and P2.shape == (8, 8)

@@ -1,0 +1,259 @@
+"""Mutation tier: the independent reference teacher (``numerics.reference``)
+against hand-computed values and the plain-float textbook loop of
+``core_cases``; and the algorithm records (``theory.algorithms``): their
+fields, checks and registry."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from numerics import reference as ref
+from property_tests import core_cases as cc
+from theory import algorithms as A
+from theory import constructions as C
+from theory import rules
+from theory.errors import InputError
+from theory.spec import ACTOR_CRITIC_SPEC, VALUE_SPEC
+from theory.symbols import STEP_SIZES, gamma
+
+pytestmark = pytest.mark.mutation
+
+
+def test_numpy_ops_dot_and_scale():
+    u, v = np.array([[1.0, 2.0], [3.0, -1.0]]), np.array([[0.5, 1.0], [2.0, 4.0]])
+    assert ref.NumpyOps.dot(u, v).tolist() == [2.5, 2.0]
+    assert ref.NumpyOps.scale(np.array([2.0, -1.0]), v).tolist() == [[1.0, 2.0], [-2.0, -4.0]]
+
+
+def test_split_parameters_q_values_and_the_greedy_action():
+    theta = np.arange(8.0).reshape(2, 4)
+    parts = ref.split_parameters(A.get("actor-critic"), theta)
+    assert list(parts) == ["w", "lam"] and parts["w"].tolist() == [[0, 1], [4, 5]]
+    assert parts["lam"].tolist() == [[2, 3], [6, 7]]
+    assert list(ref.split_parameters(A.get("sarsa"), theta[:, :2])) == ["w"]
+    F_s = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+    assert ref.q_values(F_s, np.array([[2.0, -1.0]])).tolist() == [[2.0, -1.0, 1.0]]
+    assert ref.greedy_action(np.array([[1.0, 3.0, 3.0], [0.0, -1.0, -2.0]])).tolist() == [1, 0]
+
+
+def test_near_tie_is_relative_to_max_one_and_the_largest_value():
+    q = np.array([[1.0, 1.0 + 1e-10, 0.0], [100.0, 100.0 + 5e-9, 0.0], [3.0, 1.0, 2.0], [0.5, 0.5 + 2e-9, 0.0]])
+    assert ref.near_tie(q, 1e-8).tolist() == [True, True, False, True]
+    assert ref.near_tie(np.array([[100.0, 100.0 + 2e-6]]), 1e-8).tolist() == [False]
+    assert ref.near_tie(np.array([[0.0, 1e-8]]), 1e-8).tolist() == [True]            # gap equal to the bound counts
+    one = ref.near_tie(np.array([[5.0], [1.0]]), 1e-8)
+    assert one.dtype == bool and one.tolist() == [False, False]                     # one action: never a tie
+    assert ref.near_tie(np.array([[0.0, 1.5e-8]]), 1e-8).tolist() == [False]        # below 1: the bound is tol itself
+    # the scale is the largest value's magnitude, not the runner-up's or another entry's
+    assert ref.near_tie(np.array([[-4.0, -3.0, -9.0]]), 0.3).tolist() == [False]     # 1 > 0.3 * 3
+    assert ref.near_tie(np.array([[0.0, 0.0, 100.0, 100.5]]), 0.01).tolist() == [True]   # 0.5 <= 0.01 * 100.5
+
+
+def test_epsilon_greedy_softmax_and_the_score_from_their_definitions():
+    np.testing.assert_allclose(ref.epsilon_greedy(np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]), 0.3),
+                               [[0.1, 0.8, 0.1], [0.8, 0.1, 0.1]], rtol=1e-15, atol=1e-16)
+    p = ref.softmax_policy(np.array([[0.0, math.log(2.0), math.log(3.0)], [1000.0, 1000.0 + math.log(3.0), 900.0]]))
+    np.testing.assert_allclose(p, [[1 / 6, 2 / 6, 3 / 6], [0.25, 0.75, 0.0]], rtol=1e-12, atol=1e-40)
+    F_s = np.array([[[1.0, 0.0], [0.0, 2.0]], [[1.0, 1.0], [-1.0, 0.5]]])
+    lam = np.array([[0.3, -0.2], [1.0, 0.4]])
+    got = ref.softmax_score(F_s, np.array([1, 0]), lam)
+    want = [cc.score(F_s[b].tolist(), [1, 0][b], lam[b].tolist()) for b in range(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("rule", ["taken", "expected", "greedy"])
+def test_next_features_per_rule(rule):
+    F_next = np.array([[[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]], [[1.0, 1.0], [0.0, 3.0], [1.0, -1.0]]])
+    w = np.array([[1.0, -1.0], [0.0, 1.0]])
+    got = ref.next_features(rule, F_next, np.array([2, 0]), w, 0.3)
+    want = [cc.next_phi(rule, F_next[b].tolist(), [2, 0][b], w[b].tolist(), 0.3) for b in range(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValueError, match="^reference: unknown next_rule 'best'$"):
+        ref.next_features("best", F_next, np.array([0, 0]), w, 0.3)
+
+
+def _window():
+    F = cc.tiny_features(B=2, S=3, A=3, d=2).numpy()
+    s = np.array([[0, 2, 1, 2], [1, 1, 0, 2]])
+    a = np.array([[1, 0, 2, 2], [0, 2, 1, 0]])
+    r = np.array([[0.5, -1.0, 0.25], [1.5, 0.0, -0.75]])
+    theta = np.array([[0.4, -0.9, 1.3, 0.2], [-1.1, 0.6, -0.3, 0.8]])
+    return F, s, a, r, theta, np.array([0.5, 0.9])
+
+
+@pytest.mark.parametrize("algorithm", ["sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"])
+def test_reference_update_equals_the_textbook_loop(algorithm):
+    record = A.get(algorithm)
+    F, s, a, r, theta, g = _window()
+    theta = theta[:, :record.layout.q(2)]
+    got, tie = ref.reference_update(record, F, s, a, r, theta, g, 0.3, {"alpha": 0.2, "beta": 0.05}, 1e-9)
+    want = cc.textbook_step(record.next_rule, "lam" in record.layout.readout_blocks, F, s, a, r, theta, g, 0.3, 0.2,
+                            0.05)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+    assert got.dtype == np.float64 and tie.tolist() == [False, False]
+
+
+@pytest.mark.parametrize("algorithm", ["expected-sarsa", "q-learning"])
+def test_reference_update_flags_windows_with_a_near_tie_of_the_next_argmax(algorithm):
+    F, s, a, r, theta, g = _window()
+    F[1, 1] = [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]         # MDP 1's first next state is 1 (only the first): a tie
+    theta[1, :2] = [1.0, 0.0]
+    _, tie = ref.reference_update(A.get(algorithm), F, s, a, r, theta[:, :2], g, 0.3, {"alpha": 0.2}, 1e-9)
+    assert tie.tolist() == [False, True]
+    _, tie = ref.reference_update(A.get("sarsa"), F, s, a, r, theta[:, :2], g, 0.3, {"alpha": 0.2}, 1e-9)
+    assert tie.tolist() == [False, False]                               # taken: no argmax, no tie
+
+
+def test_reference_update_runs_a_registered_rule_with_its_constants():
+    def halved(t, theta, hp, ops):
+        delta = t.r + t.gamma * ops.dot(theta["w"], t.phi_next) - ops.dot(theta["w"], t.phi)
+        return {"w": (hp["alpha"] * hp["k"], ops.scale(delta, t.phi + 0 * t.one[:, None]))}
+
+    record = dataclasses.replace(A.get("sarsa"), rule=halved, constants=(("k", sp.Rational(1, 2)),))
+    F, s, a, r, theta, g = _window()
+    got, _ = ref.reference_update(record, F, s, a, r, theta[:, :2], g, 0.3, {"alpha": 0.2}, 1e-9)
+    want = cc.textbook_step("taken", False, F, s, a, r, theta[:, :2], g, 0.3, 0.1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+    ac = dataclasses.replace(A.get("actor-critic"), rule=lambda t, th, hp, ops: rules.actor_critic(t, th, hp, ops))
+    got, _ = ref.reference_update(ac, F, s, a, r, theta, g, 0.3, {"alpha": 0.2, "beta": 0.05}, 1e-9)
+    want = cc.textbook_step("taken", True, F, s, a, r, theta, g, 0.3, 0.2, 0.05)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+
+
+def test_reference_update_keeps_a_block_the_rule_leaves_alone():
+    record = dataclasses.replace(A.get("actor-critic"), rule=lambda t, th, hp, ops: rules.semi_gradient(t, th, hp, ops))
+    F, s, a, r, theta, g = _window()
+    got, _ = ref.reference_update(record, F, s, a, r, theta, g, 0.3, {"alpha": 0.2, "beta": 0.05}, 1e-9)
+    assert got[:, 2:].tolist() == theta[:, 2:].tolist()
+
+
+@pytest.mark.parametrize("bad", ["F", "F-batch", "s", "a", "theta", "gamma"])
+def test_reference_update_refuses_inconsistent_shapes(bad):
+    F, s, a, r, theta, g = _window()
+    args = dict(F=F, s=s, a=a, theta=theta[:, :2], gamma=g)
+    wrong = {"F": F[:, :, 0], "F-batch": F[:1], "s": s[:, :-1], "a": a[:1], "theta": theta[:1, :2], "gamma": g[:1]}
+    args[bad.split("-")[0]] = wrong[bad]
+    with pytest.raises(ValueError, match="^reference: expected F B x S x A x d"):
+        ref.reference_update(A.get("sarsa"), args["F"], args["s"], args["a"], r, args["theta"], args["gamma"], 0.3,
+                             {"alpha": 0.2}, 1e-9)
+
+
+def test_reference_update_computes_in_float64_whatever_arrays_it_is_given():
+    F, s, a, r, theta, g = _window()
+    record = A.get("actor-critic")
+    want, _ = ref.reference_update(record, F, s, a, r, theta, g, 0.3, {"alpha": 0.2, "beta": 0.05}, 1e-9)
+    F32, r32, th32, g32 = (x.astype(np.float32) for x in (F, r, theta, g))
+    got, _ = ref.reference_update(record, F32, s.astype(np.float64), a.astype(np.float64), r32, th32, g32, 0.3,
+                                  {"alpha": 0.2, "beta": 0.05}, 1e-9)
+    exact = cc.textbook_step("taken", True, F32.astype(np.float64), s, a, r32.astype(np.float64),
+                             th32.astype(np.float64), g32.astype(np.float64), 0.3, 0.2, 0.05)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, exact, rtol=0, atol=1e-14)               # float32 arithmetic misses by ~1e-8
+    assert np.abs(got - want).max() > 1e-9                                    # (the inputs were rounded to float32)
+
+
+# ---- the algorithm records ----------------------------------------------------------------------------------------
+
+
+def test_the_paper_s_records_and_what_distinguishes_them():
+    recs = {a.name: a for a in A.paper()}
+    assert list(recs) == ["sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"] == list(A.names())
+    assert {k: r.next_rule for k, r in recs.items()} == {"sarsa": "taken", "expected-sarsa": "expected",
+                                                         "q-learning": "greedy", "actor-critic": "taken",
+                                                         "td": "taken"}
+    assert {k: r.behaviour for k, r in recs.items()} == {"sarsa": "epsilon-greedy", "expected-sarsa": "epsilon-greedy",
+                                                         "q-learning": "epsilon-greedy", "actor-critic": "softmax",
+                                                         "td": "uniform"}
+    assert {k: (r.features, r.acts_with) for k, r in recs.items() if k != "actor-critic"} == {
+        "sarsa": ("state-action", "w"), "expected-sarsa": ("state-action", "w"), "q-learning": ("state-action", "w"),
+        "td": ("state", None)}
+    ac = recs["actor-critic"]
+    assert ac.acts_with == "lam" and ac.steps == ("alpha", "beta") and ac.features == "state-action"
+    assert ac.spec is ACTOR_CRITIC_SPEC and ac.construction is C.ACTOR_CRITIC and ac.rule is rules.actor_critic
+    assert ac.theorem == "Theorem 3.3" and "lam + (beta/n)" in ac.statement and "reconstructed" in ac.notes[0]
+    assert [c for _, c, _ in ac.context] == [1, gamma, 1, 1] and [q for _, _, q in ac.context] == [
+        "phi", "phi_next", "r", "g"]
+    for k in ("sarsa", "expected-sarsa", "q-learning", "td"):
+        r = recs[k]
+        assert r.spec is VALUE_SPEC and r.construction is C.SARSA and r.rule is rules.semi_gradient
+        assert r.theorem == "Theorem 3.1" and r.steps == ("alpha",) and r.constants == () and r.notes == ()
+        assert r.context == (("phi", 1, "phi"), ("gphi_next", gamma, "phi_next"), ("r", 1, "r"))
+    # what the reports state for each claim: the update the block must compute (THEORY.md section 2)
+    assert recs["sarsa"].statement == "w + (alpha/n) sum_i (r_{i+1} + gamma w.phi+_i - w.phi_i) phi_i"
+    assert recs["expected-sarsa"].statement == ("SARSA with phi+_i = sum_b pi(b|s_{i+1}) phi(s_{i+1}, b) "
+                                                "(epsilon-greedy pi in Q_w)")
+    assert recs["q-learning"].statement == ("SARSA with phi+_i = phi(s_{i+1}, argmax_b Q_w(s_{i+1}, b)) "
+                                            "(argmax taken when the prompt is built)")
+    assert recs["td"].statement == ("TD(0) policy evaluation with state features: "
+                                    "w + (alpha/n) sum_i (r + gamma w.psi(s_{i+1}) - w.psi(s_i)) psi(s_i)")
+    assert ac.statement == ("(w + (alpha/n) sum_i delta_i phi_i, lam + (beta/n) sum_i delta_i g_i), "
+                            "g_i = phi(s_i,a_i) - sum_b pi_lam(b|s_i) phi(s_i,b)")
+    assert ac.notes == ("Theorem 3.3's layout and update are reconstructed (THEORY.md section 4); the proof is of "
+                        "that reconstruction.",)
+    assert A.paper() == A.paper() and A.get("sarsa") == recs["sarsa"]
+
+
+def test_record_helpers():
+    sarsa, ac, td = A.get("sarsa"), A.get("actor-critic"), A.get("td")
+    assert sarsa.layout is VALUE_SPEC.layout and sarsa.controls and not td.controls
+    assert sarsa.quantities == ("phi", "phi_next", "r") and ac.quantities == ("phi", "phi_next", "r", "g")
+    assert sarsa.d_of(9, 4) == 36 and td.d_of(9, 4) == 9
+    assert sarsa.exact_hp() == dict(STEP_SIZES)
+    k = dataclasses.replace(sarsa, constants=(("k", sp.Rational(1, 2)),))
+    assert k.exact_hp({"alpha": sp.Rational(1, 5)}) == {**dict(STEP_SIZES), "alpha": sp.Rational(1, 5),
+                                                        "k": sp.Rational(1, 2)}
+    assert k.numeric_hp({"alpha": 0.2}) == {"alpha": 0.2, "k": 0.5} and type(k.numeric_hp({})["k"]) is float
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("context", (("phi", 1, "phi"), ("r", 1, "r")), "context recipe fills"),
+    ("context", (("phi", 1, "phi"), ("gphi_next", gamma, "psi"), ("r", 1, "r")),
+     "block 'gphi_next' holds unknown quantity 'psi'; expected one of phi, phi_next, r, g, one$"),
+    ("next_rule", "best", "next_rule 'best' not in"),
+    ("behaviour", "greedy", "behaviour 'greedy' not in"),
+    ("features", "pixels", "features 'pixels' not in"),
+    ("acts_with", "lam", "acts_with 'lam' is not a read-out block"),
+])
+def test_a_record_with_a_bad_field_is_refused_naming_it(field, value, message):
+    with pytest.raises(ValueError, match=f"^algorithm 'sarsa': {message}"):
+        dataclasses.replace(A.get("sarsa"), **{field: value})
+
+
+def test_registry_register_replace_unregister_and_get():
+    mine = dataclasses.replace(A.get("sarsa"), name="mine")
+    try:
+        assert A.register(mine) is mine and A.get("mine") is mine and A.names()[-1] == "mine"
+        with pytest.raises(ValueError, match="^register: algorithm 'mine' exists; pass replace=True"):
+            A.register(mine)
+        with pytest.raises(ValueError, match="^register: algorithm 'sarsa' exists"):
+            A.register(A.get("sarsa"))
+        other = dataclasses.replace(mine, statement="other")
+        assert A.register(other, replace=True) is other and A.get("mine").statement == "other"
+    finally:
+        A.unregister("mine")
+    assert "mine" not in A.names()
+    A.unregister("mine")                                   # a name not registered: nothing to do, no error
+    with pytest.raises(TypeError, match="^register: expected an Algorithm record, got str"):
+        A.register("sarsa")
+    with pytest.raises(ValueError, match="^unregister: 'td' is one of the paper's algorithms"):
+        A.unregister("td")
+    rec = A.get("td")
+    assert A.get(rec) is rec
+    with pytest.raises(InputError, match="^algorithm: unknown 'nope'; expected one of sarsa, expected-sarsa"):
+        A.get("nope")
+    with pytest.raises(InputError, match="^algorithm: unknown"):
+        A.get(["sarsa"])
+
+
+def test_a_replaced_paper_record_is_the_one_get_returns():
+    alt = dataclasses.replace(A.get("sarsa"), statement="alt")
+    try:
+        A.register(alt, replace=True)
+        assert A.get("sarsa") is alt and A.names().count("sarsa") == 1
+    finally:
+        A._REGISTRY.pop("sarsa")
+    assert A.get("sarsa").statement != "alt"
