@@ -301,11 +301,7 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
         oh = draw(record, dist, chunks=chunks, chunk_mdps=chunk_mdps, frames=frames, n=n, epsilon=epsilon,
                   alpha=alpha, beta=beta, seed=seed, start=oh, first_chunk=have)
         have = chunks
-        cov = oh.coverage()
-        vis = cov[cov > 0]
-        step = dict(mdps=chunks * chunk_mdps, prompts=oh.N, coverage_min=int(vis.min()) if vis.size else 0,
-                    coverage_median=float(np.median(vis)) if vis.size else 0.0, visited_pairs=int(vis.size),
-                    coverage_ok=bool(vis.size and vis.min() >= p))
+        step = _coverage_step(oh, chunks * chunk_mdps, p)
         last = bool(final_chunks) or chunks * 2 > max_chunks or left() < 0
         if step["coverage_ok"] or last:
             analysed = analyse(oh, P12s, decades=(12, 9), seed=seed, limit=max_memory, mu=False)
@@ -340,9 +336,11 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
         chunks *= 2
     # with a fixed size: compare the half sample
     if final_chunks and final is not None:
-        half = analyse(_prefix(oh, chunk_mdps * frames), P12s, decades=(12, 9), mu=False, seed=seed)
-        ladder.insert(0, dict(mdps=chunk_mdps, prompts=half["prompts"],
-                              **{k: v for k, v in half.items() if not k.startswith("_")}))
+        small = _prefix(oh, chunk_mdps * frames)
+        half = analyse(small, P12s, decades=(12, 9), mu=False, seed=seed)
+        step = _coverage_step(small, chunk_mdps, p)
+        step.update({k: v for k, v in half.items() if not k.startswith("_")})
+        ladder.insert(0, step)
     if final is not None:
         lam = final["lambda_max"]
         r = mu_shift_invert(final["_H"], lam, final["kernel"], seed=seed,
@@ -368,6 +366,8 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
                 progress(1)
     rep_agree = bool(reps) and all(r.get("kernel") == final["kernel"] and r.get("gap") for r in reps) \
         if bootstrap else True
+    if bootstrap and not reps:
+        rep_agree = None            # not run: the sample was not stable
     adequate = bool(final is not None and stable and gap_ok and cov_ok and rep_agree and len(reps) == bootstrap)
     details = dict(solver="structured", closed_form=dict(context_null=inv["count"], invariance_dim=closed,
                                                           expected_kernel=expected, support_mdps=inv["support_mdps"],
@@ -408,6 +408,15 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
                 closed_form_kernel=expected, details=details)
 
 
+def _coverage_step(oh: OneHotPrompts, mdps: int, p: int) -> dict:
+    """Sample size and how many distinct MDPs visit each visited state-action."""
+    cov = oh.coverage()
+    vis = cov[cov > 0]
+    return dict(mdps=mdps, prompts=oh.N, coverage_min=int(vis.min()) if vis.size else 0,
+                coverage_median=float(np.median(vis)) if vis.size else 0.0, visited_pairs=int(vis.size),
+                coverage_ok=bool(vis.size and vis.min() >= p))
+
+
 def _why(cov_ok, gap_ok, stable, rep_agree):
     out = []
     if not cov_ok:
@@ -416,7 +425,7 @@ def _why(cov_ok, gap_ok, stable, rep_agree):
         out.append("no gap below the kernel threshold")
     if not stable:
         out.append("the kernel dimension changed between the last two sample sizes")
-    if not rep_agree:
+    if rep_agree is False:
         out.append("the bootstrap replicates' kernels disagree")
     return "; ".join(out)
 
