@@ -498,18 +498,23 @@ def mu_shift_invert(H: StructuredHessian, lam: float, kernel_dim: int, seed: int
                 factorisations=fac)
 
 
-def memory_estimate(H: StructuredHessian) -> float:
-    """Bytes the factorisation holds: each component's block and factor,
-    ``Q^T B_k^T`` for every visited pair, the per-pair data."""
+def memory_estimate(H: StructuredHessian, stored: bool = True) -> float:
+    """Bytes the structured route holds: the per-pair data (``Y``, ``S``,
+    the compressed sample), ``N C_s`` and its eigenvectors, and either every
+    component's block, factor and ``Q^T B_k^T`` (``stored``: all shifts and
+    the shift-invert solves reuse them) or the largest component's
+    (``stored=False``: components formed one at a time, counts only)."""
     p, m = H.p, H.m
-    tot = 0.0
+    base = H.M * 4 * F64 + H.Y.nnz * 12 + H.S.nnz * 12 + H.N * (p + 4 * H.oh.n) * F64 + m * m * 2 * F64
+    per = []
     for rows in H.components:
         L = rows.size
-        tot += 3 * ((L + 1) * p) ** 2 * F64
-    tot += H.M * 4 * F64 + H.Y.nnz * 12 + H.S.nnz * 12 + H.N * (p + 4 * H.oh.n) * F64
-    tot += m * m * 2 * F64
-    for k in range(H.d):
-        sel = H._pairs_of[k]
-        if sel.size:
-            tot += m * np.unique(H.Y[sel].indices).size * p * F64
-    return tot
+        bt = 0.0
+        for k in rows[rows < H.d]:
+            sel = H._pairs_of[int(k)]
+            if sel.size:
+                bt += m * np.unique(H.Y[sel].indices).size * p * F64
+        per.append(3 * ((L + 1) * p) ** 2 * F64 + bt)
+    if not per:
+        return base
+    return base + (sum(per) if stored else max(per))

@@ -222,9 +222,14 @@ def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = 
     t0 = time.perf_counter()
     H = StructuredHessian(oh, P12s)
     est = memory_estimate(H)
-    if limit is not None and est > limit:
-        return dict(memory_estimate=est, over_memory=True, prompts=oh.N)
-    H.build()
+    streaming = limit is not None and est > limit
+    if streaming:       # one component at a time: counts only, no shift-invert
+        est = memory_estimate(H, stored=False)
+        if est > limit:
+            return dict(memory_estimate=est, over_memory=True, prompts=oh.N)
+        mu = False
+    else:
+        H.build()
     lam = H.lam_max()
     counts = {e: H.count_below(10.0 ** -e * lam) for e in decades}
     kernel = counts[9]
@@ -232,7 +237,7 @@ def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = 
     out = dict(prompts=oh.N, pairs=H.M, components=len(H.components),
                largest_component=int(max((c.size for c in H.components), default=0)) * H.p,
                lambda_max=lam, counts={f"1e-{e}": c for e, c in counts.items()}, kernel=kernel, gap=bool(gap),
-               memory_estimate=est, over_memory=False)
+               memory_estimate=est, over_memory=False, streaming=streaming)
     if mu:
         r = mu_shift_invert(H, lam, kernel, seed=seed, certify=certify,
                             known={10.0 ** -e * lam: c for e, c in counts.items()})
@@ -341,7 +346,10 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
         step = _coverage_step(small, chunk_mdps, p)
         step.update({k: v for k, v in half.items() if not k.startswith("_")})
         ladder.insert(0, step)
-    if final is not None:
+    if final is not None and final["_H"].blocks is None:
+        final.update(mu=math.nan, mu_note="not computed: the factors of every component (for shift-invert) exceed "
+                                          "the memory limit; counts were formed one component at a time")
+    elif final is not None:
         lam = final["lambda_max"]
         r = mu_shift_invert(final["_H"], lam, final["kernel"], seed=seed,
                             known={10.0 ** -int(k[3:]) * lam: c for k, c in final["counts"].items()})
@@ -383,6 +391,7 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
                    population="not formed: w~ follows the teacher from w_0 ~ Unif(-1, 1)^d under epsilon-greedy "
                               "behaviour in Q_w, a continuous law without a closed-form second moment; the sample "
                               "is grown instead")
+    details["mu_note"] = final.get("mu_note") if final else None
     mu = final.get("mu", math.nan) if final else math.nan
     mus = [r["mu"] for r in reps if r.get("mu") is not None and math.isfinite(r["mu"])]
     ci = [float(np.percentile(mus, 2.5)), float(np.percentile(mus, 97.5))] if mus else [math.nan, math.nan]

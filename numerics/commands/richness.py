@@ -127,6 +127,7 @@ def run(args) -> int:
     res["report"] = report
     public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
                                   "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "report")}
+    public["prompts"] = res["details"]["prompts"]
     lines = [f"richness {args.algorithm} ({args.parameterization}): {dist.describe()}",
              f"kernel {res['kernel_dim']} = symmetry {res['symmetry_dim']} + data invariances "
              f"{res['data_invariance_dim']} + non-flat {res['nonflat_dim']}",

@@ -188,6 +188,7 @@ def write_structured(res: dict, out_dir: str, name: str, command: str, config: d
               f"| mu 95% interval, parametric bootstrap ({dt['bootstrap_reps']} fresh samples of the final size) | "
               f"[{_fmt(res['mu_ci95'][0], '.4g')}, {_fmt(res['mu_ci95'][1], '.4g')}] |",
               f"| predicted local rate of the loss, 2 mu | {_fmt(res['predicted_rate'], '.6g')} |",
+              *([f"| mu | {dt['mu_note']} |"] if dt.get("mu_note") else []),
               f"| adequate sample | {ad['adequate']} (coverage {ad['coverage_ok']}, gap {ad['gap_ok']}, stable "
               f"{ad['stable']}, replicates agree {ad['replicates_agree']}) |",
               f"| runtime | {dt['seconds']:.1f} s |", "",
