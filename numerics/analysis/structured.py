@@ -366,8 +366,15 @@ class Factorisation:
             blk = H.blocks[g] if H.blocks is not None else H._component(g)
             L = blk["L"]
             Sg = blk["A"].copy()
+            pos = self.Dinv > 0
+            sq = np.sqrt(np.abs(self.Dinv))[:, None]
             for idx, lc, Bt in blk["Bt"]:
-                _block_add(Sg, lc, p, -(Bt.T @ (self.Dinv[:, None] * Bt)))
+                Z = sq * Bt                                   # Z^T Z: numpy's syrk (half the flops of a product)
+                if pos.all():
+                    _block_add(Sg, lc, p, -(Z.T @ Z))
+                else:
+                    Zp, Zn = np.ascontiguousarray(Z[pos]), np.ascontiguousarray(Z[~pos])
+                    _block_add(Sg, lc, p, Zn.T @ Zn - Zp.T @ Zp)
             loc = slice(0, L * p)
             rb = slice(L * p, (L + 1) * p)
             S_loc = Sg[loc, loc]
@@ -444,7 +451,7 @@ GAP_BELOW = 1e-12
 
 
 def mu_shift_invert(H: StructuredHessian, lam: float, kernel_dim: int, seed: int = 0, certify: bool = True,
-                    known: dict | None = None) -> dict:
+                    known: dict | None = None, sigma_hint: float | None = None) -> dict:
     """Smallest eigenvalue above ``KERNEL_RTOL * lam``: a lower shift
     ``sigma`` with ``count_below(sigma) == kernel_dim`` (decades up from the
     threshold; ``known``: counts already computed, ``{x: count}``), one
@@ -465,6 +472,14 @@ def mu_shift_invert(H: StructuredHessian, lam: float, kernel_dim: int, seed: int
         return known[x]
     lo, hi = thr, None
     x = thr
+    F = None
+    if sigma_hint is not None and sigma_hint > thr:     # another sample's shift: usable if still below mu
+        F = H.factor(sigma_hint)
+        fac += 1
+        if F.below == kernel_dim:
+            lo = hi = sigma_hint
+        else:
+            F = None
     while hi is None and x < 10 * lam:
         x *= 10.0
         if count(x) > kernel_dim:
@@ -472,14 +487,18 @@ def mu_shift_invert(H: StructuredHessian, lam: float, kernel_dim: int, seed: int
         else:
             lo = x
     hi = hi if hi is not None else 10 * lam
-    mid = math.sqrt(lo * hi)
-    if count(mid) == kernel_dim:
-        lo = mid
-    else:
-        hi = mid
+    if F is None:
+        mid = math.sqrt(lo * hi)
+        F = H.factor(mid)                   # its own count says on which side of mu it lies
+        fac += 1
+        known[mid] = F.below
+        if F.below == kernel_dim:
+            lo = mid
+        else:
+            hi = mid
+            F = H.factor(lo)
+            fac += 1
     sigma = lo
-    F = H.factor(sigma)
-    fac += 1
     op = sla.LinearOperator((H.count, H.count), matvec=lambda v: F.solve(v[:, None])[:, 0],
                             matmat=F.solve, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(H.count)

@@ -217,7 +217,7 @@ def draw(record, dist, *, chunks: int, chunk_mdps: int, frames: int, n: int, eps
 
 
 def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = True, certify: bool = False,
-            limit: float | None = None, seed: int = 0) -> dict:
+            limit: float | None = None, seed: int = 0, hint=None) -> dict:
     """Kernel, counts per decade and mu of one sample."""
     t0 = time.perf_counter()
     H = StructuredHessian(oh, P12s)
@@ -233,14 +233,15 @@ def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = 
     lam = H.lam_max()
     counts = {e: H.count_below(10.0 ** -e * lam) for e in decades}
     kernel = counts[9]
-    gap = counts[9] == counts.get(12, counts[9])
+    gap = counts[9] == counts[12] if 12 in counts else None
     out = dict(prompts=oh.N, pairs=H.M, components=len(H.components),
                largest_component=int(max((c.size for c in H.components), default=0)) * H.p,
-               lambda_max=lam, counts={f"1e-{e}": c for e, c in counts.items()}, kernel=kernel, gap=bool(gap),
+               lambda_max=lam, counts={f"1e-{e}": c for e, c in counts.items()}, kernel=kernel, gap=gap,
                memory_estimate=est, over_memory=False, streaming=streaming)
     if mu:
-        r = mu_shift_invert(H, lam, kernel, seed=seed, certify=certify,
-                            known={10.0 ** -e * lam: c for e, c in counts.items()})
+        known = {10.0 ** -e * lam: c for e, c in counts.items()}
+        r = mu_shift_invert(H, lam, kernel, seed=seed, certify=certify, known=known,
+                            sigma_hint=hint[0] if hint else None)
         out.update(mu=r["mu"], mu_sigma=r["sigma"], mu_bracket=r.get("bracket"), mu_certificate=r.get("certificate"),
                    mu_certified=r["certified"])
     out["seconds"] = time.perf_counter() - t0
@@ -346,20 +347,27 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
         step = _coverage_step(small, chunk_mdps, p)
         step.update({k: v for k, v in half.items() if not k.startswith("_")})
         ladder.insert(0, step)
+    kernels = [s.get("kernel") for s in ladder if s.get("kernel") is not None]
+    stable = len(kernels) >= 2 and kernels[-1] == kernels[-2]
+    cov_ok = ladder[-1]["coverage_ok"]
+    gap_ok = bool(final and final["gap"])
+    decade_counts = None
+    if final is not None and stable and gap_ok and cov_ok:
+        lam = final["lambda_max"]
+        known = {int(k[3:]): c for k, c in final["counts"].items()}
+        decade_counts = {f"1e-{e}": known[e] if e in known else final["_H"].count_below(10.0 ** -e * lam)
+                         for e in DECADES}
+        final["counts"] = dict(decade_counts)
     if final is not None and final["_H"].blocks is None:
         final.update(mu=math.nan, mu_note="not computed: the factors of every component (for shift-invert) exceed "
                                           "the memory limit; counts were formed one component at a time")
-    elif final is not None:
+    elif final is not None and stable and gap_ok and cov_ok:     # mu only where a verdict can follow
         lam = final["lambda_max"]
         r = mu_shift_invert(final["_H"], lam, final["kernel"], seed=seed,
                             known={10.0 ** -int(k[3:]) * lam: c for k, c in final["counts"].items()})
         final.update(mu=r["mu"], mu_sigma=r["sigma"], mu_bracket=r.get("bracket"), mu_certificate=r.get("certificate"),
                      mu_certified=r["certified"])
         ladder[-1].update(mu=r["mu"], mu_certified=r["certified"])
-    kernels = [s.get("kernel") for s in ladder if s.get("kernel") is not None]
-    stable = len(kernels) >= 2 and kernels[-1] == kernels[-2]
-    cov_ok = ladder[-1]["coverage_ok"]
-    gap_ok = bool(final and final["gap"])
     reps = []
     if final is not None and stable and gap_ok and cov_ok and left() > 0:
         for k in range(bootstrap):
@@ -368,11 +376,12 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
                 break
             rep = draw(record, dist, chunks=have, chunk_mdps=chunk_mdps, frames=frames, n=n, epsilon=epsilon,
                        alpha=alpha, beta=beta, seed=seed, replicate=k)
-            a = analyse(rep, P12s, decades=(12, 9), seed=seed + k, limit=max_memory, certify=False)
+            a = analyse(rep, P12s, decades=(9,), seed=seed + k, limit=max_memory, certify=False,
+                        hint=final.get("mu_bracket"))
             reps.append({kk: v for kk, v in a.items() if not kk.startswith("_")})
             if progress:
                 progress(1)
-    rep_agree = bool(reps) and all(r.get("kernel") == final["kernel"] and r.get("gap") for r in reps) \
+    rep_agree = bool(reps) and all(r.get("kernel") == final["kernel"] for r in reps) \
         if bootstrap else True
     if bootstrap and not reps:
         rep_agree = None            # not run: the sample was not stable
@@ -399,8 +408,7 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
     if final is not None:
         H = final["_H"]
         details["symmetry_checks"] = closed_form_residual(H, inv, P12s, Vbar21s, final["lambda_max"], seed=seed)
-        if adequate:    # the report's spectrum: counts at every decade
-            details["decade_counts"] = {f"1e-{e}": H.count_below(10.0 ** -e * final["lambda_max"]) for e in DECADES}
+        details["decade_counts"] = decade_counts
         final.pop("_H")
         del H
     if adequate:
