@@ -25,7 +25,7 @@ def run_child(argv: list[str], timeout: float) -> dict:
     wall time, peak RSS of that child alone, and the load average before and
     after."""
     code = "import sys; from numerics.commands.cli import main; sys.exit(main(sys.argv[1:]))"
-    timer = ["/usr/bin/time", "-f", "BENCHTIME %e %M"] if os.path.exists("/usr/bin/time") else []
+    timer = ["/usr/bin/time", "-f", "BENCHTIME %e %M %U %S"] if os.path.exists("/usr/bin/time") else []
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     proc = subprocess.Popen([*timer, sys.executable, "-c", code, "richness", *argv, "--json"],
@@ -40,8 +40,10 @@ def run_child(argv: list[str], timeout: float) -> dict:
     wall = time.perf_counter() - t0
     peak = None
     lines = err.strip().splitlines()
+    cpu = None
     if lines and lines[-1].startswith("BENCHTIME"):
-        peak = int(lines[-1].split()[2]) * 1024
+        f = lines[-1].split()
+        peak, cpu = int(f[2]) * 1024, float(f[3]) + float(f[4])
         lines = lines[:-1]
     res = None
     for line in reversed(out.strip().splitlines()):
@@ -52,7 +54,7 @@ def run_child(argv: list[str], timeout: float) -> dict:
     if timer and lines and lines[-1].startswith("Command exited with non-zero status"):
         lines = lines[:-1]
     return dict(argv=argv, rc=rc, timed_out=timed_out, result=res, stderr=lines[-1] if lines else "",
-                seconds=wall, peak_rss=peak, load_before=list(load0), load_after=list(os.getloadavg()))
+                seconds=wall, cpu_seconds=cpu, peak_rss=peak, load_before=list(load0), load_after=list(os.getloadavg()))
 
 
 def benchmark(out_dir: str, *, timeout: float, extra: list[str], progress=None, only=None) -> dict:

@@ -217,12 +217,14 @@ def draw(record, dist, *, chunks: int, chunk_mdps: int, frames: int, n: int, eps
 
 
 def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = True, certify: bool = False,
-            limit: float | None = None, seed: int = 0, hint=None) -> dict:
+            limit: float | None = None, seed: int = 0, hint=None, allow_streaming: bool = True) -> dict:
     """Kernel, counts per decade and mu of one sample."""
     t0 = time.perf_counter()
     H = StructuredHessian(oh, P12s)
     est = memory_estimate(H)
     streaming = limit is not None and est > limit
+    if streaming and not allow_streaming:
+        return dict(memory_estimate=est, over_memory=True, prompts=oh.N)
     if streaming:       # one component at a time: counts only, no shift-invert
         est = memory_estimate(H, stored=False)
         if est > limit:
@@ -310,7 +312,17 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
         step = _coverage_step(oh, chunks * chunk_mdps, p)
         last = bool(final_chunks) or chunks * 2 > max_chunks or left() < 0
         if step["coverage_ok"] or last:
-            analysed = analyse(oh, P12s, decades=(12, 9), seed=seed, limit=max_memory, mu=False)
+            analysed = analyse(oh, P12s, decades=(12, 9), seed=seed, limit=max_memory, mu=False,
+                               allow_streaming=step["coverage_ok"])
+            if analysed.get("over_memory") and not step["coverage_ok"]:
+                # too few MDPs per pair anyway: say so without a spectrum that cannot be held
+                step.update(memory_estimate=analysed["memory_estimate"], kernel_note=(
+                    f"not computed: coverage too low, and the factorisation would need about "
+                    f"{analysed['memory_estimate'] / 2**30:.1f} GB with its blocks kept"))
+                ladder.append(step)
+                reason = (f"at {oh.N:,} prompts (--max-prompts / --time-limit) the least-covered visited "
+                          f"state-action is seen by {step['coverage_min']} MDPs, fewer than d + 1 = {p}")
+                break
             if analysed.get("over_memory"):
                 step.update(memory_estimate=analysed["memory_estimate"])
                 ladder.append(step)

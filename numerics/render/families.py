@@ -78,12 +78,12 @@ def write_benchmark(res: dict, out_dir: str, name: str, command: str, config: di
              "2-core machine: the load average before and after each run is given.  'undersampled' and "
              "'unresolved' are not verdicts (exit 3): the sample was not adequate within the budget.", "",
              "| family | route | verdict | prompts | kernel (sampled) | closed form: scaling + invariances | "
-             "mu [95% interval] | wall time | peak RSS | load before / after |",
+             "mu [95% interval] | wall time (CPU) | peak RSS | load before / after |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         x = r["result"]
         load = f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
-        t = f"{r['seconds']:.0f} s"
+        t = f"{r['seconds']:.0f} s ({r['cpu_seconds']:.0f} s)" if r.get("cpu_seconds") is not None else f"{r['seconds']:.0f} s"
         if x is None:
             why = "timed out" if r["timed_out"] else f"exit {r['rc']}: {r['stderr']}"
             lines.append(f"| {r['label']} | - | not computed ({why}) | - | - | - | - | {t} | {_gb(r['peak_rss'])} | {load} |")
