@@ -27,7 +27,7 @@ from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, positive_int
 from numerics.io.families import family_distribution
 from numerics.io.mdp_batch import BatchDistribution, load_mdp_batch, write_mdp_batch
-from numerics.io.options import COUNT, Folder, Name, Path
+from numerics.io.options import COUNT, Folder, Name, Path, Text
 from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import families as render
 from theory.errors import InputError
@@ -54,8 +54,8 @@ def add_arguments(p):
                         "(reports/families/benchmark.md)")
     p.add_argument("--benchmark-timeout", type=positive_int, default=900,
                    help="--benchmark: seconds each family may take before it is stopped (900)")
-    p.add_argument("--only", action="append", default=None, metavar="TEXT",
-                   help="--benchmark: only the families whose label contains TEXT (repeatable)")
+    p.add_argument("--only", type=Text(), nargs="+", default=None, metavar="TEXT",
+                   help="--benchmark: only the families whose label contains one of these texts")
     p.add_argument("--name", type=Name(), default=None, help="report name (comparison, or benchmark)")
     p.add_argument("--out", type=Folder(), default=os.path.join("reports", "families"), help="report folder (reports/families)")
 
