@@ -188,8 +188,14 @@ def test_auto_picks_structured_for_onehot_above_the_dense_eigh_limit():
 
 
 def test_structured_memory_guard_refuses_with_one_line(tmp_path, capsys):
+    """An adequately covered sample whose factorisation exceeds --max-memory:
+    exit 2, one line naming max-memory, no report.  (A sample too thin to
+    cover its pairs says 'undersampled' instead, with the estimate.)"""
+    rc = main(["richness", "--family", "darkroom", "--grid", "2", "--solver", "structured", "--prompts", "1600",
+               "--mdps", "160", "--frames", "10", "--max-memory", "1M", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "max-memory" in err[0] and "GB" in err[0]
+    assert not list(tmp_path.iterdir())
     rc = main(["richness", "--family", "darkroom", "--grid", "2", "--solver", "structured", "--prompts", "200",
                "--mdps", "20", "--frames", "10", "--max-memory", "1M", "--out", str(tmp_path)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "max-memory" in err[0]
-    assert not list(tmp_path.iterdir())
+    assert rc == 3 and "undersampled" in capsys.readouterr().out

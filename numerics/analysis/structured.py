@@ -294,10 +294,10 @@ class StructuredHessian:
         return sla.LinearOperator((self.count, self.count), matvec=lambda x: self.matmat(x[:, None])[:, 0],
                                   matmat=self.matmat, dtype=np.float64)
 
-    def lam_max(self) -> float:
+    def lam_max(self, tol: float = LANCZOS_TOP_TOL) -> float:
+        """Largest eigenvalue, Lanczos on the structured product (relative ``tol``)."""
         v0 = np.ones(self.count) / math.sqrt(self.count)
-        return float(sla.eigsh(self.operator(), k=1, which="LA", v0=v0, tol=LANCZOS_TOP_TOL,
-                               return_eigenvectors=False)[0])
+        return float(sla.eigsh(self.operator(), k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
 
     # -- blocks -----------------------------------------------------------
     def _component(self, g: int) -> dict:

@@ -48,7 +48,7 @@ from numerics.analysis.structured import (
     memory_estimate,
     mu_shift_invert,
 )
-from numerics.core.tolerances import KERNEL_RTOL
+from numerics.core.tolerances import KERNEL_RTOL, RICHNESS_LAMMAX_RTOL
 from theory.errors import InputError
 
 #: MDPs drawn to enumerate a family's support (its possible context columns).
@@ -57,6 +57,10 @@ SUPPORT_SEED = 12345
 #: Relative eigenvalue threshold for the rank of the support's Gram matrix
 #: (entries are 0, 1, gamma and rewards: the null space is exact).
 SUPPORT_RTOL = 1e-10
+#: lambda_max of the structured samples to this relative accuracy (it sets the
+#: kernel threshold 1e-9 lambda_max; the gap check makes the count insensitive
+#: to it); bootstrap replicates to RICHNESS_LAMMAX_RTOL as the dense route's.
+LAMMAX_RTOL = 1e-8
 #: Seeds of the sample's chunks and of the bootstrap replicates.
 REPLICATE_OFFSET = 1000
 
@@ -217,7 +221,8 @@ def draw(record, dist, *, chunks: int, chunk_mdps: int, frames: int, n: int, eps
 
 
 def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = True, certify: bool = False,
-            limit: float | None = None, seed: int = 0, hint=None, allow_streaming: bool = True) -> dict:
+            limit: float | None = None, seed: int = 0, hint=None, allow_streaming: bool = True,
+            lam_tol: float = LAMMAX_RTOL) -> dict:
     """Kernel, counts per decade and mu of one sample."""
     t0 = time.perf_counter()
     H = StructuredHessian(oh, P12s)
@@ -232,7 +237,7 @@ def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = 
         mu = False
     else:
         H.build()
-    lam = H.lam_max()
+    lam = H.lam_max(lam_tol)
     counts = {e: H.count_below(10.0 ** -e * lam) for e in decades}
     kernel = counts[9]
     gap = counts[9] == counts[12] if 12 in counts else None
@@ -389,7 +394,7 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
             rep = draw(record, dist, chunks=have, chunk_mdps=chunk_mdps, frames=frames, n=n, epsilon=epsilon,
                        alpha=alpha, beta=beta, seed=seed, replicate=k)
             a = analyse(rep, P12s, decades=(9,), seed=seed + k, limit=max_memory, certify=False,
-                        hint=final.get("mu_bracket"))
+                        hint=final.get("mu_bracket"), lam_tol=RICHNESS_LAMMAX_RTOL)
             reps.append({kk: v for kk, v in a.items() if not kk.startswith("_")})
             if progress:
                 progress(1)

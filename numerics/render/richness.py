@@ -198,7 +198,7 @@ def write_structured(res: dict, out_dir: str, name: str, command: str, config: d
     for s in dt["ladder"]:
         c = s.get("counts") or {}
         lines.append(f"| {s['mdps']:,} | {s['prompts']:,} | {s['visited_pairs']} | {s['coverage_min']} / "
-                     f"{s['coverage_median']:.0f} | {_fmt(s.get('kernel'), ',') if s.get('kernel') is not None else 'skipped (coverage)'} | "
+                     f"{s['coverage_median']:.0f} | {_fmt(s.get('kernel'), ',') if s.get('kernel') is not None else s.get('kernel_note', 'skipped (coverage)')} | "
                      f"{c.get('1e-12', '-')} | {s.get('gap', '-')} | {_fmt(s.get('mu'))} | {s.get('mu_certified', '-')} | "
                      f"{_fmt(s.get('seconds'), '.1f')} |")
     if dt["replicates"]:
