@@ -183,15 +183,20 @@ def support_invariances(dist, epsilon: float, labels=None, mdps: int = SUPPORT_M
                 named_rank=rank, sentences=sentences, gammas=gammas.tolist(), d=d)
 
 
+def _names(ks, lab, most: int = 8) -> str:
+    shown = ", ".join(lab(k) for k in ks[:most])
+    return shown if len(ks) <= most else f"{shown} and {len(ks) - most} more"
+
+
 def _group_sentence(g: dict, lab, gammas) -> str:
     a, b = g["pairs"], g["next_pairs"]
     if a and b:
-        return (f"{len(a)} state-action(s) {', '.join(lab(k) for k in a)} always lead to the {len(b)} pair(s) "
-                f"{', '.join(lab(k) for k in b)}: phi of the first equals gamma phi+ of the second up to the factor "
-                f"gamma = {gammas[0]:g} in every context column")
+        return (f"{len(a)} state-action(s) {_names(a, lab)} are always followed by one of the {len(b)} pair(s) "
+                f"{_names(b, lab)}: c = 1 on phi of the first, -1/gamma on gamma phi+ of the second (gamma = "
+                f"{gammas[0]:g}) is orthogonal to every context column")
     if a:
-        return f"state-action(s) {', '.join(lab(k) for k in a)} never visited: their phi coordinates are zero"
-    return f"pair(s) {', '.join(lab(k) for k in b)} never the next pair: their gamma phi+ coordinates are zero"
+        return f"state-action(s) {_names(a, lab)} never visited: their phi coordinates are zero in every column"
+    return f"pair(s) {_names(b, lab)} never the next pair: their gamma phi+ coordinates are zero in every column"
 
 
 # ---------------------------------------------------------------------------

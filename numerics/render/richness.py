@@ -133,6 +133,22 @@ def _fmt(x, spec=".4g"):
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
+def _extrapolate(dt: dict) -> str:
+    """Coverage grows about linearly with the number of MDPs: the size at which
+    the least-covered pair would reach d + 1, from the last two sizes."""
+    lad = [s for s in dt["ladder"] if s.get("coverage_min")]
+    if len(lad) < 2 or lad[-1]["coverage_ok"]:
+        return ""
+    a, b = lad[-2], lad[-1]
+    rate = (b["coverage_min"] - a["coverage_min"]) / max(b["mdps"] - a["mdps"], 1)
+    if rate <= 0:
+        return ""
+    need = b["mdps"] + (dt["adequacy"]["coverage_needed"] - b["coverage_min"]) / rate
+    return (f"  Extrapolated from the last two sizes (coverage grows by {rate:.3f} MDPs per added MDP): about "
+            f"{need:,.0f} MDPs ({need * dt['frames_per_mdp']:,.0f} prompts) for d + 1 per pair, an estimate, "
+            "not a measurement.")
+
+
 def write_structured(res: dict, out_dir: str, name: str, command: str, config: dict | None = None) -> str:
     """The report of the structured (one-hot) route: verdict or
     ``undersampled``, the sample ladder, the closed-form invariances in words,
@@ -171,7 +187,7 @@ def write_structured(res: dict, out_dir: str, name: str, command: str, config: d
                   f"{last['coverage_min']} distinct MDPs (needed d + 1 = {ad['coverage_needed']}); sampled kernel "
                   f"{_fmt(res['kernel_dim'], 'd') if res['kernel_dim'] is not None else 'not computed'} against the "
                   f"closed-form count {cf['expected_kernel']:,} (scaling + {cf['invariance_dim']:,} invariances).  "
-                  "Raise --max-prompts / --time-limit, or give --prompts.", ""]
+                  "Raise --max-prompts / --time-limit, or give --prompts." + _extrapolate(dt), ""]
     elif verdict == "unresolved":
         lines += [f"The sample is adequate but its kernel ({res['kernel_dim']:,}) exceeds the closed-form count "
                   f"({cf['expected_kernel']:,}): {res['kernel_dim'] - cf['expected_kernel']} kernel directions no "
