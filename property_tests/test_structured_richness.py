@@ -199,3 +199,20 @@ def test_structured_memory_guard_refuses_with_one_line(tmp_path, capsys):
     rc = main(["richness", "--family", "darkroom", "--grid", "2", "--solver", "structured", "--prompts", "200",
                "--mdps", "20", "--frames", "10", "--max-memory", "1M", "--out", str(tmp_path)])
     assert rc == 3 and "undersampled" in capsys.readouterr().out
+
+
+def test_decade_counts_filled_by_monotonicity_equal_the_counted_ones():
+    """Counts settled by monotonicity (equal at both ends of a run of decades)
+    equal the counts computed at every decade; and they save factorisations."""
+    vals, H = _both(_darkroom(2), mdps=30, frames=10)
+    lam = vals[-1]
+    calls = []
+    real = H.count_below
+
+    def counting(x):
+        calls.append(x)
+        return real(x)
+    H.count_below = counting
+    got = tb.decade_fill(H, lam, {9: real(1e-9 * lam), 12: real(1e-12 * lam)})
+    assert got == {e: int((vals < 10.0 ** -e * lam).sum()) for e in tb.DECADES}
+    assert len(calls) < len(tb.DECADES) - 2

@@ -261,6 +261,36 @@ def analyse(oh: OneHotPrompts, P12s: np.ndarray, *, decades=(12, 9), mu: bool = 
     return out
 
 
+def decade_fill(H: StructuredHessian, lam: float, known: dict) -> dict:
+    """Counts at every decade of :data:`DECADES` (``{e: count below 10^-e
+    lambda_max}``), computing only what monotonicity does not settle: a
+    decade between two decades with equal counts has that count too."""
+    known = dict(known)
+    es = sorted(DECADES, reverse=True)          # ascending x: 16, 15, ..., 6
+
+    def get(e):
+        if e not in known:
+            known[e] = H.count_below(10.0 ** -e * lam)
+        return known[e]
+
+    def fill(i, j):                             # es[i] < es[j] in x; both counted
+        if j - i < 2:
+            return
+        if get(es[i]) == get(es[j]):
+            for k in range(i + 1, j):
+                known[es[k]] = known[es[i]]
+            return
+        mid = (i + j) // 2
+        get(es[mid])
+        fill(i, mid)
+        fill(mid, j)
+    anchors = sorted({0, len(es) - 1} | {es.index(e) for e in known if e in es})
+    for a, b in zip(anchors, anchors[1:]):
+        get(es[a]), get(es[b])
+        fill(a, b)
+    return {e: known[e] for e in DECADES}
+
+
 def closed_form_residual(H: StructuredHessian, inv: dict, P12s, Vbar21s, lam: float, seed: int = 0) -> dict:
     """``|H v| / (lambda_max |v|)`` for the scaling tangent and random
     combinations of the closed-form invariances (they must lie in the kernel)."""
@@ -377,8 +407,7 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
     if final is not None and stable and gap_ok and cov_ok:
         lam = final["lambda_max"]
         known = {int(k[3:]): c for k, c in final["counts"].items()}
-        decade_counts = {f"1e-{e}": known[e] if e in known else final["_H"].count_below(10.0 ** -e * lam)
-                         for e in DECADES}
+        decade_counts = {f"1e-{e}": c for e, c in decade_fill(final["_H"], lam, known).items()}
         final["counts"] = dict(decade_counts)
     if final is not None and final["_H"].blocks is None:
         final.update(mu=math.nan, mu_note="not computed: the factors of every component (for shift-invert) exceed "
