@@ -403,6 +403,8 @@ class Factorisation:
             if keep:
                 self.parts.append((f, C, Xg))
         self.border = _LDL(0.5 * (border + border.T))
+        if self.border.singular:
+            raise AssertionError(f"the reward row's Schur complement is singular at shift {x:.3e}: choose another shift")
         neg += self.border.negatives
         self.below = int(neg)
 
