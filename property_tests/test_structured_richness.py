@@ -150,12 +150,17 @@ def test_verdict_and_kernel_same_at_two_sample_sizes_a_factor_4_apart():
 
 @pytest.mark.slow
 def test_darkroom_5x5_verdict_same_at_two_sample_sizes_a_factor_4_apart():
+    """32,000 prompts (compared with its 16,000) and 128,000 (with its 64,000):
+    the same verdict and kernel, and the kernels at 16,000 and 64,000 (a factor
+    4 apart) equal too.  (16,000 alone is 'undersampled': its half, 8,000, has
+    pairs seen by fewer than d + 1 MDPs.)"""
     dist = _darkroom(5)
     kw = dict(mdps=100, frames=20, n=20, epsilon=0.1, alpha=0.2, beta=0.2, seed=0, bootstrap=1)
-    a = tb.tabular_richness(dist, SARSA, prompts=16000, **kw)
-    b = tb.tabular_richness(dist, SARSA, prompts=64000, **kw)
-    assert a["verdict"] == b["verdict"]
-    assert a["kernel_dim"] == b["kernel_dim"]
+    a = tb.tabular_richness(dist, SARSA, prompts=32000, **kw)
+    b = tb.tabular_richness(dist, SARSA, prompts=128000, **kw)
+    assert a["verdict"] == b["verdict"] == "morse-bott"
+    assert a["kernel_dim"] == b["kernel_dim"] == a["closed_form_kernel"] == 25 * 251 + 1
+    assert a["details"]["ladder"][0]["kernel"] == b["details"]["ladder"][0]["kernel"] == a["kernel_dim"]
 
 
 def test_too_few_prompts_says_undersampled_with_the_counts_never_a_verdict(tmp_path, capsys):
