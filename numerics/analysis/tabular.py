@@ -351,7 +351,18 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
         have = chunks
         step = _coverage_step(oh, chunks * chunk_mdps, p)
         last = bool(final_chunks) or chunks * 2 > max_chunks or left() < 0
+        if final_chunks:            # --prompts: the half sample (the first chunk) first, then the whole
+            small = _prefix(oh, chunk_mdps * frames)
+            half = analyse(small, P12s, decades=(12, 9), mu=False, seed=seed, limit=max_memory,
+                           allow_streaming=True)
+            hstep = _coverage_step(small, chunk_mdps, p)
+            hstep.update({k: v for k, v in half.items() if not k.startswith("_")})
+            ladder.append(hstep)
+            prev_kernel = half.get("kernel")
+            del half
         if step["coverage_ok"] or last:
+            if final is not None:
+                final.pop("_H", None)       # one Hessian alive at a time (the memory estimate counts one)
             analysed = analyse(oh, P12s, decades=(12, 9), seed=seed, limit=max_memory, mu=False,
                                allow_streaming=step["coverage_ok"])
             if analysed.get("over_memory") and not step["coverage_ok"]:
@@ -393,23 +404,20 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
             break
         chunks *= 2
     # with a fixed size: compare the half sample
-    if final_chunks and final is not None:
-        small = _prefix(oh, chunk_mdps * frames)
-        half = analyse(small, P12s, decades=(12, 9), mu=False, seed=seed)
-        step = _coverage_step(small, chunk_mdps, p)
-        step.update({k: v for k, v in half.items() if not k.startswith("_")})
-        ladder.insert(0, step)
     kernels = [s.get("kernel") for s in ladder if s.get("kernel") is not None]
     stable = len(kernels) >= 2 and kernels[-1] == kernels[-2]
     cov_ok = ladder[-1]["coverage_ok"]
     gap_ok = bool(final and final["gap"])
     decade_counts = None
-    if final is not None and stable and gap_ok and cov_ok:
+    if final is not None and stable and gap_ok and cov_ok and "_H" in final:
         lam = final["lambda_max"]
         known = {int(k[3:]): c for k, c in final["counts"].items()}
         decade_counts = {f"1e-{e}": c for e, c in decade_fill(final["_H"], lam, known).items()}
         final["counts"] = dict(decade_counts)
-    if final is not None and final["_H"].blocks is None:
+    if final is not None and "_H" not in final:           # the next size did not fit: no spectrum kept
+        final.update(mu=math.nan, mu_note="not computed: the next sample size exceeded the memory limit")
+        stable = gap_ok = False
+    elif final is not None and final["_H"].blocks is None:
         final.update(mu=math.nan, mu_note="not computed: the factors of every component (for shift-invert) exceed "
                                           "the memory limit; counts were formed one component at a time")
     elif final is not None and stable and gap_ok and cov_ok:     # mu only where a verdict can follow
@@ -419,6 +427,10 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
         final.update(mu=r["mu"], mu_sigma=r["sigma"], mu_bracket=r.get("bracket"), mu_certificate=r.get("certificate"),
                      mu_certified=r["certified"])
         ladder[-1].update(mu=r["mu"], mu_certified=r["certified"])
+    sym_checks = None
+    if final is not None and "_H" in final:     # checks on the main sample, then free it before the replicates
+        sym_checks = closed_form_residual(final["_H"], inv, P12s, Vbar21s, final["lambda_max"], seed=seed)
+        final.pop("_H")
     reps = []
     if final is not None and stable and gap_ok and cov_ok and left() > 0:
         for k in range(bootstrap):
@@ -430,6 +442,7 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
             a = analyse(rep, P12s, decades=(9,), seed=seed + k, limit=max_memory, certify=False,
                         hint=final.get("mu_bracket"), lam_tol=RICHNESS_LAMMAX_RTOL)
             reps.append({kk: v for kk, v in a.items() if not kk.startswith("_")})
+            del a, rep
             if progress:
                 progress(1)
     rep_agree = bool(reps) and all(r.get("kernel") == final["kernel"] for r in reps) \
@@ -457,11 +470,8 @@ def tabular_richness(dist, record, *, mdps: int, frames: int, n: int, epsilon: f
     ci = [float(np.percentile(mus, 2.5)), float(np.percentile(mus, 97.5))] if mus else [math.nan, math.nan]
     kernel = final["kernel"] if final else None
     if final is not None:
-        H = final["_H"]
-        details["symmetry_checks"] = closed_form_residual(H, inv, P12s, Vbar21s, final["lambda_max"], seed=seed)
+        details["symmetry_checks"] = sym_checks
         details["decade_counts"] = decade_counts
-        final.pop("_H")
-        del H
     if adequate:
         if kernel < expected:
             raise AssertionError(f"kernel {kernel} below the closed-form count {expected}: the invariances must lie in it")
