@@ -64,7 +64,7 @@ from theory.symmetry import symmetry_tangent_dim
 #: cores), chosen so the Section 4.1 report stays under 60 s.
 BIG_BOOTSTRAP = 3
 
-SOLVERS = ("auto", "dense", "matrix-free")
+SOLVERS = ("auto", "dense", "matrix-free", "structured")
 #: ``--solver auto`` uses the matrix-free route above this many reduced
 #: parameters.  The dense route holds ``E[J^T J]`` (count^2 float64: 0.23 GB
 #: at d = 36, count 5329; 2.2 GB at d = 64; 32 GB at d = 125) and its
@@ -415,6 +415,9 @@ def richness(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "
     if bootstrap > 0 and dist is None:
         raise InputError("bootstrap", "the parametric bootstrap draws fresh samples from the MDP distribution: "
                                       "pass the distribution (or bootstrap=0)")
+    if solver == "structured":
+        raise InputError("solver", "the structured route draws and grows its own sample: call "
+                                   "numerics.analysis.tabular.tabular_richness (icrl-verify richness --solver structured)")
     if sample is None:
         sample = sample_prompts(record, dist, mdps=mdps, frames_per_mdp=frames, n=n, epsilon=epsilon,
                                 alpha=alpha, beta=beta, seed=seed)

@@ -20,13 +20,14 @@ import os
 import torch
 
 from numerics.analysis.families import compare
+from numerics.analysis.scale import benchmark
 from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.distributions import MDPDistribution
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, positive_int
 from numerics.io.families import family_distribution
 from numerics.io.mdp_batch import BatchDistribution, load_mdp_batch, write_mdp_batch
-from numerics.io.options import COUNT, Folder, Name, Path
+from numerics.io.options import COUNT, Folder, Name, Path, Text
 from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import families as render
 from theory.errors import InputError
@@ -47,7 +48,15 @@ def add_arguments(p):
     p.add_argument("--darkroom-features", choices=("onehot", "coords"), default="coords",
                    help="comparison: Darkroom features (coords; onehot at grid 5 needs the matrix-free route, "
                         "see icrl-verify richness --family darkroom)")
-    p.add_argument("--name", type=Name(), default="comparison", help="report name (comparison)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="richness of Darkroom 5x5 and 9x9, FrozenLake 8x8, the Boyan chain and Section 4.1 at their "
+                        "own size, each in its own process with its wall time and peak memory "
+                        "(reports/families/benchmark.md)")
+    p.add_argument("--benchmark-timeout", type=positive_int, default=900,
+                   help="--benchmark: seconds each family may take before it is stopped (900)")
+    p.add_argument("--only", type=Text(), nargs="+", default=None, metavar="TEXT",
+                   help="--benchmark: only the families whose label contains one of these texts")
+    p.add_argument("--name", type=Name(), default=None, help="report name (comparison, or benchmark)")
     p.add_argument("--out", type=Folder(), default=os.path.join("reports", "families"), help="report folder (reports/families)")
 
 
@@ -60,11 +69,22 @@ def run(args) -> int:
         emit([f"wrote {args.batch} MDPs ({dist.describe()}) to {args.write_batch}"],
              dict(path=args.write_batch, mdps=args.batch, d=int(F.shape[-1])), args.json)
         return 0
+    if args.benchmark:
+        name = plain_name(args.name or "benchmark")
+        with progress_bar(total=None, desc="families at benchmark scale", disable=args.json) as bar:
+            res = benchmark(args.out, timeout=args.benchmark_timeout, extra=[], progress=at_boundary(bar.update),
+                            only=args.only)
+        command = reproduce_command("families", args, add_arguments)
+        report = render.write_benchmark(res, args.out, name, command, config_of(args))
+        lines = [f"{r['label']}: {(r['result'] or {}).get('verdict', 'not computed')} in {r['seconds']:.0f} s"
+                 for r in res["rows"]] + [f"report: {report}"]
+        emit(lines, dict(rows=res["rows"], report=report), args.json)
+        return 0
     if not args.compare:
-        raise InputError("usage", "families: give --write-batch FILE.npz or --compare")
+        raise InputError("usage", "families: give --write-batch FILE.npz, --compare or --benchmark")
     if args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
-    name = plain_name(args.name)
+    name = plain_name(args.name or "comparison")
     user = args.user_batch
     if user is None:
         user = os.path.join(args.out, "user-dense-shared-S3A2.npz")

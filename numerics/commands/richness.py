@@ -31,11 +31,13 @@ from numerics.analysis.richness import (
     richness,
 )
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
+from numerics.analysis.tabular import structured_applies, tabular_richness
 from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, finite_float, positive_int
+from numerics.io.families import pair_labels
 from numerics.io.options import COUNT, Folder, Name
 from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import richness as render
@@ -58,9 +60,15 @@ def add_arguments(p):
     add_source_options(p)
     p.add_argument("--solver", choices=SOLVERS, default="auto",
                    help="spectrum of E[J^T J]: dense (forms it), matrix-free (closed-form J^T J v, closed-form "
-                        f"invariances deflated, LOBPCG), auto (matrix-free above {MATRIX_FREE_ABOVE} reduced parameters)")
+                        "invariances deflated, LOBPCG), structured (one-hot SARSA features: exact eigenvalue counts "
+                        "by inertia of a block factorisation, grows the sample until it is adequate, else "
+                        "'undersampled', exit 3), auto (structured for one-hot features above "
+                        f"{DENSE_EIGH_LIMIT} reduced parameters, else matrix-free above {MATRIX_FREE_ABOVE}, else dense)")
     p.add_argument("--time-limit", type=finite_float, default=1800.0,
-                   help="seconds the matrix-free eigensolver may take before giving up with exit 2 (1800)")
+                   help="seconds the matrix-free eigensolver may take before giving up with exit 2; the "
+                        "structured route stops growing its sample past it ('undersampled') (1800)")
+    p.add_argument("--max-prompts", type=positive_int, default=64_000,
+                   help="structured route: largest sample it grows to before saying 'undersampled' (64000)")
     p.add_argument("--name", type=Name(), default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
     p.add_argument("--out", type=Folder(), default=os.path.join("reports", "richness"), help="report folder (reports/richness)")
     add_max_memory(p)
@@ -77,6 +85,8 @@ def resolve_solver(args, record, dist) -> str:
     if args.solver != "auto":
         return args.solver
     count = record.spec.index(dist.d).reduced_count()
+    if count > DENSE_EIGH_LIMIT and args.parameterization == "reduced" and structured_applies(record, dist):
+        return "structured"
     if MATRIX_FREE_ABOVE < count <= MATRIX_FREE_REACH and args.parameterization == "reduced":
         return "matrix-free"
     return "dense"
@@ -95,6 +105,8 @@ def run(args) -> int:
         "batch" if args.mdp_batch else "generator" if args.distribution else args.family)
     name = plain_name(args.name or f"{args.algorithm}-{kind}-{args.parameterization}")
     solver = resolve_solver(args, record, dist)
+    if solver == "structured":
+        return _run_structured(args, record, dist, name)
     if solver == "dense":
         budget.guard_hessian(record, dist.d, args.mdps * frames, args.context, budget.max_memory(args.max_memory),
                              f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
@@ -115,6 +127,7 @@ def run(args) -> int:
     res["report"] = report
     public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
                                   "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "report")}
+    public["prompts"] = res["details"]["prompts"]
     lines = [f"richness {args.algorithm} ({args.parameterization}): {dist.describe()}",
              f"kernel {res['kernel_dim']} = symmetry {res['symmetry_dim']} + data invariances "
              f"{res['data_invariance_dim']} + non-flat {res['nonflat_dim']}",
@@ -122,4 +135,41 @@ def run(args) -> int:
              f"{res['predicted_rate']:.6g}",
              f"verdict: {res['verdict']}", f"report: {report}"]
     emit(lines, public, args.json)
+    return 1 if res["verdict"] == "fails" else 0
+
+
+def _run_structured(args, record, dist, name) -> int:
+    """The structured route (numerics.analysis.tabular): a verdict only for an
+    adequate sample; exit 3 for 'undersampled' or 'unresolved'."""
+    if args.parameterization != "reduced":
+        raise InputError("solver", "the structured route handles the reduced parameterization; use --solver dense")
+    with progress_bar(total=None, desc="richness (sample sizes, bootstrap replicates)", disable=args.json) as bar:
+        res = tabular_richness(dist, record, mdps=args.mdps, frames=args.frames, n=args.context,
+                               epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
+                               bootstrap=args.bootstrap, prompts=args.prompts, max_prompts=args.max_prompts,
+                               time_limit=args.time_limit, max_memory=budget.max_memory(args.max_memory),
+                               labels=pair_labels(dist), progress=at_boundary(bar.update))
+    check_interrupt()
+    command = reproduce_command("richness", args, add_arguments)
+    report = render.write_structured(res, args.out, name, command, config_of(args))
+    res["report"] = report
+    public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
+                                  "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "prompts",
+                                  "closed_form_kernel", "report")}
+    dt = res["details"]
+    ad, cf = dt["adequacy"], dt["closed_form"]
+    last = dt["ladder"][-1]
+    kern = "not computed" if res["kernel_dim"] is None else f"{res['kernel_dim']:,}"
+    lines = [f"richness {args.algorithm} (reduced, structured route): {dist.describe()}",
+             f"prompts {res['prompts']:,} ({last['mdps']:,} MDPs); kernel {kern}; closed form: scaling + "
+             f"{cf['invariance_dim']:,} invariances = {cf['expected_kernel']:,}"]
+    if res["verdict"] == "undersampled":
+        lines.append(f"undersampled: {ad['reason']} (least-covered visited state-action: {last['coverage_min']} MDPs, "
+                     f"needed {ad['coverage_needed']}); no verdict")
+    else:
+        lines.append(f"mu = {res['mu']:.6g}, 95% CI [{res['mu_ci95'][0]:.6g}, {res['mu_ci95'][1]:.6g}]")
+    lines += [f"verdict: {res['verdict']}", f"report: {report}"]
+    emit(lines, public, args.json)
+    if res["verdict"] in ("undersampled", "unresolved"):
+        return 3
     return 1 if res["verdict"] == "fails" else 0

@@ -169,7 +169,31 @@ def family_distribution(name: str, *, gamma: float, gamma_range=None, dist: MDPD
     out = GeneratorDistribution(bound, f"family {name}", field="family")
     out.description = f"family {name} ({shown}, {g}), {out.states} states, {out.actions} actions, d = {out.d}"
     out.family = name
+    out.params = dict(params)
     return out
+
+
+#: Action names of the families with named actions.
+DARKROOM_ACTIONS = ("up", "down", "left", "right", "stay")
+FROZENLAKE_ACTIONS = ("left", "down", "right", "up")
+
+
+def pair_labels(dist):
+    """``k -> 'cell (row, col) action'`` for one-hot Darkroom and FrozenLake
+    (``k = s A + a``, the order of their one-hot features), ``'s3 a1'``
+    otherwise; ``None`` where the feature order is not ``s A + a``."""
+    name = getattr(dist, "family", None)
+    A = dist.actions
+    if name == "darkroom" and getattr(dist, "params", {}).get("features") == "onehot":
+        G = dist.params["grid"]
+        return lambda k: f"({k // A // G},{k // A % G}) {DARKROOM_ACTIONS[k % A]}"
+    if name == "frozenlake":
+        G = dist.params.get("size", 4)
+        return lambda k: (f"({k // A // G},{k // A % G}) {FROZENLAKE_ACTIONS[k % A]}" if k // A < G * G
+                          else f"terminal {FROZENLAKE_ACTIONS[k % A]}")
+    if getattr(dist, "features", None) == "onehot":
+        return lambda k: f"s{k // A} a{k % A}"
+    return None
 
 
 def _check_params(name: str, params: dict):

@@ -61,3 +61,44 @@ def write(res: dict, out_dir: str, name: str, command: str, config: dict | None 
     lines += [f"Total time {res['seconds']:.1f} s.", ""]
     data = dict(res, command=command, report=base + ".md")
     return write_report(base, markdown="\n".join(lines), data=data)["md"]
+
+
+def _gb(b):
+    return "-" if b is None else f"{b / 2 ** 30:.2f} GB"
+
+
+def write_benchmark(res: dict, out_dir: str, name: str, command: str, config: dict | None = None) -> str:
+    """The families at benchmark scale: one row per family, its richness
+    result, wall time and peak memory of its own process."""
+    base = os.path.join(out_dir, name)
+    lines = [f"# Richness of the benchmark families at their own size: {name}", run_header(command, config),
+             "Each family runs `icrl-verify richness` (SARSA, reduced parameters, default options, `--solver auto`: "
+             "structured for one-hot features above 2,500 parameters, dense below) in a process of its own under "
+             "`/usr/bin/time`: wall time and peak resident memory are that process's alone.  Other jobs share this "
+             "2-core machine: the load average before and after each run is given.  'undersampled' and "
+             "'unresolved' are not verdicts (exit 3): the sample was not adequate within the budget.", "",
+             "| family | route | verdict | prompts | kernel (sampled) | closed form: scaling + invariances | "
+             "mu [95% interval] | wall time (CPU) | peak RSS | load before / after |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        x = r["result"]
+        load = f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
+        t = f"{r['seconds']:.0f} s ({r['cpu_seconds']:.0f} s)" if r.get("cpu_seconds") is not None else f"{r['seconds']:.0f} s"
+        if x is None:
+            why = "timed out" if r["timed_out"] else f"exit {r['rc']}: {r['stderr']}"
+            lines.append(f"| {r['label']} | - | not computed ({why}) | - | - | - | - | {t} | {_gb(r['peak_rss'])} | {load} |")
+            continue
+        route = "structured" if "closed_form_kernel" in x else "dense / matrix-free"
+        if "closed_form_kernel" in x:
+            cf = f"1 + {x['closed_form_kernel'] - 1:,} = {x['closed_form_kernel']:,}"
+        else:
+            cf = f"{x['symmetry_dim']} + {x['data_invariance_dim']} (+ non-flat {x['nonflat_dim']})"
+        kern = "-" if x.get("kernel_dim") is None else f"{x['kernel_dim']:,}"
+        prompts = x.get("prompts", "-")
+        prompts = f"{prompts:,}" if isinstance(prompts, int) else prompts
+        mu = f"{_f(x['mu'])} [{_f(x['mu_ci95'][0])}, {_f(x['mu_ci95'][1])}]"
+        lines.append(f"| {r['label']} | {route} | {x['verdict']} | {prompts} | {kern} | {cf} | {mu} | {t} | "
+                     f"{_gb(r['peak_rss'])} | {load} |")
+    lines += ["", "Reports of each family: `bench-*.md` next to this one.  Reproduce one row with "
+              "`icrl-verify richness OPTIONS` (the options are in the JSON, `argv`).", ""]
+    return write_report(base, markdown="\n".join(lines), data=dict(res, command=command))["md"]

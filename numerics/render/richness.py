@@ -127,3 +127,130 @@ def write(res: dict, out_dir: str, name: str, command: str, config: dict | None 
         lines.append(f"- No context or parameter column null vector; reduced data invariances found: {inv['found']}.")
     lines += ["", f"![spectrum]({name}.png)", "", f"Runtime {dt['seconds']:.1f} s.", ""]
     return write_report(base, markdown="\n".join(lines), data=public, figures={"": fig}, dpi=110)["md"]
+
+
+def _fmt(x, spec=".4g"):
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def _extrapolate(dt: dict) -> str:
+    """Coverage grows about linearly with the number of MDPs: the size at which
+    the least-covered pair would reach d + 1, from the last two sizes."""
+    lad = [s for s in dt["ladder"] if s.get("coverage_min")]
+    if len(lad) < 2 or lad[-1]["coverage_ok"]:
+        return ""
+    a, b = lad[-2], lad[-1]
+    rate = (b["coverage_min"] - a["coverage_min"]) / max(b["mdps"] - a["mdps"], 1)
+    if rate <= 0:
+        return ""
+    need = b["mdps"] + (dt["adequacy"]["coverage_needed"] - b["coverage_min"]) / rate
+    return (f"  Extrapolated from the last two sizes (coverage grows by {rate:.3f} MDPs per added MDP): about "
+            f"{need:,.0f} MDPs ({need * dt['frames_per_mdp']:,.0f} prompts) for d + 1 per pair, an estimate, "
+            "not a measurement.")
+
+
+def write_structured(res: dict, out_dir: str, name: str, command: str, config: dict | None = None) -> str:
+    """The report of the structured (one-hot) route: verdict or
+    ``undersampled``, the sample ladder, the closed-form invariances in words,
+    counts per decade; ``out_dir/name.md`` (+ ``.json``, ``.png``), atomically."""
+    dt = res["details"]
+    cf, ad = dt["closed_form"], dt["adequacy"]
+    base = os.path.join(out_dir, name)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s in dt["ladder"]:
+        if s.get("counts"):
+            xs = [float(k) for k in s["counts"]]
+            ax.semilogx(xs, list(s["counts"].values()), "o", label=f"{s['prompts']} prompts")
+    if dt.get("decade_counts"):
+        xs = [float(k) for k in dt["decade_counts"]]
+        ax.semilogx(xs, list(dt["decade_counts"].values()), "k-", lw=1, label="final sample, every decade")
+    ax.axhline(cf["expected_kernel"], color="tab:green", ls=":", label=f"closed form + scaling ({cf['expected_kernel']})")
+    ax.axvline(KERNEL_RTOL, color="k", ls="--", lw=0.8, label=f"kernel threshold {KERNEL_RTOL:g}")
+    ax.set_xlabel("x / lambda_max")
+    ax.set_ylabel("eigenvalues of E[J^T J] below x")
+    ax.set_title("Eigenvalue counts by inertia (structured route)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    public = {k: v for k, v in res.items() if not k.startswith("_")}
+    public["report"] = base + ".md"
+    public["command"] = command
+    verdict = res["verdict"]
+    head = f"**Verdict: {verdict}**" if verdict not in ("undersampled", "unresolved") else \
+        f"**No verdict: {verdict}**"
+    last = dt["ladder"][-1]
+    lines = [f"# Richness report: {name}", run_header(command, config),
+             f"{head}  (reduced parameterisation, {res['parameters']:,} parameters, d = {dt['d']}; structured route: "
+             "exact eigenvalue counts by inertia, no p x p matrix)", ""]
+    if verdict == "undersampled":
+        lines += [f"The sample is not adequate, so no verdict is given: {ad['reason']}.  Last size: "
+                  f"{last['prompts']:,} prompts from {last['mdps']:,} MDPs; least-covered visited state-action seen by "
+                  f"{last['coverage_min']} distinct MDPs (needed d + 1 = {ad['coverage_needed']}); sampled kernel "
+                  f"{_fmt(res['kernel_dim'], 'd') if res['kernel_dim'] is not None else 'not computed'} against the "
+                  f"closed-form count {cf['expected_kernel']:,} (scaling + {cf['invariance_dim']:,} invariances).  "
+                  "Raise --max-prompts / --time-limit, or give --prompts." + _extrapolate(dt), ""]
+    elif verdict == "unresolved":
+        lines += [f"The sample is adequate but its kernel ({res['kernel_dim']:,}) exceeds the closed-form count "
+                  f"({cf['expected_kernel']:,}): {res['kernel_dim'] - cf['expected_kernel']} kernel directions no "
+                  "closed form explains; the structured route does not classify them (use --solver dense at a "
+                  "smaller size).", ""]
+    lines += ["| quantity | value |", "|---|---|",
+              f"| prompts used (final sample) | {res['prompts']:,} |",
+              f"| kernel dim (sampled) | {_fmt(res['kernel_dim'], ',') if res['kernel_dim'] is not None else '-'} |",
+              f"| closed-form kernel: scaling + invariances | 1 + {cf['invariance_dim']:,} = {cf['expected_kernel']:,} "
+              f"({cf['context_null']} context null vectors x (p + q) = {dt['p'] + dt['q']}) |",
+              f"| sampled kernel reached the closed form | {res['kernel_dim'] == cf['expected_kernel']} |",
+              f"| data invariances | {_fmt(res['data_invariance_dim'], ',') if res['data_invariance_dim'] is not None else '-'} |",
+              f"| mu (smallest eigenvalue above {KERNEL_RTOL:g} lambda_max) | {_fmt(res['mu'], '.6g')} |",
+              f"| mu 95% interval, parametric bootstrap ({dt['bootstrap_reps']} fresh samples of the final size) | "
+              f"[{_fmt(res['mu_ci95'][0], '.4g')}, {_fmt(res['mu_ci95'][1], '.4g')}] |",
+              f"| predicted local rate of the loss, 2 mu | {_fmt(res['predicted_rate'], '.6g')} |",
+              *([f"| mu | {dt['mu_note']} |"] if dt.get("mu_note") else []),
+              f"| adequate sample | {ad['adequate']} (coverage {ad['coverage_ok']}, gap {ad['gap_ok']}, stable "
+              f"{ad['stable']}, replicates agree {ad['replicates_agree']}) |",
+              f"| runtime | {dt['seconds']:.1f} s |", "",
+              "## Sample sizes", "",
+              "| MDPs | prompts | visited pairs | min / median MDPs per pair | kernel | count < 1e-12 lambda_max | gap | "
+              "mu | mu certified by inertia | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in dt["ladder"]:
+        c = s.get("counts") or {}
+        lines.append(f"| {s['mdps']:,} | {s['prompts']:,} | {s['visited_pairs']} | {s['coverage_min']} / "
+                     f"{s['coverage_median']:.0f} | {_fmt(s.get('kernel'), ',') if s.get('kernel') is not None else s.get('kernel_note', 'skipped (coverage)')} | "
+                     f"{c.get('1e-12', '-')} | {s.get('gap', '-')} | {_fmt(s.get('mu'))} | {s.get('mu_certified', '-')} | "
+                     f"{_fmt(s.get('seconds'), '.1f')} |")
+    if dt["replicates"]:
+        lines += ["", "Bootstrap replicates (fresh samples of the final size, seeds from (seed, 1000 + k, chunk)): "
+                  + "; ".join(f"kernel {r.get('kernel')}, mu {_fmt(r.get('mu'))}" for r in dt["replicates"]) + "."]
+    if dt.get("decade_counts"):
+        lines += ["", "## Eigenvalue counts per decade (final sample)", "",
+                  "| x / lambda_max | " + " | ".join(dt["decade_counts"]) + " |",
+                  "|---|" + "---|" * len(dt["decade_counts"]),
+                  "| eigenvalues below x | " + " | ".join(str(v) for v in dt["decade_counts"].values()) + " |"]
+    sc = dt.get("symmetry_checks") or {}
+    lines += ["", "## How", "",
+              f"- Sample: Algorithm 1 windows (n = {dt['n']}, {dt['frames_per_mdp']} frames per MDP), drawn in chunks "
+              f"of {dt['chunk_mdps']} MDPs with their own seeds, so a larger sample contains the smaller; the sample "
+              "doubles until the kernel is the same at two sizes with a gap and every state-action visited by d + 1 "
+              "MDPs, then the bootstrap replicates must agree.",
+              "- Spectrum: H = E[J^T J] held as per-pair Jacobian data; the count of eigenvalues below x is the "
+              "number of negative pivots of N (H - x): the V block eliminated by its Schur complement (N C_s "
+              "diagonalised once), the dP rows split into components that share no pair, each factorised by "
+              "Bunch-Kaufman LDL^T (LAPACK sytrf), the reward row last (Haynsworth inertia additivity).  "
+              "mu: shift-invert Lanczos on (H - sigma)^{-1} with sigma below mu from the counts, Rayleigh "
+              "quotients with H, certified by the counts at mu (1 -+ 1e-9).  lambda_max: Lanczos on H.",
+              f"- Symmetry and invariances inside the kernel: |H v_scale| / (lambda_max |v|) = {_fmt(sc.get('scaling'), '.2e')}; "
+              f"random closed-form invariance directions {_fmt(sc.get('invariances'), '.2e')}.",
+              f"- Population Hessian: {dt['population']}.", "",
+              "## Invariances in words", "",
+              f"Computed from the support of {cf['support_mdps']} MDPs of the family ({cf['support_columns']:,} possible "
+              f"context columns): {cf['context_null']} context null vectors c (every column x has x . c = 0), each giving "
+              f"P12 + c v^T and Vbar21 + u c^T: {cf['invariance_dim']:,} flat directions.  {cf['named']} of them are "
+              "named below (one group of state-actions each):", ""]
+    sent = cf["sentences"]
+    lines += [f"- {s}" for s in sent[:12]]
+    if len(sent) > 12:
+        lines.append(f"- ... and {len(sent) - 12} more groups of the same kind (all in the JSON).")
+    lines += ["", "What would remove them: a gamma drawn per MDP (--gamma-range: the factor gamma then differs between "
+              "columns), features that are not one-hot per pair (fresh features per MDP), or windows in which the "
+              "pairs of a group are not always followed by the same next pairs.", "",
+              f"![counts]({name}.png)", ""]
+    return write_report(base, markdown="\n".join(lines), data=public, figures={"": fig}, dpi=110)["md"]
