@@ -31,7 +31,7 @@ from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, positive_int
 from numerics.io.models import load_lsa, load_model
 from numerics.io.options import Folder, Name, Path, Text
-from numerics.io.sources import add_source_options, source_from_args, source_spec
+from numerics.io.sources import add_source_options, source_config, source_from_args, source_spec
 from numerics.render import control as render
 from theory import algorithms
 from theory.errors import InputError
@@ -126,7 +126,7 @@ def run(args) -> int:
     res["report"] = None
     if not args.no_report:
         name = plain_name(args.name or default_name(args.env, args.algorithm))
-        res["report"] = render.write(res, args.out, name, command, config_of(args))["md"]
+        res["report"] = render.write(res, args.out, name, command, source_config(args, dist) if args.env == "random" else config_of(args))["md"]
     lines = [f"control {args.env} {args.algorithm}: {args.seeds} seeds x {args.mdps} MDPs, {args.rounds} rounds, "
              f"d = {res['feature_dim']} ({res['seconds']:.1f} s)"]
     for m, v in res["methods"].items():

@@ -31,13 +31,13 @@ from numerics.analysis.richness import (
     richness,
 )
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
-from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, finite_float, positive_int
 from numerics.io.options import COUNT, Folder, Name
-from numerics.io.sources import add_source_options, source_from_args
+from numerics.io.sources import add_source_options, source_config, source_from_args
 from numerics.render import richness as render
 from theory import algorithms
 from theory.errors import InputError
@@ -111,7 +111,7 @@ def run(args) -> int:
                        time_limit=args.time_limit)
     check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
-    report = render.write(res, args.out, name, command, config_of(args))
+    report = render.write(res, args.out, name, command, source_config(args, dist))
     res["report"] = report
     public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
                                   "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "report")}
