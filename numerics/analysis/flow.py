@@ -50,6 +50,10 @@ from theory.errors import InputError
 
 DEFAULT_RADII = (0.01, 0.1, 0.3, 1.0, 3.0)
 
+#: The flow runs to time ``DECAY / (2 mu)`` (the slowest mode's loss falls
+#: by exp(-DECAY)) with steps up to ``STEP_MU / mu``.
+DECAY, STEP_MU = 20.0, 0.1
+
 
 def batched_loss(sample: PromptSample, P12, Vbar21, P22=None, Vbar22=None) -> torch.Tensor:
     """Loss of ``K`` weight sets at once (leading axis ``K``): returns ``K``.
@@ -142,6 +146,18 @@ def _unflat(v, shapes):
         out.append(v[:, i:i + k].reshape(v.shape[0], *sh))
         i += k
     return out
+
+
+#: Steps of the doubling ramp from 1 / lambda_max to h_max at most: 2^64
+#: is beyond any condition number float64 can resolve.
+MAX_RAMP_STEPS = 64
+
+
+def schedule_length_bound(decay: float, step_mu: float) -> int:
+    """The most steps :func:`step_schedule` can take for a flow to time
+    ``decay / (2 mu)`` with ``h_max = step_mu / mu`` (whatever mu is): the
+    ramp and ``decay / (2 step_mu)`` full steps."""
+    return MAX_RAMP_STEPS + math.ceil(decay / (2 * step_mu)) + 1
 
 
 def step_schedule(h0: float, h_max: float, t_end: float, max_steps: int) -> np.ndarray:
@@ -314,7 +330,7 @@ def fit_rate(times: np.ndarray, losses: np.ndarray, tail: float = 0.4) -> dict:
 def flow_experiment(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "reduced", *,
                     mdps: int = 20, frames: int = 20, n: int = 20, epsilon: float = 0.1, alpha: float = 0.2,
                     beta: float = 0.2, seed: int = 0, rate_radius: float = 1e-2, rate_runs: int = 3,
-                    decay: float = 20.0, step_mu: float = 0.1, radii=DEFAULT_RADII, trials: int = 8,
+                    decay: float = DECAY, step_mu: float = STEP_MU, radii=DEFAULT_RADII, trials: int = 8,
                     basin_time: float | None = None, max_steps: int = 400, progress=None, keep: bool = False) -> dict:
     """The flow experiment (no files written).
 

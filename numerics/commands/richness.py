@@ -83,6 +83,7 @@ def resolve_solver(args, record, dist) -> str:
 
 
 def run(args) -> int:
+    budget.guard_source(args)
     dist = source_from_args(args)
     record = algorithms.get(args.algorithm)
     frames = math.ceil(args.prompts / args.mdps) if args.prompts else args.frames
@@ -103,6 +104,12 @@ def run(args) -> int:
                              note=f"; --solver matrix-free avoids the dense matrix (tried up to "
                                   f"{MATRIX_FREE_REACH:,} reduced parameters, where it needs more than 10 "
                                   f"minutes: docs/richness.md)")
+    if solver == "dense":
+        budget.guard_time(budget.richness_work(record, dist.d, args.mdps * frames, args.context, args.bootstrap),
+                          budget.max_time(args.max_time),
+                          f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
+                          f"{args.mdps * frames:,} prompts, {args.bootstrap} bootstrap replicates",
+                          "use fewer --mdps/--frames/--prompts/--bootstrap or smaller --states/--actions/--context")
     with progress_bar(total=None, desc="richness (eigensolver iterations, bootstrap replicates)",
                       disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,
