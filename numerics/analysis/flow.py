@@ -7,14 +7,16 @@ Algorithm 1 (the data never depend on the model, so the flow is well
 defined); ``mu`` comes from ``icrl-verify richness`` on the same sample.
 The flow is integrated by implicit (backward) Euler with the true gradient
 (the loss is stiff: lambda_max / mu ~ 1e4, so an explicit method would need
-~1e5 steps); rates are converted from per-step to flow time exactly for a
-linear mode.
+~1e5 steps) on a fixed step schedule, in the deviation from theta* (so no
+accept / reject decision and no rounding floor can turn the rounding of
+another thread count into different numbers: issue 19, docs/flow.md); rates
+are converted from per-step to flow time exactly for a linear mode.
 
 Rate: start at theta* + a random perturbation of small radius, projected
 off the kernel of the Hessian in the reduced parameterisation (kernel
 directions do not decay: they are symmetries or flat data invariances); fit
-log L against the step on the last 40% of the run, where the slowest
-nonzero modes dominate.  Basin: for each radius r (relative to |theta*|),
+log L on the last 40% of the flow time (a fixed window of the fixed grid),
+where the slowest nonzero modes dominate.  Basin: for each radius r (relative to |theta*|),
 random unprojected perturbations; a run ends on M* when its relative
 distance to M* (numerics.manifold.distance_to_manifold) is below
 FLOW_MANIFOLD_RTOL at flow time 20 / (2 mu).

@@ -5,14 +5,16 @@ and the basin of attraction of M* over a grid of radii.
 The loss is the empirical loss on one fixed sample of prompts drawn as in
 Algorithm 1 (the data never depend on the model, so the flow is well
 defined); mu comes from the richness analysis of the same sample.  The flow
-is integrated by implicit (backward) Euler with the true gradient.  Rate:
-start at theta* plus a small random perturbation projected off the Hessian's
-kernel, fit log L on the last 40% of the run.  Basin: for each radius r
+is integrated by implicit (backward) Euler with the true gradient on a fixed
+step schedule (no step accepted or refused, so the numbers are the same under
+any thread count).  Rate: start at theta* plus a small random perturbation
+projected off the Hessian's kernel, fit log L on the last 40% of the flow
+time.  Basin: for each radius r
 (relative to |theta*|), random perturbations; a run ends on M* when its
 relative distance to M* is below 1e-3 at flow time 20 / (2 mu).
 
-Defaults here: 3 states, 2 actions, 20 MDPs (a size where the flow runs in
-seconds); every other option as in Section 4.1.
+Defaults here: 3 states, 2 actions, 20 MDPs (a size where the flow takes
+about 3 CPU minutes); every other option as in Section 4.1.
 """
 from __future__ import annotations
 

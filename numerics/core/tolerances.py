@@ -222,7 +222,7 @@ CHORD_ITERATIONS = 12
 #: diverging iteration (>= 1), so rounding cannot flip the decision; the step
 #: is then taken as 2, 4, ... equal implicit sub-steps, up to 2**CHORD_SPLITS.
 CHORD_FAIL_RTOL = 1e-6
-CHORD_SPLITS = 6
+CHORD_SPLITS = 8
 
 #: The flow's step schedule lands on the final time instead of leaving a
 #: last step shorter than this fraction of it (a rounding sliver).
