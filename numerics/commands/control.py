@@ -134,7 +134,8 @@ def run(args) -> int:
     res["report"] = None
     if not args.no_report:
         name = plain_name(args.name or default_name(args.env, args.algorithm))
-        res["report"] = render.write(res, args.out, name, command, source_config(args, dist) if args.env == "random" else config_of(args))["md"]
+        config = source_config(args, dist) if args.env == "random" else config_of(args)
+        res["report"] = render.write(res, args.out, name, command, config)["md"]
     lines = [f"control {args.env} {args.algorithm}: {args.seeds} seeds x {args.mdps} MDPs, {args.rounds} rounds, "
              f"d = {res['feature_dim']} ({res['seconds']:.1f} s)"]
     for m, v in res["methods"].items():

@@ -71,7 +71,8 @@ def _guard_compare(args):
     for label, (d, option) in sizes.items():
         budget.guard_hessian(record, d, prompts, args.context, limit, f"families: richness of {label} (d = {d}), "
                              f"{prompts:,} prompts,", bootstrap=args.bootstrap, states_option=option or "--states")
-        work = work.merged(budget.richness_work(record, d, prompts, args.context, args.bootstrap).scaled(1, f"{label}: "))
+        one = budget.richness_work(record, d, prompts, args.context, args.bootstrap)
+        work = work.merged(one.scaled(1, f"{label}: "))
     budget.guard_time(work, budget.max_time(args.max_time), f"families --compare of 4 richness analyses of "
                       f"{prompts:,} prompts with {args.bootstrap} bootstrap replicates",
                       "use fewer --mdps/--frames/--bootstrap or smaller --states/--actions/--darkroom-grid/--context")
