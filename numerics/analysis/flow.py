@@ -39,7 +39,10 @@ from numerics.core.distributions import MDPDistribution
 from numerics.core.runtime import torch_threads
 from numerics.core.tolerances import (
     CHORD_FAIL_RTOL,
+    CHORD_FLOOR_RTOL,
+    CHORD_HOPELESS_RTOL,
     CHORD_ITERATIONS,
+    CHORD_MAX_ITERATIONS,
     CHORD_RTOL,
     CHORD_SPLITS,
     DTYPE,
@@ -195,7 +198,9 @@ def run_flow(sample: PromptSample, blocks: list[torch.Tensor], spec, t_end: floa
     ``(I + h H*)^{-1}``, ``H*`` the Hessian at theta* (identity on P22,
     Vbar22, where H* is zero); the preconditioner only speeds the
     iteration, the equation solved is the flow's.  The iteration runs to the
-    rounding floor (``CHORD_RTOL``, or ``CHORD_ITERATIONS`` iterations), so
+    rounding floor (``CHORD_RTOL``; after ``CHORD_ITERATIONS`` iterations a
+    run below ``CHORD_FLOOR_RTOL`` or above ``CHORD_HOPELESS_RTOL`` is done,
+    a slowly contracting one goes on up to ``CHORD_MAX_ITERATIONS``), so
     where it stops changes the result only at rounding level.  A run whose
     iteration does not converge (residual above ``CHORD_FAIL_RTOL`` of the
     step, far from both the converged and the diverging case) takes that step
@@ -247,11 +252,14 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
         ``(x, L(x), grad L(x), solved)``."""
         x = th - h[:, None] * g
         size = (h[:, None] * g).norm(dim=1) + 1e-300
-        for _it in range(CHORD_ITERATIONS):
+        for it in range(CHORD_MAX_ITERATIONS):
             Lx, gx = grad(x)
             F = x - th + h[:, None] * gx
-            if bool((F.norm(dim=1) <= CHORD_RTOL * size).all()):
+            r = F.norm(dim=1) / size
+            if bool((r <= CHORD_RTOL).all()):
                 break
+            if it >= CHORD_ITERATIONS and bool(((r <= CHORD_FLOOR_RTOL) | ~(r <= CHORD_HOPELESS_RTOL)).all()):
+                break           # each run at its rounding floor, or hopeless (its step will be split)
             x = x - precond(F, h)
             x = torch.where(torch.isfinite(x), x, th)
         Lx, gx = grad(x)

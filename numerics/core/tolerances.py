@@ -217,6 +217,16 @@ NORMALIZE_DENOM_ATOL = 1e-12
 CHORD_RTOL = 1e-11
 CHORD_ITERATIONS = 12
 
+#: After CHORD_ITERATIONS a run below CHORD_FLOOR_RTOL (its rounding floor
+#: is ~1e-12 of the step late in a run) is done, and one above
+#: CHORD_HOPELESS_RTOL is not contracting (its step is split, below); a run
+#: in between contracts slowly (a preconditioner far from the Hessian where
+#: it is, e.g. a wrong mu in a test: ratio 2/3 per iteration) and goes on,
+#: up to CHORD_MAX_ITERATIONS.
+CHORD_FLOOR_RTOL = 1e-9
+CHORD_HOPELESS_RTOL = 1e-3
+CHORD_MAX_ITERATIONS = 80
+
 #: A step whose chord iteration ends above this residual (relative to the
 #: step) is not solved: far above the rounding floor (~1e-10) and far below a
 #: diverging iteration (>= 1), so rounding cannot flip the decision; the step
