@@ -448,7 +448,7 @@ def train_work(record, mdps: int, frames: int, S: int, A: int, d: int, n: int, e
     if model != "lsa":
         per += 6.0 * n * (hidden or 128) * (m + (hidden or 128))
     kind = "compiled" if protocol == "paper" else "batched"
-    w = Work().add("training frames (mdps x frames x context x m x q)", float(mdps) * frames * per, kind) \
+    w = Work().add("training frames (mdps x frames x context x m)", float(mdps) * frames * per, kind) \
               .add("evaluation (eval mdps x context x m)", 10.0 * stream_ops(record, eval_mdps, n, S, A, d))
     return w.scaled(seeds)
 
