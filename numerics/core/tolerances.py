@@ -221,11 +221,11 @@ CHORD_ITERATIONS = 12
 #: is ~1e-12 of the step late in a run) is done, and one above
 #: CHORD_HOPELESS_RTOL is not contracting (its step is split, below); a run
 #: in between contracts slowly (a preconditioner far from the Hessian where
-#: it is, e.g. a wrong mu in a test: ratio 2/3 per iteration) and goes on,
+#: it is, e.g. a wrong mu in a test: ratio 2/3 per iteration, 1e-7 after 40) and goes on,
 #: up to CHORD_MAX_ITERATIONS.
 CHORD_FLOOR_RTOL = 1e-9
 CHORD_HOPELESS_RTOL = 1e-3
-CHORD_MAX_ITERATIONS = 80
+CHORD_MAX_ITERATIONS = 40
 
 #: A step whose chord iteration ends above this residual (relative to the
 #: step) is not solved: far above the rounding floor (~1e-10) and far below a
