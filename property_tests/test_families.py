@@ -14,6 +14,7 @@ from numerics.commands.cli import main
 from numerics.core.distributions import MDPDistribution
 from numerics.io.families import boyan_features, darkroom, family_distribution, frozenlake
 from numerics.io.mdp_batch import BatchDistribution, mdp_from_arrays
+from theory.errors import InputError
 
 SMALL = MDPDistribution(states=3, actions=2, gamma=0.5, features="dense-shared")
 
@@ -90,6 +91,32 @@ def test_batch_file_from_dense_shared_gives_the_family_verdict(tmp_path, capsys)
     assert outs[0]["verdict"] == "morse-bott"
 
 
+def test_richness_report_of_a_batch_lists_what_the_batch_holds(tmp_path, capsys):
+    """Issue 19: the report's configuration listed the default 9 states,
+    4 actions and dense features for a batch of 3 x 2 MDPs with d = 5."""
+    path = tmp_path / "b.npz"
+    g = _good_batch(B=6, S=3, A=2, d=5) | {"gamma": np.array([0.3, 0.5, 0.5, 0.6, 0.5, 0.5])}
+    np.savez(path, **g)
+    rc = main(["richness", "--mdp-batch", str(path), "--mdps", "12", "--frames", "4", "--bootstrap", "0",
+               "--json", "--out", str(tmp_path / "r")])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["report"]
+    assert rc in (0, 1)
+    with open(report) as fh:
+        text = fh.read()
+    cfg = json.loads(text.split("Config: `", 1)[1].split("`", 1)[0])
+    assert cfg["source"] == dict(states=3, actions=2, features_dim=5, mdp_batch=str(path), mdps_in_batch=6,
+                                 features="batch", gamma_range=[0.3, 0.6])
+    for k in ("states", "actions", "features", "gamma", "gamma_range"):
+        assert k not in cfg, k
+    # the built-in source keeps its options as they are
+    rc = main(["richness", "--states", "3", "--actions", "2", "--mdps", "12", "--frames", "4", "--bootstrap", "0",
+               "--json", "--out", str(tmp_path / "s")])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["report"]
+    with open(report) as fh:
+        cfg = json.loads(fh.read().split("Config: `", 1)[1].split("`", 1)[0])
+    assert (cfg["states"], cfg["actions"], cfg["features"]) == (3, 2, "dense") and "source" not in cfg
+
+
 def _good_batch(B=4, S=3, A=2, d=5, seed=0):
     rng = np.random.default_rng(seed)
     return dict(T=rng.dirichlet(np.ones(S), size=(B, S, A)), R=rng.uniform(-1, 1, (B, S, A, S)),
@@ -121,6 +148,44 @@ def test_corrupted_batch_exits_2_with_one_line(tmp_path, capsys, name, arrays, n
     err = cap.err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "mdp-batch" in err[0] and needle in err[0], err
     assert "Traceback" not in cap.err and not (tmp_path / "r").exists()
+
+
+def _count_mismatch(odd: str, B: int, other: int) -> dict:
+    """A good batch of ``other`` MDPs whose array ``odd`` holds ``B``."""
+    g, h = _good_batch(B=other), _good_batch(B=B)
+    return g | {odd: h[odd]}
+
+
+@pytest.mark.parametrize("odd", ["T", "R", "gamma", "rho0", "features"])
+def test_batch_count_mismatch_blames_the_array_outside_the_majority(odd):
+    """Issue 19: a ``T`` of 50 MDPs among arrays of 60 was reported as a
+    wrong shape of ``R`` (the count was taken from ``T``)."""
+    with pytest.raises(InputError) as e:
+        mdp_from_arrays(_count_mismatch(odd, 50, 60), "b.npz")
+    msg = str(e.value)
+    assert f"array {odd!r} holds 50 MDPs" in msg and "hold 60" in msg, msg
+    for k in ("T", "R", "gamma", "rho0", "features"):
+        if k != odd:
+            assert f"{k!r}" in msg.split("but", 1)[1], msg
+
+
+def test_batch_count_tie_is_judged_against_T():
+    """Shared features (3-D) leave four per-MDP arrays; two against two has
+    no majority, so the arrays that disagree with ``T`` are blamed."""
+    g, h = _good_batch(B=6), _good_batch(B=5)
+    arrays = g | {"gamma": h["gamma"], "rho0": h["rho0"], "features": g["features"][0]}
+    with pytest.raises(InputError) as e:
+        mdp_from_arrays(arrays, "b.npz")
+    assert "array 'gamma' holds 5 MDPs" in str(e.value) and "'T', 'R' hold 6" in str(e.value), str(e.value)
+
+
+def test_batch_count_mismatch_from_the_command_line(tmp_path, capsys):
+    path = tmp_path / "b.npz"
+    np.savez(path, **_count_mismatch("T", 50, 60))
+    rc = main(["richness", "--mdp-batch", str(path), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "array 'T' holds 50 MDPs" in err[0] and "60" in err[0], err
+    assert "'R' must have shape" not in err[0]
 
 
 def test_pickled_object_array_is_refused(tmp_path, capsys):

@@ -3,14 +3,19 @@ gradient vs autograd, the rate fit on known curves, the measured rate
 against 2 mu, and the manifold distance against brute force."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import numerics.analysis.richness as rich
-from numerics.analysis.flow import batched_grad, batched_loss, fit_rate, flow_experiment
+from numerics.analysis.flow import batched_grad, batched_loss, deviation_grad, fit_rate, flow_experiment, step_schedule
 from numerics.analysis.hessian import sample_prompts
-from numerics.analysis.manifold import distance_to_manifold
+from numerics.analysis.manifold import distance_of_deviation, distance_to_manifold
 from numerics.core.constructions import constructed_blocks
 from numerics.core.distributions import MDPDistribution
 from numerics.core.tolerances import FEW_OPS_ATOL, FLOW_RATE_RTOL, ITERATIVE_RTOL, REORDER_RTOL, VISIBLE_RTOL
@@ -30,12 +35,151 @@ def test_flow_gradient_equals_autograd():
         assert float((a - b).abs().max()) <= REORDER_RTOL * float(b.abs().max())
 
 
+def test_deviation_gradient_equals_the_plain_one_away_from_theta_star():
+    """The flow's gradient from the deviation (no rounding floor) against
+    :func:`batched_grad` at ``theta* + dev``, reduced and full."""
+    S = sample_prompts("sarsa", MDPDistribution(states=2, actions=2, features="dense"), mdps=4, frames_per_mdp=4, n=5)
+    g = torch.Generator().manual_seed(1)
+    m, p, q = S.m, S.p, S.q
+    dev = [0.3 * torch.randn(2, *sh, generator=g, dtype=torch.float64) for sh in ((m, p), (q, m), (p, p), (q, p))]
+    Ps, Vs = S.construction()
+    for k in (2, 4):
+        L, grads = deviation_grad(S, (Ps, Vs), dev[:k])
+        L0, ref = batched_grad(S, Ps + dev[0], Vs + dev[1], *dev[2:k])
+        assert float(((L - L0) / L0).abs().max()) <= REORDER_RTOL
+        for a, b in zip(grads, ref):
+            assert float((a - b).abs().max()) <= REORDER_RTOL * float(b.abs().max())
+
+
+def test_deviation_loss_has_no_rounding_floor_near_theta_star():
+    """At a deviation of 1e-14 the loss from the deviation scales as its
+    square (1e-28); the plain loss of the formed weights sits on float64's
+    floor instead (what the flow near theta* was judged on before)."""
+    S = sample_prompts("sarsa", MDPDistribution(states=2, actions=2, features="dense"), mdps=4, frames_per_mdp=4, n=5)
+    Ps, Vs = S.construction()
+    g = torch.Generator().manual_seed(2)
+    dev = [torch.randn(1, *Ps.shape, generator=g, dtype=torch.float64), torch.zeros(1, *Vs.shape, dtype=torch.float64)]
+    big, _ = deviation_grad(S, (Ps, Vs), dev)
+    small, _ = deviation_grad(S, (Ps, Vs), [1e-14 * d for d in dev])
+    assert abs(float(small / big) / 1e-28 - 1) <= REORDER_RTOL
+    plain = batched_loss(S, Ps + 1e-14 * dev[0], Vs + dev[1])
+    assert abs(float(plain / big) / 1e-28 - 1) > VISIBLE_RTOL
+
+
+def test_step_schedule_is_fixed_and_lands_on_the_final_time():
+    h = step_schedule(1.0, 10.0, 100.0, 1000)
+    assert list(h[:4]) == [1.0, 2.0, 4.0, 8.0] and h[4] == 10.0
+    assert abs(h.sum() - 100.0) <= FEW_OPS_ATOL * 100 and (h > 0).all()
+    assert len(step_schedule(1.0, 10.0, 100.0, 5)) == 5
+    with pytest.raises(InputError):
+        step_schedule(0.0, 10.0, 100.0, 5)
+
+
+def test_distance_of_a_small_deviation_keeps_its_digits():
+    """A deviation of 1e-9, formed as weights, would lose ~1e-7 of its
+    digits to the rounding of theta*; from the deviation the distance stays
+    linear in it down there (1e-9 against 1e-6, to the O(1e-6) curvature),
+    and agrees with the formed route where that one is exact enough."""
+    P, V = constructed_blocks(get("sarsa"), 3, {"alpha": 0.2})
+    rng = np.random.default_rng(3)
+    dP, dV = rng.standard_normal(P.shape), rng.standard_normal(V.shape)
+    ref, _ = distance_of_deviation(1e-3 * dP, 1e-3 * dV, P, V)      # large enough for either route
+    assert abs(ref / distance_to_manifold(P.numpy() + 1e-3 * dP, V.numpy() + 1e-3 * dV, P, V)[0] - 1) <= 1e-9
+    r6, c6 = distance_of_deviation(1e-6 * dP, 1e-6 * dV, P, V)
+    r9, c9 = distance_of_deviation(1e-9 * dP, 1e-9 * dV, P, V)
+    assert abs(r9 * 1e3 / r6 - 1) <= 1e-5 and c6 > 0 and c9 > 0     # linear in the deviation (to O(1e-6))
+    for c0 in (2.0, -0.5):
+        rel, c = distance_of_deviation(c0 * P.numpy() - P.numpy(), V.numpy() / c0 - V.numpy(), P, V)
+        assert rel <= FEW_OPS_ATOL * 100 and abs(c - c0) <= REORDER_RTOL * abs(c0)
+
+
+def _walk_numbers(a, b, path=""):
+    """Every number of two results side by side: ``(path, x, y)``; any other
+    difference (a key, a length, a verdict) fails at once."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            if k != "seconds":
+                yield from _walk_numbers(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _walk_numbers(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        yield path, a, b
+    else:
+        assert a == b, (path, a, b)
+
+
+SAME_NUMBERS_RTOL = 1e-9    # issue 19: the flow's numbers under any thread count
+
+
+def _assert_same_numbers(a: dict, b: dict):
+    rows = list(_walk_numbers(a, b))
+    assert len(rows) > 20
+    worst = max(rows, key=lambda r: abs(r[1] - r[2]) / max(abs(r[1]), abs(r[2]), 1e-300))
+    assert abs(worst[1] - worst[2]) <= SAME_NUMBERS_RTOL * max(abs(worst[1]), abs(worst[2])), worst
+
+
+def test_flow_numbers_do_not_move_with_a_rounding_change_of_the_spectrum(monkeypatch):
+    """Well-posedness: mu and lambda_max moved by 1e-13 (what another thread
+    count's summation order does to them) move every number of the flow by
+    less than 1e-9 relative.  Before issue 19 the step acceptance and the
+    data-dependent fit window turned such a change into ~1% of the rate."""
+    dist = MDPDistribution(states=2, actions=2, features="dense")
+    kw = dict(mdps=10, frames=10, n=6, radii=[0.05], trials=2, rate_runs=2, max_steps=250)
+    a = flow_experiment(dist, "sarsa", "reduced", **kw)
+    real = rich.Spectrum
+
+    class Nudged(real):
+        def __init__(self, H, *args, **kwargs):
+            super().__init__(H * (1 + 1e-13), *args, **kwargs)
+    monkeypatch.setattr(rich, "Spectrum", Nudged)
+    b = flow_experiment(dist, "sarsa", "reduced", **kw)
+    assert a["mu"] != b["mu"]                                  # the nudge reached the flow
+    _assert_same_numbers(a, b)
+
+
+_FLOW_ARGS = ["flow", "--states", "2", "--actions", "2", "--mdps", "10", "--frames", "10", "--context", "6",
+              "--radii", "0.05", "--trials", "2", "--json"]
+
+
+def test_flow_gives_the_same_numbers_under_one_and_two_threads(tmp_path):
+    """Issue 19 acceptance: ``icrl-verify flow`` on one seed in two processes,
+    ``OMP_NUM_THREADS`` and torch's thread count 1 and 2: every number of the
+    report (timings aside) equal to 1e-9 relative."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = {}
+    for threads in (1, 2):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   OPENBLAS_NUM_THREADS=str(threads),
+                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        code = (f"import sys, torch; torch.set_num_threads({threads}); from numerics.commands.cli import main; "
+                "sys.exit(main(sys.argv[1:]))")
+        proc = subprocess.run([sys.executable, "-c", code, *_FLOW_ARGS, "--out", str(tmp_path / f"t{threads}")],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        report = json.loads(proc.stdout.strip().splitlines()[-1])["report"]
+        with open(report[:-3] + ".json") as fh:
+            out[threads] = json.load(fh)
+    for doc in out.values():
+        doc.pop("report"), doc.pop("command")
+        doc["details"].pop("seconds")
+    _assert_same_numbers(out[1], out[2])
+
+
 def test_fit_rate_recovers_backward_euler_decay_and_flags_polynomial_decay():
     h, lam = 3.0, 0.01
     t = h * np.arange(200)
     L = 2.0 * (1 + h * lam) ** (-2.0 * np.arange(200))
     f = fit_rate(t, L)
     assert abs(f["rate"] - 2 * lam) <= ITERATIVE_RTOL * 2 * lam
+    assert f["t_start"] >= 0.6 * t[-1] and f["t_end"] == t[-1]    # the window: last 40% of the flow time
+    # a geometric ramp of steps, then constant ones (the flow's schedule): still exact
+    hs = step_schedule(0.1, h, 600.0, 1000)
+    tt = np.concatenate([[0.0], np.cumsum(hs)])
+    LL = 2.0 * np.concatenate([[1.0], np.cumprod((1 + hs * lam) ** -2.0)])
+    assert abs(fit_rate(tt, LL)["rate"] - 2 * lam) <= ITERATIVE_RTOL * 2 * lam
     # polynomial decay L ~ 1 / t: the two halves of the window disagree
     tp = 1.0 + h * np.arange(200)
     fp = fit_rate(tp, 1.0 / tp)

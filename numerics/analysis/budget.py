@@ -1,4 +1,5 @@
-"""Size guards: what a command would allocate, estimated before it allocates.
+"""Size guards: what a command would allocate, estimated before it allocates,
+and how long it would run, estimated before it starts.
 
 Each estimate adds up the largest float64 tensors the command holds at once
 (MDP batches, features, windows, prompts, Hessians), named, so that a refusal
@@ -7,6 +8,16 @@ can say what is large and which option shrinks it.  :func:`guard` raises
 and the option that raises the limit (``--max-memory``) before anything is
 allocated.  The estimates are upper bounds of the dominant terms, not exact
 accounting: Python, torch and the libraries add a few hundred MB.
+
+Time guards (issue 19) sit beside them: each heavy command counts its work
+from its sizes (:class:`Work`: named float64 operation counts, the dominant
+loops only) and divides by a throughput measured on the project's 2-core
+machine (the constants below say which run measured them);
+:func:`guard_time` refuses a job whose estimate is above ``--max-time``
+(default :data:`DEFAULT_MAX_TIME`, environment :data:`ICRL_MAX_TIME
+<TIME_ENV_VAR>`) with exit 2 and one line: the estimate, its largest parts,
+the limit and what shrinks the job.  The estimates aim at the right order
+of magnitude (docs/limits.md), not at a forecast.
 """
 from __future__ import annotations
 
@@ -14,7 +25,9 @@ import os
 from dataclasses import dataclass, field
 
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
-from numerics.io.options import Bytes
+from numerics.io.families import family_sizes
+from numerics.io.options import Bytes, Duration
+from numerics.io.sources import family_params
 from theory.errors import InputError
 
 F64 = 8
@@ -97,6 +110,19 @@ def mdp_batch(B: int, S: int, A: int, d: int) -> Estimate:
     ``B x S x A x S``) and ``F`` (``B x S x A x d``)."""
     return Estimate().add("transitions and rewards (mdps x states x actions x states)", 4 * B * S * A * S * F64) \
                      .add("features (mdps x states x actions x d)", B * S * A * d * F64)
+
+
+def guard_source(args):
+    """The size guard of a named family (``--family`` with ``--grid``,
+    ``--chain-states``, ``--lake-size``): one MDP's tables and features must
+    fit under ``--max-memory`` before the family generates anything."""
+    if getattr(args, "family", "section41") == "section41" or getattr(args, "mdp_batch", None) \
+            or getattr(args, "distribution", None):
+        return
+    S, A, d = family_sizes(args.family, family_params(args))
+    guard(mdp_batch(1, S, A, d), max_memory(getattr(args, "max_memory", None)),
+          f"one MDP of family {args.family} ({S:,} states x {A} actions, d = {d:,})",
+          "use a smaller --grid/--chain-states/--lake-size")
 
 
 def frame(record, B: int, n: int, A: int, d: int) -> Estimate:
@@ -268,3 +294,189 @@ def wang_train(seeds: int, steps: int, eval_mrps: int, S: int, d: int, n: int, l
                           3 * seeds * steps * (layers + 1) * D * (n + 1) * F64) \
                      .add("evaluation prompts (seeds x eval MRPs x states x layers x D x (context + 1))",
                           seeds * eval_mrps * S * (layers + 1) * D * (n + 1) * F64)
+
+
+# =========================================================================== time
+#: Default time limit: 24 hours.
+DEFAULT_MAX_TIME = 24 * 3600.0
+
+#: Environment variable that sets the time limit when ``--max-time`` is not given.
+TIME_ENV_VAR = "ICRL_MAX_TIME"
+
+#: Throughputs, float64 multiply-adds per CPU second of the dominant loops,
+#: each measured on the project's 2-core machine (Python 3.11, torch 2.13
+#: CPU, one thread, numba) by ``benchmarks/time_guards.py`` (issue 19,
+#: 2026-12-07, at load 8: CPU seconds of a second, warm run were timed, not
+#: wall seconds):
+#:   check      the compiled check stream: Section 4.1 ``check --prompts 400000``
+#:   batched    the batched torch training stream: ``train --mdps 512 --frames 50``
+#:   dense      the closed-form Gauss-Newton assembly and ``eigh``: ``richness`` at d = 12
+#:   flow       the flow's batched gradients: ``flow`` at 3 x 2, 400 prompts
+#:   compiled   the compiled exact Algorithm 1: ``train --protocol paper --mdps 20``
+#:   control    the closed loop: ``control --constructed --seeds 4 --mdps 100 --rounds 200``
+#:   wang       the Wang et al. layers: ``check --layout wang2025`` (40 layers, n = 100, 3,000 MRPs)
+#: The benchmark prints estimate / measured per command (all within 0.5 to 2
+#: when set); the first run of a process adds imports and numba loading
+#: (STARTUP_SECONDS).
+THROUGHPUT = {"check": 3.0e9, "batched": 1.6e9, "dense": 2.0e9, "flow": 6.0e8, "compiled": 9.0e8, "control": 1.2e9,
+              "wang": 1.0e8}
+
+#: Start-up every estimate includes (imports, numba loading: the first
+#: ``check`` of a process took 1.8 s more than the next): seconds.
+STARTUP_SECONDS = 2.0
+
+
+def max_time(value: float | None = None) -> float:
+    """The limit in seconds: ``value`` (``--max-time``), else the
+    environment variable :data:`ICRL_MAX_TIME <TIME_ENV_VAR>` (``24h``
+    style), else :data:`DEFAULT_MAX_TIME`."""
+    if value is not None:
+        return float(value)
+    env = os.environ.get(TIME_ENV_VAR)
+    if env is not None and env.strip():
+        kind = Duration()
+        try:
+            return float(kind.check(kind.parse_text(env)))
+        except ValueError as e:
+            raise InputError(TIME_ENV_VAR, str(e)) from None
+    return DEFAULT_MAX_TIME
+
+
+def human_time(seconds: float) -> str:
+    """``seconds`` in the largest unit that leaves at least 1 (days from 2 days on)."""
+    for unit, size, above in (("years", 365.25 * 86400, 1.0), ("days", 86400.0, 2.0), ("h", 3600.0, 1.0),
+                              ("min", 60.0, 1.0)):
+        if seconds >= above * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+@dataclass
+class Work:
+    """Named counts of float64 multiply-adds, each with the throughput kind
+    (:data:`THROUGHPUT`) that runs it."""
+
+    parts: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    def add(self, name: str, ops: float, kind: str = "batched") -> "Work":
+        old = self.parts.get(name, (0.0, kind))[0]
+        self.parts[name] = (old + float(ops), kind)
+        return self
+
+    def scaled(self, factor: float, prefix: str = "") -> "Work":
+        return Work({prefix + k: (v * float(factor), kind) for k, (v, kind) in self.parts.items()})
+
+    def merged(self, other: "Work") -> "Work":
+        out = Work(dict(self.parts))
+        for k, (v, kind) in other.parts.items():
+            out.add(k, v, kind)
+        return out
+
+    def seconds_of(self, name: str) -> float:
+        v, kind = self.parts[name]
+        return v / THROUGHPUT[kind]
+
+    @property
+    def seconds(self) -> float:
+        return STARTUP_SECONDS + sum(self.seconds_of(k) for k in self.parts)
+
+    def describe(self, most: int = 2) -> str:
+        top = sorted(self.parts, key=lambda k: -self.seconds_of(k))[:most]
+        return ", ".join(f"{k} {human_time(self.seconds_of(k))}" for k in top)
+
+
+def guard_time(work: Work, limit: float, what: str, shrink: str) -> Work:
+    """Refuse (``InputError`` on ``max-time``, exit 2 at the command line)
+    when the estimated time exceeds the limit: one line with the estimate,
+    its largest parts, the limit, what shrinks the job and the option that
+    raises the limit.  Call it before any heavy work starts."""
+    t = work.seconds
+    if not t <= limit:
+        raise InputError("max-time", f"{what} would take about {human_time(t)} ({work.describe()}), above the "
+                                     f"limit {human_time(limit)}; {shrink}, or raise --max-time (or {TIME_ENV_VAR})")
+    return work
+
+
+def stream_ops(record, B: int, n: int, S: int, A: int, d: int) -> float:
+    """Multiply-adds of one frame of the stream for ``B`` MDPs: the window
+    (``n`` transitions, a greedy choice over ``A`` actions of ``d``
+    features each), the prompt and the read-out (``P12 w~``, the ``n x m``
+    context twice, ``Vbar21 s``) and the teacher."""
+    m, q = record.layout.m(d), record.layout.q(d)
+    return float(B) * (n * (A * d + 3 * m + 4 * d) + m * (m + 2 * q))
+
+
+def check_work(record, prompts: int, mdps: int, S: int, A: int, d: int, n: int) -> Work:
+    """``check``: ``prompts`` frames of the stream spread over ``mdps`` MDPs
+    (drawn once: ``S x A x S`` tables)."""
+    return Work().add("stream (prompts x context x m)", stream_ops(record, prompts, n, S, A, d), "check") \
+                 .add("MDPs (mdps x states^2 x actions)", float(mdps) * S * S * A)
+
+
+def richness_work(record, d: int, prompts: int, n: int, bootstrap: int = 0) -> Work:
+    """``richness``: the prompt sample, the closed-form ``E[J^T J]``
+    (``prompts x p^2`` over the ``p`` reduced parameters) and its dense
+    spectrum (``~10 p^3``), once plus once per bootstrap replicate."""
+    idx = record.spec.index(d)
+    p, m, q = idx.reduced_count(), idx.m, idx.q
+    one = Work().add("prompt sample (prompts x context x m x q)", stream_ops(record, prompts, n, 1, 1, d)) \
+                .add("Gauss-Newton assembly (prompts x p^2)", float(prompts) * (p * p + n * m), "dense") \
+                .add("spectrum (10 p^3)", 10.0 * p ** 3, "dense")
+    return one.scaled(1 + max(0, bootstrap))
+
+
+def flow_work(record, d: int, prompts: int, n: int, runs: int, steps: int, parameterization: str = "reduced") -> Work:
+    """``flow``: its richness analysis and ``runs`` flows of up to ``steps``
+    implicit-Euler steps, each step ~6 gradient evaluations (chord
+    iterations to the rounding floor), a gradient ``~6 prompts x context x
+    m`` multiply-adds per run (plus ``p^2`` per prompt in the full
+    parameterisation)."""
+    idx = record.spec.index(d)
+    m, p = idx.m, idx.p
+    grad = 6.0 * prompts * n * m + (2.0 * prompts * p * p if parameterization == "full" else 0.0)
+    return richness_work(record, d, prompts, n).add("flows (runs x steps x 6 gradients)",
+                                                    float(runs) * steps * 6 * grad, "flow")
+
+
+def train_work(record, mdps: int, frames: int, S: int, A: int, d: int, n: int, eval_mdps: int, seeds: int = 1,
+               protocol: str = "minibatch", hidden: int = 0, model: str = "lsa") -> Work:
+    """Training: ``mdps x frames`` frames of the stream, each with the
+    forward and backward pass of the block (about 3 read-outs; a baseline:
+    its hidden units over the context) and the held-out evaluation."""
+    m = record.layout.m(d)
+    per = stream_ops(record, 1, n, S, A, d) * 3
+    if model != "lsa":
+        per += 6.0 * n * (hidden or 128) * (m + (hidden or 128))
+    kind = "compiled" if protocol == "paper" else "batched"
+    w = Work().add("training frames (mdps x frames x context x m)", float(mdps) * frames * per, kind) \
+              .add("evaluation (eval mdps x context x m)", 10.0 * stream_ops(record, eval_mdps, n, S, A, d))
+    return w.scaled(seeds)
+
+
+def control_work(record, seeds: int, mdps: int, rounds: int, S: int, A: int, d: int, n: int,
+                 methods: int = 3) -> Work:
+    """The closed loop: ``seeds x rounds`` frames of ``mdps`` MDPs per
+    method, and each round's policy evaluation (``S^3`` per MDP)."""
+    per_round = methods * stream_ops(record, mdps, n, S, A, d) + 2.0 * mdps * S ** 3
+    return Work().add("closed loop (seeds x rounds x mdps x context x m)", float(seeds) * (rounds + 1) * per_round,
+                      "control")
+
+
+def wang_check_work(mrps: int, S: int, d: int, n: int, layers: int) -> Work:
+    """``check --layout wang2025``: every layer of every MRP's prompt
+    (``D x D`` against ``D x (n+1)``, twice: block and batch-TD loop)."""
+    D = 2 * d + 1
+    return Work().add("layers (mrps x layers x D^2 x context)", 4.0 * mrps * layers * D * D * (n + 1)
+                      + float(mrps) * S ** 3, "wang")
+
+
+def wang_train_work(seeds: int, steps: int, minibatches: int, eval_mrps: int, S: int, d: int, n: int,
+                    layers: int) -> Work:
+    """``train --layout wang2025``: every seed's window steps, each a
+    forward and backward pass through ``layers`` layers for ``minibatches``
+    minibatches, and the held-out evaluation."""
+    D = 2 * d + 1
+    per = 6.0 * layers * D * D * (n + 1)
+    return Work().add("training (seeds x window steps x minibatches x layers x D^2 x context)",
+                      float(seeds) * steps * max(1, minibatches) * per, "wang") \
+                 .add("evaluation (seeds x eval MRPs x states x layers)", float(seeds) * eval_mrps * S * per, "wang")

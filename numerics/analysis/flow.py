@@ -7,14 +7,16 @@ Algorithm 1 (the data never depend on the model, so the flow is well
 defined); ``mu`` comes from ``icrl-verify richness`` on the same sample.
 The flow is integrated by implicit (backward) Euler with the true gradient
 (the loss is stiff: lambda_max / mu ~ 1e4, so an explicit method would need
-~1e5 steps); rates are converted from per-step to flow time exactly for a
-linear mode.
+~1e5 steps) on a fixed step schedule, in the deviation from theta* (so no
+accept / reject decision and no rounding floor can turn the rounding of
+another thread count into different numbers: issue 19, docs/flow.md); rates
+are converted from per-step to flow time exactly for a linear mode.
 
 Rate: start at theta* + a random perturbation of small radius, projected
 off the kernel of the Hessian in the reduced parameterisation (kernel
 directions do not decay: they are symmetries or flat data invariances); fit
-log L against the step on the last 40% of the run, where the slowest
-nonzero modes dominate.  Basin: for each radius r (relative to |theta*|),
+log L on the last 40% of the flow time (a fixed window of the fixed grid),
+where the slowest nonzero modes dominate.  Basin: for each radius r (relative to |theta*|),
 random unprojected perturbations; a run ends on M* when its relative
 distance to M* (numerics.manifold.distance_to_manifold) is below
 FLOW_MANIFOLD_RTOL at flow time 20 / (2 mu).
@@ -29,16 +31,33 @@ import torch
 from scipy.optimize import brentq
 
 from numerics.analysis.hessian import PromptSample, join_reduced, sample_prompts
-from numerics.analysis.manifold import distance_to_manifold
+from numerics.analysis.manifold import distance_of_deviation
 from numerics.analysis.richness import richness
 from numerics.analysis.spectrum import cholesky_solver
 from numerics.core.block import lemma_c1, mimic_loss
 from numerics.core.distributions import MDPDistribution
 from numerics.core.runtime import torch_threads
-from numerics.core.tolerances import CHORD_RTOL, DTYPE, FLOW_MANIFOLD_RTOL, FLOW_RATE_RTOL, ROOT_RTOL
+from numerics.core.tolerances import (
+    CHORD_FAIL_RTOL,
+    CHORD_FLOOR_RTOL,
+    CHORD_HOPELESS_RTOL,
+    CHORD_ITERATIONS,
+    CHORD_MAX_ITERATIONS,
+    CHORD_RTOL,
+    CHORD_SPLITS,
+    DTYPE,
+    FLOW_MANIFOLD_RTOL,
+    FLOW_RATE_RTOL,
+    FLOW_TIME_RTOL,
+    ROOT_RTOL,
+)
 from theory.errors import InputError
 
 DEFAULT_RADII = (0.01, 0.1, 0.3, 1.0, 3.0)
+
+#: The flow runs to time ``DECAY / (2 mu)`` (the slowest mode's loss falls
+#: by exp(-DECAY)) with steps up to ``STEP_MU / mu``.
+DECAY, STEP_MU = 20.0, 0.1
 
 
 def batched_loss(sample: PromptSample, P12, Vbar21, P22=None, Vbar22=None) -> torch.Tensor:
@@ -68,6 +87,59 @@ def batched_grad(sample: PromptSample, P12, Vbar21, P22=None, Vbar22=None):
     return L, grads
 
 
+def deviation_grad(sample: PromptSample, base, dev):
+    """``(loss K, [gradients])`` at ``theta* + dev`` computed from the
+    deviation ``dev`` (``[dP12, dVbar21]`` or ``[dP12, dVbar21, P22,
+    Vbar22]``, leading axis ``K``; ``base = (P12*, Vbar21*)``, the
+    construction, whose P22 and Vbar22 are zero).
+
+    The read-out is bilinear, so its change is exact in the deviation:
+    ``Delta y = Vbar21* Sigma dP12 w~ + dVbar21 Sigma P12* w~ + dVbar21
+    Sigma dP12 w~ (+ (1/n) Vbar22 w~ w~^T P22 w~)``, and at theta* the
+    residual ``y* - teacher`` is exactly zero (Theorem 3.1, proved
+    symbolically; the richness analysis checks it in float64 to
+    ``FLAT_STEP_RTOL`` on this sample before the flow runs).  So the residual
+    is ``Delta y``, computed to relative precision from ``dev``, instead of
+    ``y - teacher``, a difference of O(1) numbers whose float64 rounding
+    (~1e-16 absolute) reaches ~1e-6 of the residual late in a rate run: the
+    flow and its loss then carry no rounding floor, and a rounding change in
+    the inputs stays a rounding change in the numbers.  Same gradient
+    formulas as :func:`batched_grad` (tested equal away from the floor)."""
+    X, wt, n, N = sample.X, sample.wt, sample.n, sample.N
+    Ps, Vs = base
+    dP, dV = dev[0], dev[1]
+    z0 = wt @ Ps.T                                                  # P12* w~          (N x m)
+    s0 = torch.einsum("nim,ni->nm", X, torch.einsum("nim,nm->ni", X, z0)) / n
+    dz = torch.einsum("np,kmp->knm", wt, dP)                        # dP12 w~
+    ds = torch.einsum("nim,kni->knm", X, torch.einsum("nim,knm->kni", X, dz)) / n
+    r = torch.einsum("knm,qm->knq", ds, Vs) + torch.einsum("nm,kqm->knq", s0, dV) \
+        + torch.einsum("knm,kqm->knq", ds, dV)
+    Vbar21 = Vs[None] + dV
+    s = s0[None] + ds
+    L = 0.5 * (r * r).sum(-1).mean(-1)
+    gV = torch.einsum("knq,knm->kqm", r, s) / N
+    gs = torch.einsum("knq,kqm->knm", r, Vbar21)
+    gu = torch.einsum("nim,knm->kni", X, gs) / n
+    gz = torch.einsum("nim,kni->knm", X, gu)
+    gP = torch.einsum("knm,np->kmp", gz, wt) / N
+    grads = [gP, gV]
+    if len(dev) == 4:
+        P22, Vbar22 = dev[2], dev[3]
+        quad = torch.einsum("np,kpr,nr->kn", wt, P22, wt)
+        vw = torch.einsum("np,kqp->knq", wt, Vbar22)
+        r = r + (quad / n)[..., None] * vw
+        L = 0.5 * (r * r).sum(-1).mean(-1)
+        gV = torch.einsum("knq,knm->kqm", r, s) / N
+        gs = torch.einsum("knq,kqm->knm", r, Vbar21)
+        gu = torch.einsum("nim,knm->kni", X, gs) / n
+        gz = torch.einsum("nim,kni->knm", X, gu)
+        gP = torch.einsum("knm,np->kmp", gz, wt) / N
+        dq = (r * vw).sum(-1) / n
+        grads = [gP, gV, torch.einsum("kn,np,nr->kpr", dq, wt, wt) / N,
+                 torch.einsum("kn,knq,np->kqp", quad / n, r, wt) / N]
+    return L, grads
+
+
 def _flat(blocks):
     return torch.cat([b.reshape(b.shape[0], -1) for b in blocks], 1)
 
@@ -81,21 +153,63 @@ def _unflat(v, shapes):
     return out
 
 
+#: Steps of the doubling ramp from 1 / lambda_max to h_max at most: 2^64
+#: is beyond any condition number float64 can resolve.
+MAX_RAMP_STEPS = 64
+
+
+def schedule_length_bound(decay: float, step_mu: float) -> int:
+    """The most steps :func:`step_schedule` can take for a flow to time
+    ``decay / (2 mu)`` with ``h_max = step_mu / mu`` (whatever mu is): the
+    ramp and ``decay / (2 step_mu)`` full steps."""
+    return MAX_RAMP_STEPS + math.ceil(decay / (2 * step_mu)) + 1
+
+
+def step_schedule(h0: float, h_max: float, t_end: float, max_steps: int) -> np.ndarray:
+    """The implicit-Euler steps of every run: ``h0, 2 h0, 4 h0, ...`` up to
+    ``h_max``, then ``h_max`` until flow time ``t_end`` (the last step
+    shortened to land on it), at most ``max_steps`` steps.  A function of
+    ``(h0, h_max, t_end)`` only, never of a run's data, so no accept / reject
+    decision can turn a rounding difference into a different time grid."""
+    if not (h0 > 0 and h_max > 0 and t_end > 0):
+        raise InputError("flow", f"step schedule needs positive h0, h_max, t_end (got {h0}, {h_max}, {t_end})")
+    hs, t, h = [], 0.0, min(h0, h_max)
+    while t < t_end and len(hs) < max_steps:
+        step = min(h, t_end - t)
+        if t_end - t - step <= FLOW_TIME_RTOL * t_end:   # land on t_end, not a rounding sliver before it
+            step = t_end - t
+        hs.append(step)
+        t += step
+        h = min(2 * h, h_max)
+    return np.asarray(hs, dtype=np.float64)
+
+
 def run_flow(sample: PromptSample, blocks: list[torch.Tensor], spec, t_end: float, h_max: float,
              max_steps: int = 2000, progress=None):
-    """Gradient flow by implicit (backward) Euler on ``K`` runs at once.
+    """Gradient flow by implicit (backward) Euler on ``K`` runs at once, on
+    the fixed step schedule :func:`step_schedule` (from ``1 / lambda_max``,
+    doubling up to ``h_max``, until ``t_end``).  The state is the deviation
+    from theta* (``blocks``: deviations, see :func:`deviation_grad`), so the
+    loss and its gradient are exact to relative rounding however close to
+    theta* the run gets.
 
     Each step solves ``theta_new = theta + h (-grad L(theta_new))`` with the
     true gradient by chord (modified Newton) iterations preconditioned with
     ``(I + h H*)^{-1}``, ``H*`` the Hessian at theta* (identity on P22,
     Vbar22, where H* is zero); the preconditioner only speeds the
-    iteration, the equation solved is the flow's.  Per run the step starts at
-    ``1 / lambda_max`` and doubles after each accepted step up to ``h_max``;
-    a step whose iteration does not converge, or that raises the loss, is
-    refused and its ``h`` halved.  ``blocks``: ``[P12, Vbar21]`` or
-    ``[P12, Vbar21, P22, Vbar22]``, leading axis ``K``.  Returns
-    ``(blocks, times K x T, losses K x T)`` (T = steps + 1; a run that has
-    reached ``t_end`` repeats its last value).
+    iteration, the equation solved is the flow's.  The iteration runs to the
+    rounding floor (``CHORD_RTOL``; after ``CHORD_ITERATIONS`` iterations a
+    run below ``CHORD_FLOOR_RTOL`` or above ``CHORD_HOPELESS_RTOL`` is done,
+    a slowly contracting one goes on up to ``CHORD_MAX_ITERATIONS``), so
+    where it stops changes the result only at rounding level.  A run whose
+    iteration does not converge (residual above ``CHORD_FAIL_RTOL`` of the
+    step, far from both the converged and the diverging case) takes that step
+    as 2, 4, ... equal implicit sub-steps (up to ``2**CHORD_SPLITS``); the
+    time grid stays the schedule's.  A run no split solves stops there
+    (its time stays short of ``t_end``).  ``blocks``: ``[P12, Vbar21]`` or
+    ``[P12, Vbar21, P22, Vbar22]`` (deviations from ``(P12*, Vbar21*, 0,
+    0)``), leading axis ``K``.  Returns ``(deviations, times K x T, losses
+    K x T)`` (T = steps + 1; a run that stopped repeats its last value).
     """
     with torch_threads(1):         # these are small batched ops: one thread is fastest
         return _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress)
@@ -109,10 +223,7 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
     lam = torch.as_tensor(spec.values, dtype=DTYPE)
     Vec = torch.as_tensor(spec.vectors, dtype=DTYPE)
     dense = spec.dense
-    h0 = 1.0 / spec.lam_max
-    jmax = max(0, int(math.floor(math.log2(max(h_max / h0, 1.0)))))
-    j = torch.zeros(K, dtype=torch.long)
-    t = torch.zeros(K, dtype=DTYPE)
+    schedule = step_schedule(1.0 / spec.lam_max, h_max, t_end, max_steps)
     chol_cache = {}
 
     def precond(F, h):
@@ -123,44 +234,65 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
             Pr = (c / (1 + h[:, None] * lam[None, :])) @ Vec.T
         else:
             Pr = torch.empty_like(Fr)
-            for i in range(K):
+            for i in range(F.shape[0]):
                 key = float(h[i])
                 if key not in chol_cache:
                     chol_cache[key] = cholesky_solver(np.eye(nred) + key * spec.H)
                 Pr[i] = torch.as_tensor(chol_cache[key](Fr[i].numpy()))
         return torch.cat([Pr, F[:, nred:]], 1)
 
+    base = sample.construction()
+
     def grad(v):
-        L, g = batched_grad(sample, *_unflat(v, shapes))
+        L, g = deviation_grad(sample, base, _unflat(v, shapes))
         return L, _flat(g)
 
-    L, g = grad(theta)
-    times, losses = [t.clone()], [L.clone()]
-    for _ in range(max_steps):
-        active = t < t_end
-        if not bool(active.any()):
-            break
-        h = h0 * torch.pow(2.0, j.to(DTYPE))
-        x = theta - h[:, None] * g
+    def implicit_step(th, g, h):
+        """One backward-Euler step of size ``h`` (per run) from ``th``:
+        ``(x, L(x), grad L(x), solved)``."""
+        x = th - h[:, None] * g
         size = (h[:, None] * g).norm(dim=1) + 1e-300
-        ok = torch.zeros(K, dtype=torch.bool)
-        for _it in range(30):
+        for it in range(CHORD_MAX_ITERATIONS):
             Lx, gx = grad(x)
-            F = x - theta + h[:, None] * gx
-            res = F.norm(dim=1)
-            ok = res <= CHORD_RTOL * size
-            if bool(ok[active].all()):
+            F = x - th + h[:, None] * gx
+            r = F.norm(dim=1) / size
+            if bool((r <= CHORD_RTOL).all()):
                 break
+            if it >= CHORD_ITERATIONS and bool(((r <= CHORD_FLOOR_RTOL) | ~(r <= CHORD_HOPELESS_RTOL)).all()):
+                break           # each run at its rounding floor, or hopeless (its step will be split)
             x = x - precond(F, h)
-            if not bool(torch.isfinite(x).all()):
-                x = torch.where(torch.isfinite(x), x, theta)
+            x = torch.where(torch.isfinite(x), x, th)
         Lx, gx = grad(x)
-        accept = active & ok & (Lx <= L)
-        theta = torch.where(accept[:, None], x, theta)
-        g = torch.where(accept[:, None], gx, g)
-        L = torch.where(accept, Lx, L)
-        t = t + torch.where(accept, h, torch.zeros_like(h))
-        j = torch.where(accept, (j + 1).clamp_max(jmax), torch.where(active, (j - 1).clamp_min(0), j))
+        res = (x - th + h[:, None] * gx).norm(dim=1)
+        solved = torch.isfinite(Lx) & (res <= CHORD_FAIL_RTOL * size)
+        return x, Lx, gx, solved
+
+    L, g = grad(theta)
+    t = torch.zeros(K, dtype=DTYPE)
+    alive = torch.ones(K, dtype=torch.bool)
+    times, losses = [t.clone()], [L.clone()]
+    for hk in schedule:
+        idx = torch.nonzero(alive).flatten()
+        if len(idx) == 0:
+            break
+        h = torch.full((len(idx),), float(hk), dtype=DTYPE)
+        x, Lx, gx, solved = implicit_step(theta[idx], g[idx], h)
+        for split in range(1, CHORD_SPLITS + 1):        # unsolved runs: the same step in 2^split sub-steps
+            bad = torch.nonzero(~solved).flatten()
+            if len(bad) == 0:
+                break
+            parts = 2 ** split
+            hb = h[bad] / parts
+            xb, gb, ok = theta[idx][bad], g[idx][bad], torch.ones(len(bad), dtype=torch.bool)
+            for _ in range(parts):
+                xb, Lb, gb, okb = implicit_step(xb, gb, hb)
+                ok &= okb
+            x[bad], Lx[bad], gx[bad], solved[bad] = xb, Lb, gb, ok
+        theta[idx] = torch.where(solved[:, None], x, theta[idx])
+        g[idx] = torch.where(solved[:, None], gx, g[idx])
+        L[idx] = torch.where(solved, Lx, L[idx])
+        t[idx] = t[idx] + torch.where(solved, h, torch.zeros_like(h))
+        alive[idx] = solved
         times.append(t.clone())
         losses.append(L.clone())
         if progress:
@@ -169,21 +301,23 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
 
 
 def fit_rate(times: np.ndarray, losses: np.ndarray, tail: float = 0.4) -> dict:
-    """Flow rate of the loss over the last ``tail`` fraction of the accepted
-    implicit-Euler steps of one run.  Backward Euler multiplies a linear mode
-    by ``1 / (1 + h lambda)`` per step, so over steps ``h_i`` the loss falls by
-    ``prod (1 + h_i lambda)^-2``; ``lambda`` is solved from the observed fall
-    (exact for one linear mode, whatever the steps), rate ``2 lambda``.  Also
-    the rate over the first and second half of the window (equal when the
-    decay is exponential)."""
+    """Flow rate of the loss of one run over the last ``tail`` fraction of
+    its flow *time* (the points of the fixed time grid with ``t >= (1 - tail)
+    t_final``: a window fixed by the schedule, not by the data).  Backward
+    Euler multiplies a linear mode by ``1 / (1 + h lambda)`` per step, so over
+    steps ``h_i`` the loss falls by ``prod (1 + h_i lambda)^-2``; ``lambda``
+    is solved from the observed fall (exact for one linear mode, whatever the
+    steps), rate ``2 lambda``.  Also the rate over the first and second half
+    of the window (equal when the decay is exponential)."""
     dt = np.diff(times)
-    steps = np.flatnonzero(dt > 0) + 1                      # accepted steps
+    steps = np.flatnonzero(dt > 0) + 1                      # steps taken (a stopped run repeats its time)
     keep = np.concatenate([[0], steps])
     t, L = times[keep], losses[keep]
     good = np.isfinite(L) & (L > 0)
     t, y = t[good], np.log(L[good])
-    start = int(len(t) * (1 - tail))
-    t, y = t[start:], y[start:]
+    if len(t):
+        inside = t >= (1 - tail) * t[-1]
+        t, y = t[inside], y[inside]
 
     def rate(tt, yy):
         if len(tt) < 3:
@@ -206,7 +340,7 @@ def fit_rate(times: np.ndarray, losses: np.ndarray, tail: float = 0.4) -> dict:
 def flow_experiment(dist: MDPDistribution, algorithm="sarsa", parameterization: str = "reduced", *,
                     mdps: int = 20, frames: int = 20, n: int = 20, epsilon: float = 0.1, alpha: float = 0.2,
                     beta: float = 0.2, seed: int = 0, rate_radius: float = 1e-2, rate_runs: int = 3,
-                    decay: float = 20.0, step_mu: float = 0.1, radii=DEFAULT_RADII, trials: int = 8,
+                    decay: float = DECAY, step_mu: float = STEP_MU, radii=DEFAULT_RADII, trials: int = 8,
                     basin_time: float | None = None, max_steps: int = 400, progress=None, keep: bool = False) -> dict:
     """The flow experiment (no files written).
 
@@ -242,7 +376,7 @@ def flow_experiment(dist: MDPDistribution, algorithm="sarsa", parameterization: 
     full = parameterization == "full"
 
     def perturb(count, radius, project):
-        """``count`` random directions of norm ``radius * |theta*|``."""
+        """``count`` random deviations from theta* of norm ``radius * |theta*|``."""
         dim = base.numel() + (p * p + q * p if full else 0)
         Z = torch.randn(count, dim, generator=gen, dtype=DTYPE)
         if project:   # off the reduced kernel (and no P22 / Vbar22 part)
@@ -250,8 +384,7 @@ def flow_experiment(dist: MDPDistribution, algorithm="sarsa", parameterization: 
             Zr = Zr - (Zr @ K) @ K.T
             Z = torch.cat([torch.as_tensor(Zr), torch.zeros(count, dim - base.numel(), dtype=DTYPE)], 1)
         Z = Z / Z.norm(dim=1, keepdim=True) * radius * norm
-        blocks = [(base + Z[:, :base.numel()])[:, :m * p].reshape(count, m, p),
-                  (base + Z[:, :base.numel()])[:, m * p:].reshape(count, q, m)]
+        blocks = [Z[:, :m * p].reshape(count, m, p), Z[:, m * p:base.numel()].reshape(count, q, m)]
         if full:
             rest = Z[:, base.numel():]
             blocks += [rest[:, :p * p].reshape(count, p, p), rest[:, p * p:].reshape(count, q, p)]
@@ -275,7 +408,7 @@ def flow_experiment(dist: MDPDistribution, algorithm="sarsa", parameterization: 
         t_final = bt[:, -1]
         ok = 0
         for i in range(trials):
-            rel, c = distance_to_manifold(end[0][i], end[1][i], P12s, Vbar21s)
+            rel, c = distance_of_deviation(end[0][i], end[1][i], P12s, Vbar21s)
             extra = float(torch.cat([end[2][i].reshape(-1), end[3][i].reshape(-1)]).norm()) / norm if full else 0.0
             on = rel < FLOW_MANIFOLD_RTOL and extra < FLOW_MANIFOLD_RTOL
             ok += int(on)

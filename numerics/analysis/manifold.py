@@ -70,3 +70,35 @@ def distance_to_manifold(P12, Vbar21, P12s, Vbar21s) -> tuple[float, float]:
     dist = np.sqrt(((P - best * Ps) ** 2).sum() + ((V - Vs / best) ** 2).sum())
     norm = np.sqrt(best * best * A + B / (best * best))
     return float(dist / norm), float(best)
+
+
+def distance_of_deviation(dP12, dVbar21, P12s, Vbar21s) -> tuple[float, float]:
+    """:func:`distance_to_manifold` of ``(P12* + dP12, Vbar21* + dVbar21)``
+    computed from the deviation, to relative precision however small it is.
+
+    Formed as ``P12* + dP12``, the point carries a rounding of ~1e-16
+    ``|theta*|``, which is ~1e-9 of a distance of 1e-7 (a basin run that
+    converged).  Near ``c = 1`` write ``c = 1 + e``: ``c^3 f'(c) / 2`` is
+    ``A e (1+e)^3 - alpha (1+e)^3 + B e + beta (1+e)`` with ``alpha =
+    <dP12, P12*>``, ``beta = <dVbar21, Vbar21*>`` (no cancellation), and the
+    distance is ``|dP12 - e P12*|^2 + |dVbar21 + e/(1+e) Vbar21*|^2``.  The
+    root on the ``c > 0`` component is polished in ``e`` by Newton steps
+    from the quartic's; the other component (``c < 0``, never near a small
+    deviation) is taken as :func:`distance_to_manifold` gives it."""
+    dP, dV, Ps, Vs = (_as_numpy(t) for t in (dP12, dVbar21, P12s, Vbar21s))
+    rel, c = distance_to_manifold(Ps + dP, Vs + dV, Ps, Vs)
+    if not c > 0:
+        return rel, c
+    A, B = float((Ps * Ps).sum()), float((Vs * Vs).sum())
+    alpha, beta = float((dP * Ps).sum()), float((dV * Vs).sum())
+    e = c - 1.0
+    for _ in range(4):
+        g = A * e * (1 + e) ** 3 - alpha * (1 + e) ** 3 + B * e + beta * (1 + e)
+        dg = A * (1 + e) ** 3 + 3 * A * e * (1 + e) ** 2 - 3 * alpha * (1 + e) ** 2 + B + beta
+        if dg == 0 or not np.isfinite(g / dg):
+            break
+        e = e - g / dg
+    c = 1.0 + e
+    dist = np.sqrt(((dP - e * Ps) ** 2).sum() + ((dV + (e / c) * Vs) ** 2).sum())
+    norm = np.sqrt(c * c * A + B / (c * c))
+    return float(dist / norm), float(c)

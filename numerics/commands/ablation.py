@@ -69,7 +69,7 @@ def add_arguments(p):
 def _guard(base: TrainConfig, args):
     """Exit 2 before training when one run (training, then the richness
     analysis of its distribution on 200 MDPs x 10 frames) would need more
-    than ``--max-memory``."""
+    than ``--max-memory``, or all runs more time than ``--max-time``."""
     S, A, d, n = base.states, base.actions, base.d, base.n
     est = budget.train(base.record, min(base.batch_mdps, base.mdps), base.eval_mdps, S, A, d, n)
     for k, v in budget.hessian(base.record, d, 200 * 10, n).parts.items():
@@ -77,6 +77,13 @@ def _guard(base: TrainConfig, args):
     budget.guard(est, budget.max_memory(args.max_memory),
                  f"ablation at {S} states x {A} actions (d = {d}), n = {n}, batch {base.batch_mdps},",
                  "use smaller --states/--actions/--context or fewer --batch-mdps")
+    runs = args.seeds * len(args.distributions or DISTRIBUTIONS)
+    one = budget.train_work(base.record, base.mdps, base.frames, S, A, d, n, base.eval_mdps) \
+        .merged(budget.richness_work(base.record, d, 200 * 10, n))
+    budget.guard_time(one.scaled(runs), budget.max_time(args.max_time),
+                      f"ablation of {runs} runs ({base.mdps:,} MDPs x {base.frames:,} frames each) at {S} states x "
+                      f"{A} actions (d = {d}), n = {n}", "use fewer --seeds/--mdps/--frames/--distributions or "
+                      "smaller --states/--actions/--context")
 
 
 def run(args) -> int:

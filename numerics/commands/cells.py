@@ -40,7 +40,7 @@ from theory.errors import InputError
 
 #: Options that belong to the sweep (output, resume, parallelism), not a cell.
 NOT_CELL_OPTIONS = ("help", "json", "config", "out", "name", "report_dir", "no_report", "checkpoint_every", "resume",
-                    "workers", "threads", "max_memory")
+                    "workers", "threads", "max_memory", "max_time")
 
 #: command -> its module (``add_arguments``), for the parser and reproduce commands.
 MODULES = {"check": check_cmd, "train": train_cmd, "richness": richness_cmd, "control": control_cmd}

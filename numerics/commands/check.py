@@ -58,6 +58,7 @@ def check_inputs(args):
     cells): ``(record, dist, device, mdp, F, d)``; ``mdp`` and ``F`` are the
     ``--mdp`` file's or None."""
     record = algorithms.get(args.algorithm)
+    budget.guard_source(args)
     if args.mdp and source_spec(args):
         raise InputError("mdp", "--mdp and --family / --mdp-batch / --distribution both name the MDPs; give one")
     dist = source_from_args(args)
@@ -77,6 +78,9 @@ def run(args) -> int:
     budget.guard(budget.check(record, B, S, A, d, args.context), budget.max_memory(args.max_memory),
                  f"check of {B} MDPs x {S} states x {A} actions (d = {d}), n = {args.context},",
                  "use fewer --mdps or smaller --states/--actions/--context")
+    budget.guard_time(budget.check_work(record, args.prompts, B, S, A, d, args.context), budget.max_time(args.max_time),
+                      f"check of {args.prompts:,} prompts ({B} MDPs x {S} states x {A} actions, d = {d}, "
+                      f"n = {args.context})", "use fewer --prompts or smaller --states/--actions/--context")
     weights = load_weights(args.weights, record.spec.weight_shape(d), device=device) if args.weights else None
     with progress_bar(total=args.prompts, desc=f"check {args.algorithm}", disable=args.json) as bar:
         res = run_check(record, dist, prompts=args.prompts, mdps=args.mdps, n=args.context,

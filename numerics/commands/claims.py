@@ -19,6 +19,9 @@ import os
 import sys
 import time
 
+from numerics.analysis import budget
+from numerics.analysis.exact import PAPER_SCALE
+from numerics.analysis.train import CPU_SCALE
 from numerics.claims import (
     checks,  # noqa: F401  (registers the checks)
     liang_lai,
@@ -26,11 +29,12 @@ from numerics.claims import (
 )
 from numerics.claims.evidence import EXPERIMENTS, Settings, evaluate, run_checks, run_experiments
 from numerics.claims.report import render_markdown
-from numerics.commands.cli import emit, progress_bar
+from numerics.commands.cli import add_max_time, emit, progress_bar
 from numerics.core.runtime import check_interrupt
 from numerics.io.config import positive_int
 from numerics.io.options import SEED, Folder, Path, Text
 from numerics.io.report import run_header, write_report
+from theory import algorithms
 from theory.errors import InputError
 
 
@@ -50,6 +54,30 @@ def add_arguments(p):
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes of the embedded cluster (one per core, at most one per experiment)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the verdicts as the last line")
+    add_max_time(p)
+
+
+#: ``claims --quick`` on the project's 2-core machine at load 1: 7 min 7 s
+#: (the lead's run that regenerated reports/claims, commit be2bf5e).
+QUICK_SECONDS = 427.0
+
+
+def estimate(mode: str) -> budget.Work:
+    """The run time of ``claims``: ``--quick`` as measured; ``--full`` (not
+    measured end to end) that plus its largest jobs counted by the time
+    guards' model: the paper's exact protocol at its scale, the minibatch
+    block and the MLP and LSTM baselines at the whole CPU data budget, and
+    10 seeds x 100 MDPs x 2,000 rounds of control with four methods."""
+    w = budget.Work().add("the --quick checks (measured)", QUICK_SECONDS * budget.THROUGHPUT["batched"])
+    if mode == "full":
+        rec = algorithms.get("sarsa")
+        w = w.merged(budget.train_work(rec, PAPER_SCALE["mdps"], PAPER_SCALE["frames"], 9, 4, 36, 20, 64,
+                                       protocol="paper"))
+        for model in ("lsa", "mlp", "lstm"):
+            w = w.merged(budget.train_work(rec, CPU_SCALE["mdps"], CPU_SCALE["frames"], 9, 4, 36, 20, 64,
+                                           model=model).scaled(1, f"{model}: "))
+        w = w.merged(budget.control_work(rec, 10, 100, 2000, 9, 4, 36, 20, methods=4))
+    return w
 
 
 #: (paper, its claims), in report order.
@@ -67,6 +95,10 @@ def run(args) -> int:
         claims = [c for c in claims if c.id in args.only]
     settings = Settings(mode=args.mode, seed=args.seed, out=args.out)
     names = list(dict.fromkeys(n for c in claims for n in c.checks))
+    every = {n for _, cs in SECTIONS for c in cs for n in c.checks}
+    budget.guard_time(estimate(args.mode).scaled(len(names) / len(every)), budget.max_time(args.max_time),
+                      f"claims --{args.mode} ({len(names)} of its {len(every)} checks; counted as their share of "
+                      "the whole run)", "use --quick or --only CLAIM")
     t0 = time.perf_counter()
 
     def progress(name, ev):

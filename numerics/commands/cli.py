@@ -4,7 +4,8 @@ control and a claim-by-claim verdict.
 
 Exit status: 0 the claim holds / the job succeeded; 1 it does not hold (a
 counterexample is printed); 2 bad input or usage (one line on stderr naming
-the field, no traceback), or a job above its memory guard (--max-memory);
+the field, no traceback), or a job above its memory guard (--max-memory) or
+its time guard (--max-time);
 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (train checkpoints first;
 resume with --resume).  With ``--json`` the last line of stdout is one
 JSON object with the result.
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from numerics.core.runtime import EXIT_SIGNAL_BASE, Interrupted, check_interrupt, interrupted, interruptible
 from numerics.io.config import ArgumentParser, parse_with_config
 from numerics.io.files import jsonable
-from numerics.io.options import Bytes, type_choices
+from numerics.io.options import Bytes, Duration, type_choices
 from theory.errors import InputError
 
 #: subcommand -> (module, one-line help).  Each module defines
@@ -50,11 +51,20 @@ INTERRUPTIBLE = ("train", "flow", "control", "richness", "claims", "ablation", "
 
 
 def add_max_memory(p):
-    """``--max-memory BYTES``: the limit of the command's size guard
-    (``numerics.analysis.budget``; exit 2 above it, before allocating)."""
+    """``--max-memory BYTES`` and ``--max-time DURATION``: the limits of the
+    command's size and time guards (``numerics.analysis.budget``; exit 2
+    above either, before the work starts)."""
     p.add_argument("--max-memory", type=Bytes(), default=None, metavar="BYTES",
                    help="refuse a job whose estimated memory is above this, before allocating anything (8G, 512M or "
                         "bytes; default: half the physical memory, or the ICRL_MAX_MEMORY environment variable)")
+    add_max_time(p)
+
+
+def add_max_time(p):
+    """``--max-time DURATION``: the limit of the command's time guard."""
+    p.add_argument("--max-time", type=Duration(), default=None, metavar="DURATION",
+                   help="refuse a job whose estimated run time is above this, before it starts (3600, 90s, 30m, "
+                        "24h, 2d; default 24h, or the ICRL_MAX_TIME environment variable)")
 
 
 def emit(lines, result: dict, as_json: bool):

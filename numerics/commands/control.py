@@ -31,7 +31,7 @@ from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, positive_int
 from numerics.io.models import load_lsa, load_model
 from numerics.io.options import Folder, Name, Path, Text
-from numerics.io.sources import add_source_options, source_from_args, source_spec
+from numerics.io.sources import add_source_options, source_config, source_from_args, source_spec
 from numerics.render import control as render
 from theory import algorithms
 from theory.errors import InputError
@@ -102,6 +102,7 @@ def run(args) -> int:
         raise InputError("seed", f"must be a non-negative integer, got {args.seed}")
     if args.env != "random" and source_spec(args):
         raise InputError("env", "--family / --mdp-batch / --distribution replace --env random; give one of them")
+    budget.guard_source(args)
     dist = source_from_args(args) if args.env == "random" else _gym_dist(args)
     models = {} if args.constructed else load_models(args, device)
     if args.env == "random":       # a Gymnasium table's size is known once it is loaded (they are small)
@@ -112,6 +113,13 @@ def run(args) -> int:
                      f"control of {args.mdps} MDPs x {dist.states} states x {dist.actions} actions (d = {d}), "
                      f"n = {args.context}, {args.rounds} rounds,",
                      "use fewer --mdps/--rounds or smaller --states/--actions/--context/--feature-dim")
+    d = args.feature_dim or dist.d
+    budget.guard_time(budget.control_work(algorithms.get(args.algorithm), args.seeds, args.mdps, args.rounds,
+                                          dist.states, dist.actions, d, args.context, methods=2 + len(models)),
+                      budget.max_time(args.max_time),
+                      f"control of {args.seeds} seeds x {args.mdps} MDPs x {args.rounds} rounds ({dist.states} states "
+                      f"x {dist.actions} actions, d = {d}, n = {args.context})",
+                      "use fewer --seeds/--mdps/--rounds or smaller --states/--actions/--context/--feature-dim")
     total = args.seeds * (args.rounds + 1)
     with progress_bar(total=total, desc=f"control {args.env} {args.algorithm}", disable=args.json,
                       unit="seed-round") as bar:
@@ -126,7 +134,8 @@ def run(args) -> int:
     res["report"] = None
     if not args.no_report:
         name = plain_name(args.name or default_name(args.env, args.algorithm))
-        res["report"] = render.write(res, args.out, name, command, config_of(args))["md"]
+        config = source_config(args, dist) if args.env == "random" else config_of(args)
+        res["report"] = render.write(res, args.out, name, command, config)["md"]
     lines = [f"control {args.env} {args.algorithm}: {args.seeds} seeds x {args.mdps} MDPs, {args.rounds} rounds, "
              f"d = {res['feature_dim']} ({res['seconds']:.1f} s)"]
     for m, v in res["methods"].items():

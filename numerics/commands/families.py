@@ -19,9 +19,10 @@ import os
 
 import torch
 
+from numerics.analysis import budget
 from numerics.analysis.families import compare
 from numerics.analysis.scale import benchmark
-from numerics.commands.cli import at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.distributions import MDPDistribution
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, positive_int
@@ -30,6 +31,7 @@ from numerics.io.mdp_batch import BatchDistribution, load_mdp_batch, write_mdp_b
 from numerics.io.options import COUNT, Folder, Name, Path, Text
 from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import families as render
+from theory import algorithms
 from theory.errors import InputError
 
 
@@ -58,11 +60,40 @@ def add_arguments(p):
                    help="--benchmark: only the families whose label contains one of these texts")
     p.add_argument("--name", type=Name(), default=None, help="report name (comparison, or benchmark)")
     p.add_argument("--out", type=Folder(), default=os.path.join("reports", "families"), help="report folder (reports/families)")
+    add_max_memory(p)
+
+
+def _guard_compare(args):
+    """Exit 2 before the comparison when a richness sample (Section 4.1 at
+    --states x --actions, Darkroom at --darkroom-grid) would not fit under
+    ``--max-memory`` or the four analyses would take more than ``--max-time``."""
+    record = algorithms.get("sarsa")
+    prompts, limit = args.mdps * args.frames, budget.max_memory(args.max_memory)
+    G = args.darkroom_grid
+    sizes = {"Section 4.1": (args.states * args.actions, "--states/--actions"),
+             "Darkroom": (5 * G * G if args.darkroom_features == "onehot" else 15, "--darkroom-grid"),
+             "Boyan": (4, ""), "user batch": (6, "")}
+    budget.guard(budget.mdp_batch(1, G * G, 5, sizes["Darkroom"][0]), limit,
+                 f"families: one Darkroom MDP at grid {G:,} ({G * G:,} states x 5 actions)",
+                 "use a smaller --darkroom-grid")
+    work = budget.Work()
+    for label, (d, option) in sizes.items():
+        budget.guard_hessian(record, d, prompts, args.context, limit, f"families: richness of {label} (d = {d}), "
+                             f"{prompts:,} prompts,", bootstrap=args.bootstrap, states_option=option or "--states")
+        one = budget.richness_work(record, d, prompts, args.context, args.bootstrap)
+        work = work.merged(one.scaled(1, f"{label}: "))
+    budget.guard_time(work, budget.max_time(args.max_time), f"families --compare of 4 richness analyses of "
+                      f"{prompts:,} prompts with {args.bootstrap} bootstrap replicates",
+                      "use fewer --mdps/--frames/--bootstrap or smaller --states/--actions/--darkroom-grid/--context")
 
 
 def run(args) -> int:
+    budget.guard_source(args)
     if args.write_batch:
         dist = source_from_args(args)
+        budget.guard(budget.mdp_batch(args.batch, dist.states, dist.actions, dist.d),
+                     budget.max_memory(args.max_memory), f"a batch of {args.batch:,} MDPs x {dist.states} states x "
+                     f"{dist.actions} actions (d = {dist.d})", "use a smaller --batch or --states/--actions")
         gen = torch.Generator().manual_seed(args.seed)
         mdp, F = dist.sample(args.batch, gen)
         write_mdp_batch(args.write_batch, mdp, F)
@@ -85,6 +116,7 @@ def run(args) -> int:
     if args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
     name = plain_name(args.name or "comparison")
+    _guard_compare(args)
     user = args.user_batch
     if user is None:
         user = os.path.join(args.out, "user-dense-shared-S3A2.npz")

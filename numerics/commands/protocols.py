@@ -78,7 +78,8 @@ def _load(which: str, path: str):
 
 def _guard(cfg: TrainConfig, args):
     """Exit 2 before computing when the held-out evaluation or the control
-    loop at the trained blocks' sizes would need more than ``--max-memory``."""
+    loop at the trained blocks' sizes would need more than ``--max-memory``
+    or more time than ``--max-time``."""
     S, A, d, n = cfg.states, cfg.actions, cfg.d, cfg.n
     est = budget.control(cfg.record, args.mdps, S, A, d, n, args.rounds, methods=4)
     for k, v in budget.check(cfg.record, args.eval_mdps, S, A, d, n).parts.items():
@@ -86,6 +87,13 @@ def _guard(cfg: TrainConfig, args):
     budget.guard(est, budget.max_memory(args.max_memory),
                  f"protocols at {S} states x {A} actions (d = {d}), n = {n}, {args.mdps} control MDPs x "
                  f"{args.rounds} rounds, {args.eval_mdps} held-out MDPs,", "use fewer --mdps/--rounds/--eval-mdps")
+    work = budget.control_work(cfg.record, args.seeds, args.mdps, args.rounds, S, A, d, n, methods=4)
+    work.add("held-out loss (eval mdps x eval frames x context x m)",
+             2.0 * budget.stream_ops(cfg.record, args.eval_mdps, n, S, A, d) * args.eval_frames)
+    budget.guard_time(work, budget.max_time(args.max_time),
+                      f"protocols: {args.seeds} seeds x {args.mdps} MDPs x {args.rounds} rounds and {args.eval_mdps} "
+                      f"held-out MDPs x {args.eval_frames} frames at {S} states x {A} actions (d = {d}), n = {n}",
+                      "use fewer --seeds/--mdps/--rounds/--eval-mdps/--eval-frames")
 
 
 def run(args) -> int:

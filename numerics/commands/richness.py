@@ -32,14 +32,14 @@ from numerics.analysis.richness import (
 )
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
 from numerics.analysis.tabular import structured_applies, tabular_richness
-from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, emit, plain_name, progress_bar
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, finite_float, positive_int
 from numerics.io.families import pair_labels
 from numerics.io.options import COUNT, Folder, Name
-from numerics.io.sources import add_source_options, source_from_args
+from numerics.io.sources import add_source_options, source_config, source_from_args
 from numerics.render import richness as render
 from theory import algorithms
 from theory.errors import InputError
@@ -93,6 +93,7 @@ def resolve_solver(args, record, dist) -> str:
 
 
 def run(args) -> int:
+    budget.guard_source(args)
     dist = source_from_args(args)
     record = algorithms.get(args.algorithm)
     frames = math.ceil(args.prompts / args.mdps) if args.prompts else args.frames
@@ -115,6 +116,12 @@ def run(args) -> int:
                              note=f"; --solver matrix-free avoids the dense matrix (tried up to "
                                   f"{MATRIX_FREE_REACH:,} reduced parameters, where it needs more than 10 "
                                   f"minutes: docs/richness.md)")
+    if solver == "dense":
+        budget.guard_time(budget.richness_work(record, dist.d, args.mdps * frames, args.context, args.bootstrap),
+                          budget.max_time(args.max_time),
+                          f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
+                          f"{args.mdps * frames:,} prompts, {args.bootstrap} bootstrap replicates",
+                          "use fewer --mdps/--frames/--prompts/--bootstrap or smaller --states/--actions/--context")
     with progress_bar(total=None, desc="richness (eigensolver iterations, bootstrap replicates)",
                       disable=args.json) as bar:
         res = richness(dist, record, args.parameterization, mdps=args.mdps, frames=frames, n=args.context,
@@ -123,7 +130,7 @@ def run(args) -> int:
                        time_limit=args.time_limit)
     check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
-    report = render.write(res, args.out, name, command, config_of(args))
+    report = render.write(res, args.out, name, command, source_config(args, dist))
     res["report"] = report
     public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
                                   "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "report")}
@@ -151,7 +158,7 @@ def _run_structured(args, record, dist, name) -> int:
                                labels=pair_labels(dist), progress=at_boundary(bar.update))
     check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
-    report = render.write_structured(res, args.out, name, command, config_of(args))
+    report = render.write_structured(res, args.out, name, command, source_config(args, dist))
     res["report"] = report
     public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
                                   "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "prompts",

@@ -136,6 +136,7 @@ def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
 def run(args) -> int:
     if args.layout == "wang2025":
         return wang_cmd.run_train(args)
+    budget.guard_source(args)
     cfg = config_from_args(args)
     device = device_from_args(args)
     if args.protocol == "paper":
@@ -143,10 +144,10 @@ def run(args) -> int:
     name = plain_name(args.name or default_name(cfg, args.protocol))
     out = args.out or os.path.join("runs", "train", name)
     command = reproduce_command("train", args, add_arguments)
-    cfgs = seed_configs(cfg, args.seeds)
-    outs = [out] if args.seeds == 1 else [os.path.join(out, f"seed-{c.seed}") for c in cfgs]
     workers = args.workers or default_workers(args.seeds)
     _guard(cfg, args, workers)
+    cfgs = seed_configs(cfg, args.seeds)
+    outs = [out] if args.seeds == 1 else [os.path.join(out, f"seed-{c.seed}") for c in cfgs]
     every = CHECKPOINTS[args.protocol] if args.checkpoint_every is None else args.checkpoint_every
     paper = args.protocol == "paper"
     total = args.seeds * cfg.mdps * (cfg.frames if paper else 1)
@@ -183,7 +184,8 @@ def run(args) -> int:
 
 def _guard(cfg: TrainConfig, args, workers: int):
     """Exit 2 before training when ``workers`` runs side by side would need
-    more memory than ``--max-memory`` (``numerics.analysis.budget``)."""
+    more memory than ``--max-memory``, or the seeds more time than
+    ``--max-time`` (``numerics.analysis.budget``)."""
     S, A, d, n = cfg.states, cfg.actions, cfg.d, cfg.n
     if args.protocol == "paper":
         one = budget.exact(cfg.record, cfg.eval_mdps, S, A, d, n, cfg.frames)
@@ -197,6 +199,12 @@ def _guard(cfg: TrainConfig, args, workers: int):
                  + (f", {workers} seeds at once" if workers > 1 else "") + ",",
                  "use smaller --context/--states/--actions, fewer --batch-mdps/--eval-mdps"
                  + (" or fewer --workers" if workers > 1 else ""))
+    work = budget.train_work(cfg.record, cfg.mdps, cfg.frames, S, A, d, n, cfg.eval_mdps, args.seeds, args.protocol,
+                             cfg.hidden or 0, cfg.model)
+    budget.guard_time(work.scaled(1.0 / min(workers, args.seeds, os.cpu_count() or 1)), budget.max_time(args.max_time),
+                      f"train ({args.protocol}) of {args.seeds} seed(s) x {cfg.mdps:,} MDPs x {cfg.frames:,} frames at "
+                      f"{S} states x {A} actions (d = {d}), n = {n}",
+                      "use fewer --seeds/--mdps/--frames/--eval-mdps or smaller --context/--states/--actions")
 
 
 def _resolved(args, cfg: TrainConfig) -> dict:

@@ -171,6 +171,9 @@ def run_check(args) -> int:
     budget.guard(budget.wang_check(cfg["mdps"], cfg["states"], d, n, L), budget.max_memory(args.max_memory),
                  f"check --layout wang2025 of {cfg['mdps']} MRPs x {cfg['states']} states, d = {d}, n = {n}, "
                  f"{L} layers,", "use fewer --mdps or smaller --states/--features-dim/--context/--layers")
+    budget.guard_time(budget.wang_check_work(cfg["mdps"], cfg["states"], d, n, L), budget.max_time(args.max_time),
+                      f"check --layout wang2025 of {cfg['mdps']} MRPs x {cfg['states']} states, d = {d}, n = {n}, "
+                      f"{L} layers", "use fewer --mdps or smaller --states/--features-dim/--context/--layers")
     gen = torch.Generator().manual_seed(cfg["seed"])
     Cs, tied = _preconditioners(args, d, L, cfg["alpha"], gen)
     weights = None
@@ -352,6 +355,12 @@ def run_train(args) -> int:
                  budget.max_memory(args.max_memory),
                  f"train --layout wang2025 of {cfg.seeds} seeds, {cfg.states} states, d = {cfg.d}, n = {cfg.n}, "
                  f"{cfg.layers} layers,", "use fewer --seeds/--eval-mdps or smaller --context/--features-dim/--states")
+    budget.guard_time(budget.wang_train_work(cfg.seeds, cfg.steps, args.minibatches, cfg.eval_mrps, cfg.states, cfg.d,
+                                             cfg.n, cfg.layers), budget.max_time(args.max_time),
+                      f"train --layout wang2025 of {cfg.seeds} seeds x {cfg.steps} window steps, {cfg.states} states, "
+                      f"d = {cfg.d}, n = {cfg.n}, {cfg.layers} layers",
+                      "use fewer --seeds/--window-steps/--minibatches/--eval-mdps or smaller "
+                      "--context/--features-dim/--states/--layers")
     with progress_bar(total=cfg.mrps, desc=f"train {name}", disable=args.json, unit="MRP") as bar:
         res = train_wang(cfg, progress=at_boundary(bar.update), threads=args.threads)
     P, V = res["P"], res["V"]

@@ -194,6 +194,19 @@ def pair_labels(dist):
     if getattr(dist, "features", None) == "onehot":
         return lambda k: f"s{k // A} a{k % A}"
     return None
+def family_sizes(name: str, params: dict) -> tuple[int, int, int]:
+    """``(states, actions, d)`` of one MDP of family ``name`` with
+    ``params``, by arithmetic alone (before anything is generated: a size
+    guard reads it)."""
+    if name == "boyan":
+        return int(params.get("states", 13)), 1, 4
+    if name == "darkroom":
+        G = int(params.get("grid", 5))
+        return G * G, 5, (5 * G * G if params.get("features", "onehot") == "onehot" else 15)
+    if name == "frozenlake":
+        n = int(params.get("size", 4))
+        return n * n, 4, 4 * n * n
+    raise InputError("family", f"unknown {name!r}; expected one of {', '.join(FAMILIES)}")
 
 
 def _check_params(name: str, params: dict):

@@ -57,6 +57,7 @@ def mdp_from_arrays(arr: dict, source: str, field: str = "mdp-batch", device=Non
         if x.dtype.kind not in "fiub":
             raise InputError(field, f"{source}: array {k!r} must be numeric, got dtype {x.dtype}")
         a[k] = torch.as_tensor(x.astype(np.float64), dtype=DTYPE, device=device)
+    _same_batch(a, source, field)
     T = a["T"]
     if T.ndim != 4 or T.shape[1] != T.shape[3] or min(T.shape) == 0:
         raise InputError(field, f"{source}: array 'T' must have shape (B, S, A, S), got {tuple(T.shape)}")
@@ -82,6 +83,27 @@ def mdp_from_arrays(arr: dict, source: str, field: str = "mdp-batch", device=Non
         name = _MDP_FIELDS.get(e.field, e.field)
         raise InputError(field, f"{source}: array {name!r}: {str(e).split(': ', 1)[1]}") from None
     return mdp, F.contiguous()
+
+
+def _same_batch(a: dict, source: str, field: str):
+    """Every per-MDP array holds the same number of MDPs (its leading
+    axis; ``features`` only when it is per MDP, 4-D).  When they disagree
+    the array(s) outside the majority are blamed, with both counts; with no
+    majority (a tie), the arrays that disagree with ``T``."""
+    counts = {k: int(v.shape[0]) for k, v in a.items() if v.ndim >= 1 and (k != "features" or v.ndim == 4)}
+    if len(set(counts.values())) <= 1:
+        return
+    tally = {}
+    for c in counts.values():
+        tally[c] = tally.get(c, 0) + 1
+    top = max(tally.values())
+    leaders = [c for c, k in tally.items() if k == top]
+    ref = leaders[0] if len(leaders) == 1 else counts.get("T", leaders[0])
+    agree = [k for k, c in counts.items() if c == ref]
+    odd = next(k for k in BATCH_KEYS if k in counts and counts[k] != ref)
+    raise InputError(field, f"{source}: array {odd!r} holds {counts[odd]} MDPs (leading axis) but "
+                            f"{', '.join(repr(k) for k in agree)} hold{'s' if len(agree) == 1 else ''} {ref}: "
+                            "every array needs the same number of MDPs")
 
 
 def load_mdp_batch(path: str, device=None):

@@ -241,6 +241,31 @@ class Bytes(Kind):
         return value
 
 
+class Duration(Kind):
+    """A length of time: a number of seconds, or a number with a suffix s,
+    m, h or d (seconds, minutes, hours, days), e.g. ``90s``, ``30m``,
+    ``24h``.  Returned in seconds (a float)."""
+
+    what = "a duration such as 3600, 90s, 30m, 24h or 2d"
+    UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+    def parse_text(self, text):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)\s*([smhd]?)\s*", str(text), re.IGNORECASE)
+        if not m:
+            raise ValueError(f"expected {self.what}, got {text!r}")
+        return float(m.group(1)) * self.UNITS[m.group(2).lower()]
+
+    def native(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise self.refuse(value)
+        return self.parse_text(str(value))
+
+    def check(self, value):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"must be a positive, finite duration, got {value}")
+        return value
+
+
 #: kinds shared by many commands
 SEED = Integer(minimum=0, maximum=2 ** 32 - 1)
 POSITIVE = Integer(minimum=1)

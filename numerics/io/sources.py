@@ -97,3 +97,36 @@ def source_from_args(args, algorithm=None):
         raise InputError("source", f"{record.name} uses state features; {chosen[0]} gives state-action features")
     spec = source_spec(args)
     return base if spec is None else distribution_from_spec(spec)
+
+
+#: The options that describe the built-in Section 4.1 MDPs; another source
+#: decides them itself, so a report lists the source's values instead.
+SECTION41_KEYS = ("states", "actions", "gamma", "gamma_range", "features")
+
+
+def source_config(args, dist) -> dict:
+    """The report configuration of the options ``args`` with the MDP source
+    ``dist``: for ``--mdp-batch`` / ``--distribution`` / ``--family`` the
+    Section 4.1 options (parsed, but not used) are replaced by what the
+    source actually holds: its file or name, MDP count, states, actions,
+    feature dimension and discount(s)."""
+    cfg = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    if source_spec(args) is None:
+        return cfg
+    for k in SECTION41_KEYS:
+        cfg.pop(k, None)
+    src = dict(states=int(dist.states), actions=int(dist.actions), features_dim=int(dist.d))
+    mdp = getattr(dist, "mdp", None)
+    if mdp is not None:                          # a batch file: what it holds
+        g = mdp.gamma
+        src |= dict(mdp_batch=dist.source, mdps_in_batch=int(mdp.batch), features="batch")
+        src |= (dict(gamma=float(g[0])) if bool((g == g[0]).all()) else
+                dict(gamma_range=[float(g.min()), float(g.max())]))
+    elif args.distribution:
+        src |= dict(distribution=args.distribution, features="generator")
+    else:
+        src |= dict(family=args.family, family_params=family_params(args), gamma=args.gamma,
+                    gamma_range=list(args.gamma_range) if args.gamma_range else None)
+    cfg["source"] = src
+    return cfg
+
