@@ -268,14 +268,16 @@ def test_magnitude_algebra_adds_sizes():
     for got in (a + b, a - b, b - a, a + np.array([-3.0, 4.0]), np.array([-3.0, 4.0]) - a,
                 np.array([3.0, -4.0]) + a, a - np.array([3.0, -4.0])):
         assert isinstance(got, M) and got.v.tolist() == [4.0, 6.0]
-    assert (2.0 + a).v.tolist() == [3.0, 4.0] and (a - 2.0).v.tolist() == [3.0, 4.0] and (-2.0 - a).v.tolist() == [3.0, 4.0]
+    assert (2.0 + a).v.tolist() == [3.0, 4.0] and (a - 2.0).v.tolist() == [3.0, 4.0]
+    assert (-2.0 - a).v.tolist() == [3.0, 4.0]
     assert (a * b).v.tolist() == [3.0, 8.0] and (a * -2.0).v.tolist() == [2.0, 4.0]
     assert (-2.0 * a).v.tolist() == [2.0, 4.0] and (np.array([3.0, -4.0]) * a).v.tolist() == [3.0, 8.0]
     assert (a / -2.0).v.tolist() == [0.5, 1.0] and (b / a).v.tolist() == [3.0, 2.0]
     assert (-a) is a and (-a).v.tolist() == [1.0, 2.0]
     # a per-transition scalar (B) times a per-transition vector (B x d) scales each row, either way round
     m2 = M([[1.0, -2.0], [-3.0, 4.0]])
-    for got in (m2 * np.array([-2.0, 0.5]), m2 * M([2.0, -0.5]), np.array([-2.0, 0.5]) * m2, a * np.array([[1.0, -1.0], [2.0, 0.5]])):
+    for got in (m2 * np.array([-2.0, 0.5]), m2 * M([2.0, -0.5]), np.array([-2.0, 0.5]) * m2,
+                a * np.array([[1.0, -1.0], [2.0, 0.5]])):
         assert isinstance(got, M)
     assert (m2 * np.array([-2.0, 0.5])).v.tolist() == [[2.0, 4.0], [1.5, 2.0]]
     assert (m2 * M([2.0, -0.5])).v.tolist() == [[2.0, 4.0], [1.5, 2.0]]
