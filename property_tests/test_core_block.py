@@ -340,3 +340,99 @@ def test_lsa_block_forward_writes_only_the_spec_s_rows():
     want = _layer_by_hand(spec, P, V, torch.from_numpy(_layer_by_hand(spec, P, V, H, 2)), 2)
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-13)
     assert torch.equal(out[:, :4], H[:, :4])
+
+
+# ---- magnitudes (the per-quantity rounding bound of check; numerics.core.tolerances) ----
+
+def _layer_magnitudes_by_loops(spec, P, V, H, d):
+    """Each entry of ``|H| + (1/n) W sum_h (|V_h| |H|) |R_h| |M| (|H|^T |P| |H|)``, by explicit loops over
+    every term, each term's absolute value added (``R_h``: the running mean or the identity; ``M``: the mask)."""
+    P, V, H = (np.asarray(x).tolist() for x in (P, V, H))
+    B, D, cols = len(H), len(H[0]), len(H[0][0])
+    n = cols - 1
+    M = _mask_by_hand(spec, cols).tolist()
+    Rm = _running_mean_by_hand(cols).tolist()
+    eye = np.eye(cols).tolist()
+    written = set(range(D))
+    if spec.writes is not None:
+        off = spec.layout.offsets("rows", d)
+        written = {r for b in spec.writes for r in range(*off[b])}
+    heads = [V] if len(spec.heads) == 1 else [V[h] for h in range(len(spec.heads))]
+    out = []
+    for b in range(B):
+        h = H[b]
+        vals = [[0.0] * cols for _ in range(D)]
+        for Vh, mix in zip(heads, spec.heads):
+            R = Rm if mix == "running-mean" else eye
+            for i in range(D):
+                for j in range(cols):
+                    vals[i][j] += sum(abs(Vh[i][k]) * abs(h[k][c]) * abs(R[c][e]) * abs(M[e][j])
+                                      for k in range(D) for c in range(cols) for e in range(cols))
+        S = [[sum(abs(h[k][i]) * abs(P[k][l]) * abs(h[l][j]) for k in range(D) for l in range(D))
+              for j in range(cols)] for i in range(cols)]
+        out.append([[abs(h[i][j]) + (sum(vals[i][k] * S[k][j] for k in range(cols)) / n if i in written else 0.0)
+                     for j in range(cols)] for i in range(D)])
+    return np.array(out)
+
+
+MAG_SPECS = {**SPECS, "negative-decay": BlockSpec(WANG_LAYOUT, mask="context", decay=-0.5),
+             "negative-decay-heads": BlockSpec(WANG_AVG_LAYOUT, mask="context", decay=-0.5,
+                                               heads=("running-mean", None))}
+
+
+@pytest.mark.parametrize("name", list(MAG_SPECS))
+@pytest.mark.parametrize("n", [2, 9])          # D >= n + 1 and D < n + 1: both product orders
+def test_layer_magnitudes_are_the_sums_of_the_absolute_terms(name, n):
+    spec = MAG_SPECS[name]
+    d = 2
+    D = int(spec.D(d))
+    H = _rand(2, D, n + 1, seed=41)
+    P = _rand(D, D, seed=42)
+    V = _rand(*spec.value_shape(d), seed=43)
+    got = block.layer(spec, P, V, H, d, magnitudes=True)
+    np.testing.assert_allclose(got.numpy(), _layer_magnitudes_by_loops(spec, P, V, H, d), rtol=1e-12, atol=1e-13)
+    # the triangle inequality: never below the layer's own magnitude, and the plain layer is unchanged
+    plain = block.layer(spec, P, V, H, d)
+    assert bool((got >= plain.abs() - 1e-12).all())
+    torch.testing.assert_close(plain, block.layer(spec, P, V, H, d, magnitudes=False), rtol=0, atol=0)
+
+
+def _readout_magnitudes_by_loops(X, wt, P12, Vbar21, P22=None, Vbar22=None):
+    """``linear[k] = sum_a |Vbar21[k, a]| (1/n) sum_i sum_c |x_ia| |x_ic| sum_e |P12[c, e]| |w~_e|`` and
+    ``cubic[k] = (1/n) (sum_ij |w~_i| |P22[i, j]| |w~_j|) sum_c |Vbar22[k, c]| |w~_c|``, term by term."""
+    X, wt, P12, Vbar21 = (x.tolist() for x in (X, wt, P12, Vbar21))
+    lin, cub = [], []
+    for b in range(len(X)):
+        n, m, p, q = len(X[b]), len(X[b][0]), len(wt[b]), len(Vbar21)
+        w = wt[b]
+        lin.append([sum(abs(Vbar21[k][a]) * abs(X[b][i][a]) * abs(X[b][i][c]) * abs(P12[c][e]) * abs(w[e])
+                        for a in range(m) for i in range(n) for c in range(m) for e in range(p)) / n
+                    for k in range(q)])
+        if P22 is None or Vbar22 is None:
+            cub.append([0.0] * q)
+            continue
+        P22l, V22l = P22.tolist(), Vbar22.tolist()
+        quad = sum(abs(w[i]) * abs(P22l[i][j]) * abs(w[j]) for i in range(p) for j in range(p))
+        cub.append([quad / n * sum(abs(V22l[k][c]) * abs(w[c]) for c in range(p)) for k in range(q)])
+    return [[abs(x) for x in w[1:]] for w in wt], lin, cub
+
+
+@pytest.mark.parametrize("cubic", ["both", "P22-only", "Vbar22-only", "none"])
+def test_readout_magnitudes_are_the_sums_of_the_absolute_terms_part_by_part(cubic):
+    B, n, m, p, q = 2, 3, 5, 3, 2
+    X, wt = _rand(B, n, m, seed=44), _rand(B, p, seed=45)
+    P12, Vbar21 = _rand(m, p, seed=46), _rand(q, m, seed=47)
+    P22 = _rand(p, p, seed=48) if cubic in ("both", "P22-only") else None
+    Vbar22 = _rand(q, p, seed=49) if cubic in ("both", "Vbar22-only") else None
+    got = block.readout_magnitudes(X, wt, P12, Vbar21, P22, Vbar22)
+    w, lin, cub = _readout_magnitudes_by_loops(X, wt, P12, Vbar21, P22, Vbar22)
+    assert list(got) == ["w", "linear", "cubic"]
+    assert torch.equal(got["w"], torch.tensor(w, dtype=F64))
+    torch.testing.assert_close(got["linear"], torch.tensor(lin, dtype=F64), rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(got["cubic"], torch.tensor(cub, dtype=F64), rtol=1e-13, atol=1e-14)
+    assert got["cubic"].dtype == F64 and got["cubic"].shape == (B, q)
+    if cubic == "both":
+        assert bool((got["cubic"] > 0).all())
+    # the three parts bound the read-out's own terms: w + linear + cubic >= |lemma_c1| term-wise
+    total = got["w"] + got["linear"] + got["cubic"]
+    assert bool((total >= block.lemma_c1(X, wt, P12, Vbar21, P22, Vbar22).abs() - 1e-12).all())

@@ -257,3 +257,160 @@ def test_a_replaced_paper_record_is_the_one_get_returns():
     finally:
         A._REGISTRY.pop("sarsa")
     assert A.get("sarsa").statement != "alt"
+
+
+# ---- magnitudes of the teacher's terms (the rounding bound of check) ----
+
+def test_magnitude_algebra_adds_sizes():
+    M = ref.Magnitude
+    a, b = M([-1.0, 2.0]), M(np.array([3.0, -4.0]))
+    assert a.v.dtype == np.float64 and a.v.tolist() == [1.0, 2.0]
+    for got in (a + b, a - b, b - a, a + np.array([-3.0, 4.0]), np.array([-3.0, 4.0]) - a,
+                np.array([3.0, -4.0]) + a, a - np.array([3.0, -4.0])):
+        assert isinstance(got, M) and got.v.tolist() == [4.0, 6.0]
+    assert (2.0 + a).v.tolist() == [3.0, 4.0] and (a - 2.0).v.tolist() == [3.0, 4.0]
+    assert (-2.0 - a).v.tolist() == [3.0, 4.0]
+    assert (a * b).v.tolist() == [3.0, 8.0] and (a * -2.0).v.tolist() == [2.0, 4.0]
+    assert (-2.0 * a).v.tolist() == [2.0, 4.0] and (np.array([3.0, -4.0]) * a).v.tolist() == [3.0, 8.0]
+    assert (a / -2.0).v.tolist() == [0.5, 1.0] and (b / a).v.tolist() == [3.0, 2.0]
+    assert (-a) is a and (-a).v.tolist() == [1.0, 2.0]
+    # a per-transition scalar (B) times a per-transition vector (B x d) scales each row, either way round
+    m2 = M([[1.0, -2.0], [-3.0, 4.0]])
+    for got in (m2 * np.array([-2.0, 0.5]), m2 * M([2.0, -0.5]), np.array([-2.0, 0.5]) * m2,
+                a * np.array([[1.0, -1.0], [2.0, 0.5]])):
+        assert isinstance(got, M)
+    assert (m2 * np.array([-2.0, 0.5])).v.tolist() == [[2.0, 4.0], [1.5, 2.0]]
+    assert (m2 * M([2.0, -0.5])).v.tolist() == [[2.0, 4.0], [1.5, 2.0]]
+    assert (np.array([[1.0, -1.0], [2.0, 0.5]]) * a).v.tolist() == [[1.0, 1.0], [4.0, 1.0]]
+    assert (m2 * np.array([[1.0, -1.0], [0.5, 2.0]])).v.tolist() == [[1.0, 2.0], [1.5, 8.0]]       # same shapes
+    assert (np.array([[1.0, -1.0], [0.5, 2.0]]) * m2).v.tolist() == [[1.0, 2.0], [1.5, 8.0]]
+    assert (np.array([-1.0, 3.0]) * a).v.tolist() == [1.0, 6.0]                                  # 1-D both
+
+
+def test_magnitude_ops_dot_and_scale_on_absolute_values():
+    u, v = np.array([[1.0, -2.0], [-3.0, -1.0]]), np.array([[0.5, 1.0], [2.0, -4.0]])
+    got = ref.MagnitudeOps.dot(ref.Magnitude(u), v)
+    assert isinstance(got, ref.Magnitude) and got.v.tolist() == [2.5, 10.0]
+    assert ref.MagnitudeOps.dot(u, ref.Magnitude(v)).v.tolist() == [2.5, 10.0]
+    got = ref.MagnitudeOps.scale(ref.Magnitude(np.array([2.0, -1.0])), v)
+    assert isinstance(got, ref.Magnitude) and got.v.tolist() == [[1.0, 2.0], [2.0, 4.0]]
+    assert ref.MagnitudeOps.scale(np.array([-2.0, 1.0]), ref.Magnitude(v)).v.tolist() == [[1.0, 2.0], [2.0, 4.0]]
+
+
+def _magnitudes_by_loops(record, F, s, a, r, theta, gamma, eps, alpha, beta):
+    """``(|theta|, increment)`` term by term: ``|delta_i| = |r_i| + |gamma| sum_k |w_k| |phi+_ik| + sum_k |w_k|
+    |phi_ik|``; ``(|alpha|/n) sum_i |delta_i| |phi_i|`` and ``(|beta|/n) sum_i |delta_i| |g_i|`` with
+    ``|g_i| = (|phi(s_i, a_i)| + sum_b pi_lam(b) |phi(s_i, b)|) (1 + max_b sum_k |lam_k| |phi(s_i, b)_k|)``."""
+    F, s, a, r, theta, gamma = (x.tolist() for x in (F, s, a, r, theta, gamma))
+    actor = "lam" in record.layout.readout_blocks
+    absolute, increment = [], []
+    for b in range(len(theta)):
+        d = len(F[b][0][0])
+        w, lam = theta[b][:d], theta[b][d:]
+        n = len(r[b])
+        acc_w, acc_l = [0.0] * d, [0.0] * d
+        for i in range(n):
+            phi = [abs(x) for x in F[b][s[b][i]][a[b][i]]]
+            F_next = F[b][s[b][i + 1]]
+            q = [cc.dot(w, f) for f in F_next]
+            if record.next_rule == "taken":
+                nxt = [abs(x) for x in F_next[a[b][i + 1]]]
+            elif record.next_rule == "greedy":
+                nxt = [abs(x) for x in F_next[cc.first_argmax(q)]]
+            else:
+                pi = cc.eps_greedy(q, eps)
+                nxt = [sum(pi[c] * abs(F_next[c][k]) for c in range(len(F_next))) for k in range(d)]
+            delta = (abs(r[b][i]) + abs(gamma[b]) * sum(abs(w[k]) * nxt[k] for k in range(d))
+                     + sum(abs(w[k]) * phi[k] for k in range(d)))
+            acc_w = [acc_w[k] + abs(alpha) * delta * phi[k] for k in range(d)]
+            if actor:
+                F_s = F[b][s[b][i]]
+                pl = cc.softmax([cc.dot(lam, f) for f in F_s])
+                expo = 1.0 + max(sum(abs(lam[k]) * abs(f[k]) for k in range(d)) for f in F_s)
+                g = [(phi[k] + sum(pl[c] * abs(F_s[c][k]) for c in range(len(F_s)))) * expo for k in range(d)]
+                acc_l = [acc_l[k] + abs(beta) * delta * g[k] for k in range(d)]
+        absolute.append([abs(x) for x in theta[b]])
+        increment.append([x / n for x in acc_w] + ([x / n for x in acc_l] if actor else []))
+    return np.array(absolute), np.array(increment)
+
+
+def _signed_window():
+    F, s, a, r, theta, g = _window()
+    F = F * np.where(np.arange(F.size).reshape(F.shape) % 3 == 0, -1.0, 1.0)      # features of both signs
+    return F, s, a, r, theta, g
+
+
+@pytest.mark.parametrize("algorithm", ["sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"])
+@pytest.mark.parametrize("steps", [{"alpha": 0.2, "beta": 0.05}, {"alpha": -0.7, "beta": -3.0}])
+def test_reference_magnitudes_are_the_sums_of_the_absolute_terms(algorithm, steps):
+    record = A.get(algorithm)
+    F, s, a, r, theta, g = _signed_window()
+    theta = theta[:, :record.layout.q(2)]
+    g = np.array([0.5, -0.9])
+    absolute, increment = ref.reference_magnitudes(record, F, s, a, r, theta, g, 0.3, steps)
+    want_abs, want_inc = _magnitudes_by_loops(record, F, s, a, r, theta, g, 0.3, steps["alpha"], steps.get("beta", 0))
+    assert absolute.dtype == np.float64 and increment.dtype == np.float64
+    assert absolute.shape == increment.shape == theta.shape
+    np.testing.assert_array_equal(absolute, want_abs)
+    np.testing.assert_allclose(increment, want_inc, rtol=1e-13, atol=0)
+    assert (increment > 0).all()
+    # the magnitudes bound the update's own size, term by term
+    got, _ = ref.reference_update(record, F, s, a, r, theta, g, 0.3, steps, 1e-9)
+    assert (np.abs(got - theta) <= increment * (1 + 1e-12)).all()
+
+
+def test_reference_magnitudes_take_a_registered_rule_s_constants_and_a_block_left_alone():
+    def halved(t, theta, hp, ops):
+        delta = t.r + t.gamma * ops.dot(theta["w"], t.phi_next) - ops.dot(theta["w"], t.phi)
+        return {"w": (hp["alpha"] * hp["k"], ops.scale(delta, t.phi))}
+
+    F, s, a, r, theta, g = _signed_window()
+    sarsa = A.get("sarsa")
+    record = dataclasses.replace(sarsa, rule=halved, constants=(("k", sp.Rational(1, 2)),))
+    got_abs, got_inc = ref.reference_magnitudes(record, F, s, a, r, theta[:, :2], g, 0.3, {"alpha": 0.2})
+    want_abs, want_inc = _magnitudes_by_loops(sarsa, F, s, a, r, theta[:, :2], g, 0.3, 0.1, 0.0)
+    np.testing.assert_array_equal(got_abs, want_abs)
+    np.testing.assert_allclose(got_inc, want_inc, rtol=1e-13, atol=0)
+    critic_only = dataclasses.replace(A.get("actor-critic"),
+                                      rule=lambda t, th, hp, ops: rules.semi_gradient(t, th, hp, ops))
+    got_abs, got_inc = ref.reference_magnitudes(critic_only, F, s, a, r, theta, g, 0.3, {"alpha": 0.2, "beta": 0.05})
+    want_abs, want_inc = _magnitudes_by_loops(sarsa, F, s, a, r, theta[:, :2], g, 0.3, 0.2, 0.0)
+    np.testing.assert_array_equal(got_abs, np.abs(theta))
+    np.testing.assert_allclose(got_inc[:, :2], want_inc, rtol=1e-13, atol=0)
+    assert got_inc[:, 2:].tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_magnitudes_are_float64_sizes_of_any_numeric_input():
+    # an int8 -128 has no int8 magnitude, and float32 terms are summed in float64
+    assert ref.Magnitude(np.array([-128, 3], dtype=np.int8)).v.tolist() == [128.0, 3.0]
+    assert ref.Magnitude(np.array([-0.5], dtype=np.float32)).v.dtype == np.float64
+    assert (ref.Magnitude([1.0]) + np.array([-128], dtype=np.int8)).v.tolist() == [129.0]
+    u = np.array([[1.0, 2.0 ** -24]], dtype=np.float32)
+    assert ref.MagnitudeOps.dot(u, np.ones((1, 2), dtype=np.float32)).v.tolist() == [1.0 + 2.0 ** -24]
+
+
+def test_reference_magnitudes_of_float32_inputs_and_float_valued_indices_are_the_float64_ones():
+    record = A.get("actor-critic")
+    F, s, a, r, theta, g = _signed_window()
+    F32, r32, th32, g32 = (x.astype(np.float32) for x in (F, r, theta, g))
+    got_abs, got_inc = ref.reference_magnitudes(record, F32, s.astype(np.float64), a.astype(np.float64), r32, th32,
+                                                g32, 0.3, {"alpha": 0.2, "beta": 0.05})
+    want_abs, want_inc = _magnitudes_by_loops(record, F32.astype(np.float64), s, a, r32.astype(np.float64),
+                                              th32.astype(np.float64), g32.astype(np.float64), 0.3, 0.2, 0.05)
+    assert got_abs.dtype == got_inc.dtype == np.float64
+    np.testing.assert_array_equal(got_abs, want_abs)
+    np.testing.assert_allclose(got_inc, want_inc, rtol=1e-13, atol=0)
+
+
+def test_reference_magnitudes_give_a_rule_the_quantity_one():
+    def with_one(t, theta, hp, ops):        # a rule that scales by the constant quantity ``one`` (size 1 each)
+        delta = t.r + t.gamma * ops.dot(theta["w"], t.phi_next) - ops.dot(theta["w"], t.phi)
+        return {"w": (hp["alpha"], ops.scale(delta * t.one, t.phi))}
+
+    F, s, a, r, theta, g = _signed_window()
+    sarsa = A.get("sarsa")
+    record = dataclasses.replace(sarsa, rule=with_one)
+    got_abs, got_inc = ref.reference_magnitudes(record, F, s, a, r, theta[:, :2], g, 0.3, {"alpha": 0.2})
+    want_abs, want_inc = _magnitudes_by_loops(sarsa, F, s, a, r, theta[:, :2], g, 0.3, 0.2, 0.0)
+    np.testing.assert_array_equal(got_abs, want_abs)
+    np.testing.assert_allclose(got_inc, want_inc, rtol=1e-13, atol=0)
