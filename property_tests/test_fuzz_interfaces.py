@@ -68,7 +68,7 @@ FAM = ["--grid", "2", "--chain-states", "3", "--lake-size", "2"]
 TINY = {
     "check": [*S, "--prompts", "4", *WANG, *FAM],
     "prove": [],
-    "richness": [*S, "--frames", "12", "--prompts", "24", "--bootstrap", "1", *FAM],
+    "richness": [*S, "--frames", "12", "--prompts", "24", "--bootstrap", "1", "--max-prompts", "48", *FAM],
     "train": [*S, "--frames", "2", "--batch-mdps", "1", "--eval-mdps", "1", "--seeds", "1", "--workers", "1",
               "--hidden", "2", "--lr-every", "1", "--checkpoint-every", "1", "--threads", "1", *WANG,
               "--minibatches", "1", "--window-steps", "2", "--log-every", "1", *FAM],
@@ -78,7 +78,7 @@ TINY = {
     "flow": [*S, "--frames", "12", "--trials", "1", "--max-steps", "2", "--radii", "0.1"],
     "control": [*S, "--seeds", "2", "--rounds", "2", "--feature-dim", "4", *FAM],
     # --write-batch first in run(): a fuzzed --compare never starts the comparison
-    "families": [*S, "--batch", "2", "--frames", "2", "--darkroom-grid", "2", "--bootstrap", "0", *FAM,
+    "families": [*S, "--batch", "2", "--frames", "2", "--darkroom-grid", "2", "--bootstrap", "0", "--benchmark-timeout", "60", *FAM,
                  "--write-batch", "x.npz"],
     "protocols": ["--seeds", "1", "--mdps", "1", "--rounds", "2", "--eval-mdps", "1", "--eval-frames", "2",
                   "--threads", "1"],

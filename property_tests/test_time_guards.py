@@ -50,6 +50,7 @@ NOT_SIZES = {
     "--lr-every": "a learning-rate decay period",
     "--batch-mdps": "MDPs per Adam step, capped at --mdps: the work is --mdps x --frames either way",
     "--max-steps": "a cap; the flow's fixed schedule has at most numerics.analysis.flow.schedule_length_bound steps",
+    "--benchmark-timeout": "families --benchmark: seconds each family may run before it is stopped (a limit, not work)",
 }
 
 #: Options that act only with another one: the companion flags that make
@@ -60,6 +61,7 @@ COMPANIONS = {
     "--chain-states": ["--family", "boyan"],
     "--lake-size": ["--family", "frozenlake"],
     "--hidden": ["--model", "mlp"],
+    "--max-prompts": ["--family", "darkroom", "--solver", "structured"],
 }
 WANG = {"--layers", "--features-dim", "--minibatches", "--window-steps"}
 FAMILIES_COMPARE = {"--mdps", "--frames", "--bootstrap", "--darkroom-grid", "--states", "--actions", "--context"}

@@ -116,6 +116,11 @@ def deviation_grad(sample: PromptSample, base, dev):
         + torch.einsum("knm,kqm->knq", ds, dV)
     Vbar21 = Vs[None] + dV
     s = s0[None] + ds
+    if len(dev) == 4:                                               # the cubic term (full parameterisation)
+        P22, Vbar22 = dev[2], dev[3]
+        quad = torch.einsum("np,kpr,nr->kn", wt, P22, wt)
+        vw = torch.einsum("np,kqp->knq", wt, Vbar22)
+        r = r + (quad / n)[..., None] * vw
     L = 0.5 * (r * r).sum(-1).mean(-1)
     gV = torch.einsum("knq,knm->kqm", r, s) / N
     gs = torch.einsum("knq,kqm->knm", r, Vbar21)
@@ -124,19 +129,8 @@ def deviation_grad(sample: PromptSample, base, dev):
     gP = torch.einsum("knm,np->kmp", gz, wt) / N
     grads = [gP, gV]
     if len(dev) == 4:
-        P22, Vbar22 = dev[2], dev[3]
-        quad = torch.einsum("np,kpr,nr->kn", wt, P22, wt)
-        vw = torch.einsum("np,kqp->knq", wt, Vbar22)
-        r = r + (quad / n)[..., None] * vw
-        L = 0.5 * (r * r).sum(-1).mean(-1)
-        gV = torch.einsum("knq,knm->kqm", r, s) / N
-        gs = torch.einsum("knq,kqm->knm", r, Vbar21)
-        gu = torch.einsum("nim,knm->kni", X, gs) / n
-        gz = torch.einsum("nim,kni->knm", X, gu)
-        gP = torch.einsum("knm,np->kmp", gz, wt) / N
         dq = (r * vw).sum(-1) / n
-        grads = [gP, gV, torch.einsum("kn,np,nr->kpr", dq, wt, wt) / N,
-                 torch.einsum("kn,knq,np->kqp", quad / n, r, wt) / N]
+        grads += [torch.einsum("kn,np,nr->kpr", dq, wt, wt) / N, torch.einsum("kn,knq,np->kqp", quad / n, r, wt) / N]
     return L, grads
 
 

@@ -46,6 +46,7 @@ import scipy.sparse.linalg as sla
 import torch
 from scipy.sparse.csgraph import connected_components
 
+from numerics.core.constructions import constructed_blocks
 from numerics.core.tolerances import KERNEL_RTOL, LANCZOS_BOTTOM_TOL, LANCZOS_TOP_TOL
 from theory.errors import InputError
 
@@ -116,7 +117,6 @@ def check_structured(record, parameterization: str, d: int, alpha: float, beta: 
     """The structured route covers SARSA-type prompts (``x = [phi; gamma phi+; r]``,
     ``phi+`` the action taken) with the construction ``Vbar21* = alpha [I, 0, 0]``
     in the reduced parameterisation; anything else is refused naming ``solver``."""
-    from numerics.core.constructions import constructed_blocks
     if parameterization != "reduced":
         raise InputError("solver", "the structured route handles the reduced parameterization; use --solver dense")
     offs = record.layout.offsets("context", d)

@@ -36,6 +36,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import connected_components
 
 from numerics.analysis.hessian import sample_prompts
 from numerics.analysis.structured import (
@@ -147,7 +148,6 @@ def support_invariances(dist, epsilon: float, labels=None, mdps: int = SUPPORT_M
     n_c = int(null.sum())
     gap = float(ev[~null].min() / max(abs(ev[null]).max(), 1e-300)) if n_c and (~null).any() else math.inf
     # named groups: components of the bipartite graph phi-node k -- gphi-node k'
-    from scipy.sparse.csgraph import connected_components
     e = np.array(sorted(edges), dtype=np.int64).reshape(-1, 2)
     adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], d + e[:, 1])), shape=(2 * d, 2 * d))
     ncomp, lab = connected_components(adj, directed=False)

@@ -105,6 +105,10 @@ def run(args) -> int:
     kind = args.features if args.family == "section41" and not (args.mdp_batch or args.distribution) else (
         "batch" if args.mdp_batch else "generator" if args.distribution else args.family)
     name = plain_name(args.name or f"{args.algorithm}-{kind}-{args.parameterization}")
+    if not (args.mdp_batch or args.distribution) and args.family == "section41":
+        budget.guard(budget.mdp_batch(1, dist.states, dist.actions, dist.d), budget.max_memory(args.max_memory),
+                     f"one MDP of {dist.states:,} states x {dist.actions:,} actions (d = {dist.d:,})",
+                     "use smaller --states/--actions")
     solver = resolve_solver(args, record, dist)
     if solver == "structured":
         return _run_structured(args, record, dist, name)
@@ -150,6 +154,14 @@ def _run_structured(args, record, dist, name) -> int:
     adequate sample; exit 3 for 'undersampled' or 'unresolved'."""
     if args.parameterization != "reduced":
         raise InputError("solver", "the structured route handles the reduced parameterization; use --solver dense")
+    largest = max(args.prompts or 0, args.max_prompts)
+    # a lower bound: drawing the largest sample the route may grow to (its
+    # factorisations come on top; --time-limit stops the growth itself)
+    budget.guard_time(budget.check_work(record, largest, args.mdps, dist.states, dist.actions, dist.d, args.context),
+                      budget.max_time(args.max_time),
+                      f"richness (structured route) growing its sample up to {largest:,} prompts of "
+                      f"{dist.states} states x {dist.actions} actions (d = {dist.d})",
+                      "use a smaller --max-prompts/--prompts or --context")
     with progress_bar(total=None, desc="richness (sample sizes, bootstrap replicates)", disable=args.json) as bar:
         res = tabular_richness(dist, record, mdps=args.mdps, frames=args.frames, n=args.context,
                                epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
