@@ -66,7 +66,7 @@ _SCRIPT = textwrap.dedent("""
             except BaseException as e:        # reported, not raised: the test names the case
                 rc = repr(e)
         out[name] = dict(rc=rc, stderr=err.getvalue(), seconds=time.perf_counter() - t0)
-    print(json.dumps(out))
+        print(json.dumps({name: out[name]}), flush=True)     # one line a case: a timeout keeps what came
 """)
 
 
@@ -93,7 +93,9 @@ def test_every_heavy_command_exits_2_above_its_guard(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], capture_output=True, text=True,
                           timeout=240, cwd=str(tmp_path), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = {}
+    for line in proc.stdout.strip().splitlines():
+        res.update(json.loads(line))
     for name, r in res.items():
         lines = r["stderr"].strip().splitlines()
         assert r["rc"] == 2, (name, r)

@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -30,6 +29,7 @@ import pytest
 from numerics.analysis import budget
 from numerics.commands.cli import COMMANDS, build_parser, main
 from numerics.io.options import Duration, Integer
+from property_tests.test_size_guards import _SCRIPT
 from theory import algorithms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,22 +102,6 @@ def cases(tmp: str, model: str) -> dict[str, list[str]]:
     return out
 
 
-_SCRIPT = textwrap.dedent("""
-    import contextlib, io, json, resource, sys, time
-    resource.setrlimit(resource.RLIMIT_DATA, (CAP, CAP))     # a failed guard cannot take the machine
-    from numerics.commands.cli import main
-    out = {}
-    for name, argv in json.loads(sys.argv[1]).items():
-        err = io.StringIO()
-        t0 = time.perf_counter()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                rc = main(argv)
-            except BaseException as e:        # reported, not raised: the test names the case
-                rc = repr(e)
-        out[name] = dict(rc=rc, stderr=err.getvalue(), seconds=time.perf_counter() - t0)
-        print(json.dumps({name: out[name]}), flush=True)
-""")
 
 
 def _tiny_model(tmp_path) -> str:
