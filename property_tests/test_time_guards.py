@@ -29,7 +29,7 @@ import pytest
 from numerics.analysis import budget
 from numerics.commands.cli import COMMANDS, build_parser, main
 from numerics.io.options import Duration, Integer
-from property_tests.test_size_guards import _SCRIPT
+from property_tests.test_size_guards import _SCRIPT, _tiny_model
 from theory import algorithms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,16 +100,6 @@ def cases(tmp: str, model: str) -> dict[str, list[str]]:
                 argv += ["--out", os.path.join(tmp, "t"), "--report-dir", os.path.join(tmp, "r")]
             out[f"{command} {opt}"] = argv + [opt, HUGE]
     return out
-
-
-
-
-def _tiny_model(tmp_path) -> str:
-    out = tmp_path / "model"
-    rc = main(["train", "--states", "2", "--actions", "2", "--context", "3", "--mdps", "2", "--batch-mdps", "2",
-               "--frames", "2", "--eval-mdps", "2", "--no-report", "--out", str(out), "--checkpoint-every", "0"])
-    assert rc in (0, 1)
-    return str(out / "lsa.npz")
 
 
 def _run(argvs: dict, cwd: str, timeout: float = 300) -> dict:

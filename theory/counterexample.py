@@ -98,7 +98,9 @@ def _step_value(hp: dict, name: str, symbol, values: dict) -> str:
     ``--alpha``/``--beta`` (``hp``), else the value drawn for the symbol;
     a step that enters nothing gets :data:`STEP_VALUES` (any value gives the
     same numbers)."""
-    v = sp.sympify(hp.get(name, symbol)).xreplace(values)
+    step = hp.get(name)
+    # already exact (theory.parse.parse_step); strict: never parses a string
+    v = sp.sympify(symbol if step is None else step, strict=True).xreplace(values)
     if v.free_symbols:
         v = v.xreplace(STEP_VALUES)
     return _text(v)

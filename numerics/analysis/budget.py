@@ -113,11 +113,18 @@ def mdp_batch(B: int, S: int, A: int, d: int) -> Estimate:
 
 
 def guard_source(args):
-    """The size guard of a named family (``--family`` with ``--grid``,
-    ``--chain-states``, ``--lake-size``): one MDP's tables and features must
-    fit under ``--max-memory`` before the family generates anything."""
-    if getattr(args, "family", "section41") == "section41" or getattr(args, "mdp_batch", None) \
-            or getattr(args, "distribution", None):
+    """The size guard of the MDP source: one MDP's tables and features (the
+    Section 4.1 options ``--states``/``--actions``, or a named family's
+    ``--grid``, ``--chain-states``, ``--lake-size``) must fit under
+    ``--max-memory`` before anything is generated."""
+    if getattr(args, "mdp_batch", None) or getattr(args, "distribution", None):
+        return
+    if getattr(args, "family", "section41") == "section41":
+        if getattr(args, "states", None) is None or getattr(args, "actions", None) is None:
+            return
+        S, A = args.states, args.actions
+        guard(mdp_batch(1, S, A, S * A), max_memory(getattr(args, "max_memory", None)),
+              f"one MDP of {S:,} states x {A:,} actions (d = {S * A:,})", "use smaller --states/--actions")
         return
     S, A, d = family_sizes(args.family, family_params(args))
     guard(mdp_batch(1, S, A, d), max_memory(getattr(args, "max_memory", None)),

@@ -105,10 +105,6 @@ def run(args) -> int:
     kind = args.features if args.family == "section41" and not (args.mdp_batch or args.distribution) else (
         "batch" if args.mdp_batch else "generator" if args.distribution else args.family)
     name = plain_name(args.name or f"{args.algorithm}-{kind}-{args.parameterization}")
-    if not (args.mdp_batch or args.distribution) and args.family == "section41":
-        budget.guard(budget.mdp_batch(1, dist.states, dist.actions, dist.d), budget.max_memory(args.max_memory),
-                     f"one MDP of {dist.states:,} states x {dist.actions:,} actions (d = {dist.d:,})",
-                     "use smaller --states/--actions")
     solver = resolve_solver(args, record, dist)
     if solver == "structured":
         return _run_structured(args, record, dist, name)
