@@ -148,7 +148,7 @@ class Claim:
     source: str
     statement: str
     checks: tuple[Check, ...]
-    decide: Callable[[dict[str, Evidence]], tuple[str, str]] = None
+    decide: Callable[[dict[str, Evidence]], tuple[str, str]] | None = None
     paper: str = ""
 
     def __post_init__(self):
