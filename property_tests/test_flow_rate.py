@@ -114,11 +114,25 @@ def _walk_numbers(a, b, path=""):
 SAME_NUMBERS_RTOL = 1e-9    # issue 19: the flow's numbers under any thread count
 
 
-def _assert_same_numbers(a: dict, b: dict):
+def _assert_same_numbers(a: dict, b: dict, least: int = 20):
     rows = list(_walk_numbers(a, b))
-    assert len(rows) > 20
+    assert len(rows) > least
     worst = max(rows, key=lambda r: abs(r[1] - r[2]) / max(abs(r[1]), abs(r[2]), 1e-300))
     assert abs(worst[1] - worst[2]) <= SAME_NUMBERS_RTOL * max(abs(worst[1]), abs(worst[2])), worst
+
+
+def run_with_threads(threads: int, code: str, args=(), timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``code`` (Python, after ``torch.set_num_threads(threads)``) in a
+    fresh process with ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+    ``OPENBLAS_NUM_THREADS`` at ``threads`` and this checkout first on the
+    import path; ``sys.argv[1:]`` is ``args``.  Asserts it exited 0."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads), PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", f"import torch; torch.set_num_threads({threads})\n{code}", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
 
 
 def test_flow_numbers_do_not_move_with_a_rounding_change_of_the_spectrum(monkeypatch):
@@ -148,17 +162,10 @@ def test_flow_gives_the_same_numbers_under_one_and_two_threads(tmp_path):
     """Issue 19 acceptance: ``icrl-verify flow`` on one seed in two processes,
     ``OMP_NUM_THREADS`` and torch's thread count 1 and 2: every number of the
     report (timings aside) equal to 1e-9 relative."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = {}
     for threads in (1, 2):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                   OPENBLAS_NUM_THREADS=str(threads),
-                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        code = (f"import sys, torch; torch.set_num_threads({threads}); from numerics.commands.cli import main; "
-                "sys.exit(main(sys.argv[1:]))")
-        proc = subprocess.run([sys.executable, "-c", code, *_FLOW_ARGS, "--out", str(tmp_path / f"t{threads}")],
-                              capture_output=True, text=True, timeout=600, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        proc = run_with_threads(threads, "import sys; from numerics.commands.cli import main; sys.exit(main(sys.argv[1:]))",
+                                [*_FLOW_ARGS, "--out", str(tmp_path / f"t{threads}")])
         report = json.loads(proc.stdout.strip().splitlines()[-1])["report"]
         with open(report[:-3] + ".json") as fh:
             out[threads] = json.load(fh)

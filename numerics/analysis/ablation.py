@@ -27,13 +27,13 @@ import math
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq
 
 from numerics.analysis.hessian import join_reduced, sample_prompts, split_reduced
 from numerics.analysis.recovery import construction_of, learned_blocks
 from numerics.analysis.richness import richness
 from numerics.analysis.train import TrainConfig, train_block
-from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL, ZERO_LOSS_RTOL
+from numerics.core.tolerances import ROOT_RTOL, STRUCTURE_RECOVERY_RTOL, ZERO_LOSS_RTOL
 from theory.errors import InputError
 
 #: (name, description, TrainConfig overrides).
@@ -84,7 +84,9 @@ def invariance_component(P12, Vbar21, c: float, P12s, Vbar21s, basis: np.ndarray
     The extra kernel at ``c = 1`` (``basis``, columns) is carried to the
     point ``(c' P12*, Vbar21*/c')`` by the symmetry ``(P, V) -> (c' P, V/c')``;
     the learned weights are fitted by ``(c' P12*, Vbar21*/c') + S_c' K a``
-    over ``c'`` (same sign as ``c``, 1-D search) and ``a`` (least squares).
+    over ``c'`` (same sign as ``c``: a grid, then the root of the residual's
+    slope in ``c'``, well-posed where the minimum itself is flat) and ``a``
+    (least squares).
     Returns ``invariance_component`` = ``|S_c' K a|`` and
     ``other_component`` = the fit's residual, both relative to the norm of
     the closest point ``(c P12*, Vbar21*/c)`` of ``M*``, and ``fit_c`` = ``c'``.
@@ -101,19 +103,42 @@ def invariance_component(P12, Vbar21, c: float, P12s, Vbar21s, basis: np.ndarray
         return {"invariance_component": 0.0, "other_component": float(np.linalg.norm(r)) / norm, "fit_c": c}
     dP, dV = split_reduced(torch.as_tensor(basis.T), m, p)
 
-    def fit(cc):
+    def solve(cc):
+        """The least-squares fit at ``cc``: ``(residual, part along the kernel, a)``."""
         r = theta - join_reduced(cc * P12s, Vbar21s / cc).numpy()
         B = join_reduced(cc * dP, dV / cc).numpy().T
         coef, *_ = np.linalg.lstsq(B, r, rcond=None)
         along = B @ coef
-        return float(np.linalg.norm(r - along)), float(np.linalg.norm(along))
+        return r - along, along, coef
+
+    def fit(cc):
+        res, along, _ = solve(cc)
+        return float(np.linalg.norm(res)), float(np.linalg.norm(along))
+
+    def slope(g):
+        """``d/dc' (1/2) |residual|^2`` at ``c' = sign g`` (envelope theorem:
+        ``a`` is optimal, so only the explicit dependence on ``c'`` counts):
+        ``-res . (P12* + dP a, -(Vbar21* + dV a) / c'^2)``.  A dot product, so
+        rounding moves its root by ~1e-16 relative; the minimum of ``|res|``
+        itself is flat and pins ``c'`` only to ~sqrt(rounding) (a thread
+        count's summation order moved ``fit_c`` by 9e-8 that way)."""
+        cc = sign * g
+        res, _, coef = solve(cc)
+        a = torch.as_tensor(coef)
+        dir_ = join_reduced(P12s + torch.einsum("kmp,k->mp", dP, a),
+                            -(Vbar21s + torch.einsum("kqm,k->qm", dV, a)) / cc ** 2).numpy()
+        return -sign * float(res @ dir_)
 
     sign, mag = math.copysign(1.0, c), abs(c)
     grid = mag * np.logspace(-1.5, 1.5, 61)
     best = min(grid, key=lambda g: fit(sign * g)[0])
-    opt = minimize_scalar(lambda g: fit(sign * g)[0], bounds=(best / 1.2, best * 1.2), method="bounded",
-                          options={"xatol": 1e-10 * mag})
-    cc = sign * (opt.x if fit(sign * opt.x)[0] <= fit(sign * best)[0] else best)
+    lo, hi = best / 1.2, best * 1.2
+    s_lo, s_hi = slope(lo), slope(hi)
+    if s_lo < 0 < s_hi:      # the minimum inside the bracket: the root of the slope
+        g = brentq(slope, lo, hi, xtol=1e-300, rtol=ROOT_RTOL)
+    else:                    # at the bracket's edge (the grid's end): the better end
+        g = lo if fit(sign * lo)[0] <= fit(sign * hi)[0] else hi
+    cc = sign * g
     rest, along = fit(cc)
     return {"invariance_component": along / norm, "other_component": rest / norm, "fit_c": float(cc)}
 
