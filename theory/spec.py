@@ -37,6 +37,11 @@ from dataclasses import dataclass
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT, Layout
 
 MASKS = ("none", "context")
+#: Layer kinds.  ``linear``: the linear self-attention layer above.  A new
+#: kind (THEORY.md section 10: ``softmax`` with an additive mask) is a new
+#: value here plus its layer in ``numerics.core.block``; the other fields keep
+#: their meaning (a softmax layer reads ``mask`` as additive).
+LAYER_KINDS = ("linear",)
 #: Value-side column operators a head may apply (None: the identity).
 VALUE_MIXES = (None, "running-mean")
 
@@ -109,6 +114,7 @@ class BlockSpec:
       heads: one value-side column operator per head (:data:`VALUE_MIXES`);
         the heads share ``P``, and ``V`` gets a head axis when there are
         several.
+      kind: the layer kind (:data:`LAYER_KINDS`; ``linear``).
     """
 
     layout: Layout
@@ -118,8 +124,11 @@ class BlockSpec:
     writes: tuple[str, ...] | None = None
     decay: object = 0
     heads: tuple = (None,)
+    kind: str = "linear"
 
     def __post_init__(self):
+        if self.kind not in LAYER_KINDS:
+            raise ValueError(f"spec: unknown layer kind {self.kind!r}; expected one of {', '.join(LAYER_KINDS)}")
         if not isinstance(self.depth, int) or self.depth < 1:
             raise ValueError(f"spec: depth must be a positive integer, got {self.depth!r}")
         if self.mask not in MASKS:
