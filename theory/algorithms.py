@@ -92,7 +92,9 @@ class Algorithm:
         filled = [b for b, _, _ in self.context]
         if sorted(filled) != sorted(ctx_blocks):
             raise ValueError(f"algorithm {self.name!r}: context recipe fills {filled}, layout has {ctx_blocks}")
-        for b, _, q in self.context:
+        for b, coef, q in self.context:
+            if sp.sympify(coef).free_symbols - {gamma}:
+                raise ValueError(f"algorithm {self.name!r}: block {b!r}'s coefficient {coef} may depend on gamma only")
             if q not in QUANTITIES:
                 raise ValueError(f"algorithm {self.name!r}: block {b!r} holds unknown quantity {q!r}; "
                                  f"expected one of {', '.join(QUANTITIES)}")

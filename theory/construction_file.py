@@ -8,6 +8,8 @@ A file describes a linear construction completely::
     data = "mrp"                           # mrp (layer-by-layer evaluation) or mdp (control)
     teacher = "semi-gradient"              # a rule of theory.rules.RULES
     title = "..."; statement = "..."       # optional, for reports
+    recipe = [["phi", "1", "phi"], ["gphi_next", "gamma", "phi_next"], ["r", "1", "r"]]
+                                           # how each context block is filled: [block, coefficient, quantity]
 
     [layout]                               # the prompt's rows (theory.layout.Layout)
     context = [["phi", "d"], ["gphi_next", "d"], ["r", 1]]
@@ -20,8 +22,6 @@ A file describes a linear construction completely::
     decay = 0                              # exact number, or "lambda" (TD(lambda)'s symbol)
     heads = ["identity"]                   # one value-side operator per head: identity | running-mean
     writes = ["r"]                         # rows a layer may write (absent: every row)
-
-    recipe = [["phi", "1", "phi"], ["gphi_next", "gamma", "phi_next"], ["r", "1", "r"]]
 
     [weights]                              # theory.constructions.Construction
     preconditioned = true                  # d x d entries of P are coef * C^T
