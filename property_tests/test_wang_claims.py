@@ -37,7 +37,7 @@ def test_wang_td_and_stacking_verdicts_on_the_code_as_shipped():
 
 
 def test_a_wrong_sign_in_their_construction_turns_wang_td_to_fails(monkeypatch):
-    monkeypatch.setitem(algorithms._REGISTRY, "td", algorithms.with_p_sign_flipped(algorithms.get("td-preconditioned")))
+    monkeypatch.setitem(algorithms._REGISTRY, "td-preconditioned", algorithms.with_p_sign_flipped(algorithms.get("td-preconditioned")))
     wang2025._PROOFS.clear()
     verdicts, ev = _verdicts(_claims("wang-td"))
     assert verdicts["wang-td"] == FAILS

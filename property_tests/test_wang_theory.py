@@ -152,12 +152,12 @@ def test_prove_cli_td_preconditioned(tmp_path, capsys):
 
 def test_prove_cli_deprecated_layout_alias(tmp_path, capsys):
     """``--layout wang2025`` (deprecated, one release): no --algorithm and ``--algorithm td`` both mean
-    td-preconditioned, with a note on stderr."""
+    td-preconditioned."""
     for extra in ([], ["--algorithm", "td"]):
         rc = main(["prove", "--layout", "wang2025", *extra, "--out", str(tmp_path), "--json"])
         out, err = capsys.readouterr()
         res = json.loads(out.strip().splitlines()[-1])
-        assert rc == 0 and res["algorithm"] == "td-preconditioned" and "deprecated" in err
+        assert rc == 0 and res["algorithm"] == "td-preconditioned"
 
 
 @pytest.mark.slow

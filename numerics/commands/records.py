@@ -7,7 +7,7 @@ data, ``theory.construction_file``), and the deprecated ``--layout`` alias
 the layer-by-layer (``mrp``) record of the same name, with ``td`` meaning
 ``td-preconditioned`` (``--algorithm td`` alone names Liang & Lai's TD(0));
 without ``--algorithm`` it picks ``td-preconditioned``.  ``paper`` changes
-nothing.
+nothing.  (The alias prints nothing: a bad-input error stays one line.)
 
 Options whose defaults differ between the MDP records (Section 4.1) and the
 MRP records (Wang et al.'s settings) keep a marked default (:func:`mark_defaults`):
@@ -15,8 +15,6 @@ MRP records (Wang et al.'s settings) keep a marked default (:func:`mark_defaults
 was not given.
 """
 from __future__ import annotations
-
-import sys
 
 from numerics.io.options import Path
 from theory import algorithms, construction_file
@@ -96,7 +94,6 @@ def record_from_args(args, kinds=algorithms.DATA) -> algorithms.Algorithm:
         if record.data != "mrp":
             raise InputError("algorithm", f"--layout wang2025 takes one of {', '.join(algorithms.names('mrp'))}, "
                                           f"got {name!r}")
-        print(f"note: --layout wang2025 is deprecated; use --algorithm {record.name}", file=sys.stderr)
     else:
         record = algorithms.get(str(args.algorithm))
     if record.data not in kinds:
