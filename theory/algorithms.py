@@ -243,9 +243,9 @@ def _actor_critic() -> Algorithm:
 
 
 def _evaluation_spec(decay=0):
-    # their layer writes every row (their P, our V, is a full matrix); the constructions' V happens to write
+    # three layers by default (their L = 3; --layers and spec_at choose another depth); their layer writes every row (their P, our V, is a full matrix); the constructions' V happens to write
     # only the carried row, and the check verifies that every other entry stays untouched
-    return BlockSpec(WANG_LAYOUT, mask="context", decay=decay)
+    return BlockSpec(WANG_LAYOUT, depth=3, mask="context", decay=decay)
 
 
 _TD_CONTEXT = (("phi", sp.Integer(1), "phi"), ("gphi_next", gamma, "phi_next"), ("r", sp.Integer(1), "r"))
@@ -278,7 +278,7 @@ def _avg_reward() -> Algorithm:
     return _evaluation(
         "avg-reward", "average-reward TD", rules.average_reward, C.AVERAGE_REWARD,
         "w_{l+1} = w_l + (1/n) C_l sum_j (r_j - rbar_j + w_l.phi'_j - w_l.phi_j) phi_j, rbar_j = mean(r_0..r_j)",
-        spec=BlockSpec(WANG_AVG_LAYOUT, mask="context", heads=("running-mean", None)),
+        spec=BlockSpec(WANG_AVG_LAYOUT, depth=3, mask="context", heads=("running-mean", None)),
         context=(("phi", sp.Integer(1), "phi"), ("phi_next", sp.Integer(1), "phi_next"), ("r", sp.Integer(1), "r"),
                  ("y", sp.Integer(1), "zero")),
         notes=("Two heads share P: head 1 reads the reward row through the running-mean operator R on the value "

@@ -100,8 +100,15 @@ def _table(value, field: str) -> tuple:
     return tuple(out)
 
 
+def _known(table: dict, keys, where: str):
+    unknown = set(table) - set(keys)
+    if unknown:
+        raise InputError(_field(f"{where}.{sorted(unknown)[0]}"), f"unknown key; expected {', '.join(keys)}")
+
+
 def _layout(doc: dict, name: str) -> Layout:
     lay = _need(doc, "layout", dict)
+    _known(lay, ("name", "context", "params", "readout", "query"), "layout")
     readout = lay.get("readout")
     try:
         return Layout(name=str(lay.get("name", name)), context=_pairs(_need(lay, "context", list, "layout"),
@@ -117,9 +124,7 @@ def _spec(doc: dict, layout: Layout) -> BlockSpec:
     blk = doc.get("block", {})
     if not isinstance(blk, dict):
         raise InputError(_field("block"), "expected a table")
-    unknown = set(blk) - {"kind", "depth", "tied", "mask", "decay", "heads", "writes"}
-    if unknown:
-        raise InputError(_field(f"block.{sorted(unknown)[0]}"), "unknown key")
+    _known(blk, ("kind", "depth", "tied", "mask", "decay", "heads", "writes"), "block")
     decay = blk.get("decay", 0)
     decay = lam if decay == "lambda" else _exact(decay, "block.decay")
     heads = blk.get("heads", ["identity"])
@@ -160,6 +165,7 @@ def record_from_dict(doc: dict, source: str = "construction") -> Algorithm:
             raise InputError(_field(f"recipe[{i}]"), f"expected [block, coefficient, quantity], got {item!r}")
         context.append((item[0], _exact(item[1], f"recipe[{i}]"), item[2]))
     w = _need(doc, "weights", dict)
+    _known(w, ("preconditioned", "P", "V"), "weights")
     heads_v = _need(w, "V", list, "weights")
     if not heads_v or not all(isinstance(t, list) for t in heads_v):
         raise InputError(_field("weights.V"), "expected one list of entries per head")

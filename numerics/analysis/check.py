@@ -1,6 +1,9 @@
 """Does the block compute the teacher's update?  Run it on sampled prompts
 and compare its read-out with the teacher (the computation behind
-``icrl-verify check``).
+``icrl-verify check``).  One entry, :func:`check`, for every record: an
+``mdp`` record's read-out against the reference teacher (:func:`run_check`),
+an ``mrp`` record's every layer against the teacher applied layer by layer
+(:func:`check_against_loop`, below).
 
 The read-out comes from the prompt (``numerics.core.prompts``); the teacher
 is the independent reference (``numerics.reference``: the textbook update
@@ -168,6 +171,17 @@ def run_check(algorithm, dist: MDPDistribution, *, prompts: int = 10_000, mdps: 
         if progress is not None:
             progress(take)
     return _result(record.name, done, tally, cex, ties, "reference")
+
+
+def check(record, windows, weights=None, **options):
+    """``check(record, windows, weights)``: ``windows`` is what the record runs
+    on, an MDP distribution (``mdp`` records; options of :func:`run_check`)
+    or MRP windows (``mrp`` records; ``Cs``, ``layers``, ``tied`` and the
+    other options of :func:`check_against_loop`)."""
+    record = algorithms.get(record)
+    if record.data == "mrp":
+        return check_against_loop(record, windows, weights=weights, **options)
+    return run_check(record, windows, weights=weights, **options)
 
 
 def _result(name, done, tally: Tally, cex, ties, teacher) -> CheckResult:

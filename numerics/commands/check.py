@@ -147,7 +147,7 @@ def add_layer_check_arguments(p):
                              "mrp construction file; Wang et al. 2025's defaults there: states 10, gamma 0.9, alpha 1, "
                              "context 100, mdps 30)")
     g.add_argument("--layers", type=positive_int, default=3,
-                   help="number of layers L (3; a construction file's own depth when not given)")
+                   help="number of layers L (the record's own depth: 3 for Wang et al.'s)")
     g.add_argument("--features-dim", type=positive_int, default=3, help="feature dimension d (3)")
     g.add_argument("--preconditioner", type=Text(), default="identity", metavar="identity|random|FILE.npz",
                    help="the teacher's C: identity (C = alpha I, tied layers), random (one generic C_l = alpha (I + "
@@ -174,7 +174,7 @@ def _preconditioners(args, d, layers, alpha, gen):
 def _check_config(args, record) -> dict:
     cfg = {k: pick(args, k, v) for k, v in CHECK_DEFAULTS.items()}
     cfg.update(algorithm=record.name, construction=getattr(args, "construction", None),
-               layers=pick(args, "layers", record.spec.depth if args.construction else 3), features_dim=args.features_dim, seed=args.seed,
+               layers=pick(args, "layers", record.spec.depth), features_dim=args.features_dim, seed=args.seed,
                preconditioner=args.preconditioner, mask=args.mask, mrp=args.mrp,
                lam=args.lam if record.uses_lambda else None, weights=args.weights, features=args.features,
                gamma_range=list(args.gamma_range) if args.gamma_range else None)

@@ -277,11 +277,11 @@ def add_layer_train_arguments(p):
         f"gamma 0.9, context 30, lr 1e-3, mdps {LAYERS_CPU_SCALE['mrps']} MRPs per seed (their scale: "
         f"{LAYERS_PAPER_SCALE['mrps']}))")
     g.add_argument("--layers", type=positive_int, default=3,
-                   help="number of layers L (3; a construction file's own depth when not given)")
+                   help="number of layers L (the record's own depth: 3 for Wang et al.'s)")
     g.add_argument("--features-dim", type=positive_int, default=4, help="feature dimension d (4)")
     g.add_argument("--untied", action="store_true", help="one (P, V) per layer (their 'sequential' mode); "
-                                                         "default tied (their 'auto' mode; a construction file: "
-                                                         "its own)")
+                                                         "default: the record's own (tied for Wang et al.'s, their "
+                                                         "'auto' mode)")
     g.add_argument("--minibatches", type=positive_int, default=5, help="Adam steps per MRP (5)")
     g.add_argument("--window-steps", type=positive_int, default=64,
                    help="sliding-window TD errors per minibatch (64: 65 prompts)")
@@ -300,8 +300,8 @@ def _train_config(args, record) -> LayersTrainConfig:
         if getattr(args, dest):
             raise InputError(dest.replace("_", "-"), "not supported for an mrp record")
     ours = {k: pick(args, k, v) for k, v in TRAIN_DEFAULTS.items()}
-    layers = pick(args, "layers", record.spec.depth if args.construction else 3)
-    tied = (not args.untied) and (record.spec.tied if args.construction else True)
+    layers = pick(args, "layers", record.spec.depth)
+    tied = (not args.untied) and record.spec.tied
     return LayersTrainConfig(states=ours["states"], d=args.features_dim, n=ours["context"],
                            layers=layers, tied=tied, gamma=ours["gamma"], algorithm=record,
                            lr=ours["lr"], weight_decay=args.weight_decay, mrps=ours["mdps"],
