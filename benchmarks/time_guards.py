@@ -45,7 +45,7 @@ def cases(tmp: str):
            budget.control_work(SARSA, 4, 100, 200, 9, 4, d36, 20, methods=2))
     yield ("check-wang2025", ["check", "--algorithm", "td-preconditioned", "--mdps", "3000", "--layers", "40", "--context", "100",
                               "--features-dim", "3", "--states", "10"],
-           budget.wang_check_work(3000, 10, 3, 100, 40))
+           budget.layer_check_work(3000, 10, 3, 100, 40))
 
 
 def main_():

@@ -496,7 +496,7 @@ def td_values(cfg: LayersTrainConfig, alpha, win: Windows, seeds: int):
     """Their hard-coded transformer (the TD(0) construction with ``C = alpha I``,
     tied) evaluated in weight space: ``w_L . phi_q`` with ``w_L`` from
     :func:`batch_td_weights` (the construction equals it exactly, proven by
-    ``icrl-verify prove --layout wang2025`` and checked by ``check``);
+    ``icrl-verify prove --algorithm td-preconditioned`` and checked by ``check``);
     ``seeds x (prompts per seed)``, differentiable in ``alpha``."""
     per = win.batch // seeds
     w = batch_td_weights(win, alpha.repeat_interleave(per), cfg.layers)

@@ -16,7 +16,8 @@ from the magnitudes that enter it (docs/check.md, Tolerances).  Exit 0 when
 the read-out equals the teacher on every prompt within those bounds; 1 with
 a counterexample (verdict fails), or when the bounds are not small against
 the teacher update (verdict undecidable: decide the weights with prove
---weights); 2 on bad input.  --layout wang2025: every entry the
+--weights); 2 on bad input.  An mrp record (Wang et al.'s td-preconditioned,
+td-lambda, rg, avg-reward, or an mrp construction file): every entry the
 construction must keep is compared exactly, the carried row and the read-out
 one layer at a time against that layer's rounding bound, and an iteration
 that diverges (values past 1e6 times the window's size) exits 1 naming the
@@ -216,10 +217,10 @@ def run_layer_check(args, record) -> int:
     """``check`` of an mrp record: every layer against the teacher applied layer by layer."""
     cfg = _check_config(args, record)
     d, L, n = cfg["features_dim"], cfg["layers"], cfg["context"]
-    budget.guard(budget.wang_check(cfg["mdps"], cfg["states"], d, n, L), budget.max_memory(args.max_memory),
+    budget.guard(budget.layer_check(cfg["mdps"], cfg["states"], d, n, L), budget.max_memory(args.max_memory),
                  f"check of {cfg['mdps']} MRPs x {cfg['states']} states, d = {d}, n = {n}, "
                  f"{L} layers,", "use fewer --mdps or smaller --states/--features-dim/--context/--layers")
-    budget.guard_time(budget.wang_check_work(cfg["mdps"], cfg["states"], d, n, L), budget.max_time(args.max_time),
+    budget.guard_time(budget.layer_check_work(cfg["mdps"], cfg["states"], d, n, L), budget.max_time(args.max_time),
                       f"check of {cfg['mdps']} MRPs x {cfg['states']} states, d = {d}, n = {n}, "
                       f"{L} layers", "use fewer --mdps or smaller --states/--features-dim/--context/--layers")
     gen = torch.Generator().manual_seed(cfg["seed"])

@@ -337,11 +337,11 @@ def run_layer_train(args, record) -> int:
     out = args.out or os.path.join("runs", "train", name)
     extra = ["--name", name] if args.name else []
     command = train_command(cfg, extra, args.construction)
-    budget.guard(budget.wang_train(cfg.seeds, cfg.steps, cfg.eval_mrps, cfg.states, cfg.d, cfg.n, cfg.layers),
+    budget.guard(budget.layer_train(cfg.seeds, cfg.steps, cfg.eval_mrps, cfg.states, cfg.d, cfg.n, cfg.layers),
                  budget.max_memory(args.max_memory),
                  f"train of {cfg.seeds} seeds, {cfg.states} states, d = {cfg.d}, n = {cfg.n}, "
                  f"{cfg.layers} layers,", "use fewer --seeds/--eval-mdps or smaller --context/--features-dim/--states")
-    budget.guard_time(budget.wang_train_work(cfg.seeds, cfg.steps, args.minibatches, cfg.eval_mrps, cfg.states, cfg.d,
+    budget.guard_time(budget.layer_train_work(cfg.seeds, cfg.steps, args.minibatches, cfg.eval_mrps, cfg.states, cfg.d,
                                              cfg.n, cfg.layers), budget.max_time(args.max_time),
                       f"train of {cfg.seeds} seeds x {cfg.steps} window steps, {cfg.states} states, "
                       f"d = {cfg.d}, n = {cfg.n}, {cfg.layers} layers",
