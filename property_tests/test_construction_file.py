@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from numerics.commands.cli import main
+from property_tests.test_theory_prove import _json, _run
 from theory import algorithms, construction_file
 from theory.errors import InputError
 
@@ -36,16 +36,6 @@ def _write(tmp_path, text, name="c.toml"):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-def _run(argv, capsys):
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _json(out):
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_a_two_layer_masked_file_runs_through_check_prove_and_train(tmp_path, capsys):
