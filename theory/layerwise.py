@@ -45,6 +45,7 @@ from sympy import BlockMatrix, Identity, MatrixSymbol, ZeroMatrix
 
 from theory import algorithms
 from theory.errors import InputError
+from theory.spec import block_equation
 from theory.symbolic import residual_of
 from theory.symbols import d, gamma, lam, n
 
@@ -167,11 +168,7 @@ def prove_layer(record, con=None, *, key=None, mask: str | None = None, teacher_
              for t, mix in zip(con.construction.v, con.spec.heads)]
     M = general_mask(base, s, mask)
     Z = carrying_prompt(base, s, s.w)
-    S = Z.T * P * Z
-    out = Z
-    for V, R in heads:
-        VZ = V * Z if R is None else V * Z * R
-        out = out + VZ * M * S / n
+    out = block_equation(Z, P, [V for V, _ in heads], n, mask=M, mixes=[R for _, R in heads])
     res = residual_of(out - carrying_prompt(base, s, expected_update(base, s, teacher_C)))
     return LayerProof(base.name, res == 0, res, base.statement)
 
@@ -281,13 +278,9 @@ def concrete_layer(con, Z: sp.Matrix, C: sp.Matrix, mask: str, key=None) -> sp.M
     key = C.T if key is None else key
     P = concrete_table(con, con.construction.p, key, dim)
     M = concrete_mask(mask, cols)
-    S = Z.T * P * Z
-    out = Z
-    for table, mix in zip(con.construction.v, con.spec.heads):
-        V = concrete_table(con, table, key, dim)
-        VZ = V * Z if mix is None else V * Z * concrete_running_mean(cols)
-        out = out + VZ * M * S / cols
-    return out
+    Vs = [concrete_table(con, table, key, dim) for table in con.construction.v]
+    Rs = [None if mix is None else concrete_running_mean(cols) for mix in con.spec.heads]
+    return block_equation(Z, P, Vs, cols, mask=M, mixes=Rs)
 
 
 def loop_update(record, cc: ConcreteCase, w, C: sp.Matrix):

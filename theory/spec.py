@@ -46,6 +46,31 @@ LAYER_KINDS = ("linear",)
 VALUE_MIXES = (None, "running-mean")
 
 
+def block_equation(H, P, V, cols, mask=None, mixes=(None,)):
+    """The block equation, written once for every proof: one layer's output
+    ``H + (1/n) sum_h (V_h H) R_h M (H^T P H)`` (``n = cols``; THEORY.md
+    sections 3 and 9).
+
+    ``H``, ``P``, ``V`` are SymPy matrices of any kind: explicit
+    (``sp.Matrix``, the concrete proofs) or block matrices of symbolic size
+    (the general proofs); ``V`` is one matrix or one per head, ``mixes`` the
+    heads' value-side operators ``R_h`` (None: the identity), ``mask`` the
+    mask ``M`` over columns (None: no mask).  With one head and no mask it is
+    paper eq. 1, ``H + (1/n)(V H)(H^T P H)``.  The written rows ``W`` are the
+    numerics' concern (``numerics.core.block.layer``): the proofs compare the
+    whole output, so a write outside the carried rows shows as a residual.
+    """
+    S = H.T * P * H
+    heads = tuple(V) if isinstance(V, (list, tuple)) else (V,)
+    out = H
+    for Vh, R in zip(heads, mixes):
+        VH = Vh * H if R is None else Vh * H * R
+        if mask is not None:
+            VH = VH * mask
+        out = out + VH * S / cols
+    return out
+
+
 @dataclass(frozen=True)
 class Index:
     """Integer index ranges of one specification at one feature dimension.
