@@ -98,6 +98,15 @@ def test_a_bad_file_is_one_line_naming_the_field(tmp_path, capsys, changes, fiel
     assert not (tmp_path / "p").exists()
 
 
+def test_train_record_takes_the_file_s_record_by_value():
+    """``train_record(record, ...)``: one entry for every record; the file's depth and tying are the defaults."""
+    from numerics.analysis.train import train_record
+    res = train_record(construction_file.load(EXAMPLE), states=3, d=2, n=4, mrps=2, minibatches=1, steps=2, seeds=2,
+                       eval_mrps=2, log_every=1)
+    assert res["config"]["layers"] == 2 and res["config"]["tied"] is True and res["config"]["algorithm"] == "td-two-layer"
+    assert tuple(res["P"].shape) == (2, 5, 5)                      # seeds x D x D (tied; D = 2d + 1)
+
+
 def test_unreadable_files_and_clashing_options_are_refused(tmp_path, capsys):
     for text, name in (("name = [", "c.toml"), ("{", "c.json"), ("x", "c.yaml")):
         with pytest.raises(InputError) as e:

@@ -305,6 +305,24 @@ def train_block(cfg: TrainConfig | None = None, *, device="cpu", out_dir: str | 
         res["weights"] = save_model(path, model, meta)
     return res
 
+
+def train_record(record, progress=None, threads: int | None = 1, **options) -> dict:
+    """``train(record, ...)`` for every record: an ``mdp`` record by teacher
+    mimicking (:func:`train_block`, ``options`` the fields of
+    :class:`TrainConfig` and its keywords), an ``mrp`` record by Wang et al.'s
+    Figure 2 objective (:func:`train_layers`, ``options`` the fields of
+    :class:`LayersTrainConfig`).  The record travels by value."""
+    record = algorithms.get(record)
+    if record.data == "mrp":
+        options = {"layers": record.spec.depth, "tied": record.spec.tied, **options}
+        return train_layers(LayersTrainConfig(algorithm=record, **options), progress=progress, threads=threads)
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    registered = record.name in algorithms.names() and algorithms.get(record.name) == record
+    cfg = TrainConfig(algorithm=record.name if registered else record,
+                      **{k: v for k, v in options.items() if k in keys})
+    return train_block(cfg, progress=progress, threads=threads, **{k: v for k, v in options.items() if k not in keys})
+
+
 # ==================================================================== layer-by-layer (mrp) records
 # Wang et al.'s Figure 2 experiment (docs/wang2025.md section 5): an L-layer
 # masked linear transformer trained on Boyan chains with their objective, the
