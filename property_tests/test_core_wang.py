@@ -1,5 +1,6 @@
-"""Mutation tier: Wang et al.'s layout (``numerics.core.wang``) and its
-independent loop (``numerics.core.wang_reference``): prompts entry by entry,
+"""Mutation tier: Wang et al.'s layout (``numerics.core.prompts.evaluation_prompt``,
+``numerics.core.constructions.preconditioned_weights``, ``numerics.core.block.readout_entry``)
+and its independent loop (``numerics.reference.batch_td_loop``): prompts entry by entry,
 constructions block by block, the L-layer block against the loop, and the
 loop against hand-computed steps and the matrix form of batch TD."""
 from __future__ import annotations

@@ -37,7 +37,6 @@ from numerics.core.constructions import preconditioned_weights
 from numerics.io.models import save_weights
 from theory import algorithms
 from theory import algorithms
-from theory.symbols import gamma, lam
 from theory.constructions import full_pv
 from theory.parse import weights_to_json
 from theory.symbols import alpha as ALPHA

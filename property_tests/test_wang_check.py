@@ -1,5 +1,5 @@
-"""Wang et al. (ICLR 2025), numerically: ``icrl-verify check --layout
-wang2025`` (issue 13).
+"""Wang et al. (ICLR 2025), numerically: ``icrl-verify check --algorithm
+td-preconditioned`` (issue 13).
 
 * Acceptance, through the CLI: the TD(0) construction at L = 40, n = 100,
   d = 3 over 30 random MRPs (one generic preconditioner per layer) matches
@@ -44,7 +44,7 @@ from numerics.core.prompts import evaluation_prompt
 from numerics.reference import batch_td_loop
 from numerics.io.models import save_weights
 from theory import algorithms
-from theory.symbols import gamma, lam
+from theory.symbols import lam
 
 ACCEPT = ["--layers", "40", "--context", "100", "--features-dim", "3", "--mdps", "30", "--states", "10",
           "--gamma", "0.9"]

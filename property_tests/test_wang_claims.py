@@ -15,7 +15,6 @@ from numerics.claims import (
 from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Evidence, Settings, evaluate, run_checks
 from numerics.commands.cli import main
 from theory import algorithms
-from theory.symbols import gamma, lam
 
 
 def _claims(*ids):

@@ -1,5 +1,5 @@
-"""Wang et al. (ICLR 2025), symbolically (theory/wang.py, theory/wang_proofs.py,
-``icrl-verify prove --layout wang2025``): one masked layer maps the prompt
+"""Wang et al. (ICLR 2025), symbolically (their records in theory/algorithms.py,
+theory/layerwise.py, ``icrl-verify prove --algorithm td-preconditioned``): one masked layer maps the prompt
 carrying w to the prompt carrying w+ for symbolic d and n (TD(0) with a
 preconditioner, TD(lambda) for any mask block, residual gradient,
 average-reward TD with two heads); the base case; an independent
@@ -22,21 +22,20 @@ from numerics.core.block import forward
 from numerics.core.tolerances import SYMBOLIC_NUMERIC_RTOL
 from numerics.core.constructions import preconditioned_weights
 from theory import algorithms
-from theory.symbols import gamma, lam
 from theory import layerwise as WP
-from theory import layerwise as wang_prove
 from theory.errors import InputError
 from theory.layout import WANG_LAYOUT
 from theory.spec import BlockSpec
+from theory.symbols import lam
 
 NAMES = algorithms.names("mrp")
 
 
 @functools.lru_cache(maxsize=None)
 def proved(algorithm):
-    """``theory.wang_prove.prove`` once per algorithm (the general proof, the
+    """``theory.WP.prove`` once per algorithm (the general proof, the
     base case, the concrete sizes, the two-layer stack, the planted faults)."""
-    return wang_prove.prove(algorithm)
+    return WP.prove(algorithm)
 
 
 @pytest.mark.parametrize("algorithm", NAMES)
@@ -65,7 +64,7 @@ def test_wang_one_layer_identity_concrete_and_two_layers(algorithm):
     """Every entry a symbol at d <= 2, n <= 3; two untied layers from the
     prompt as built equal two loop steps (the induction at one size)."""
     res = proved(algorithm)
-    assert [(c["d"], c["n"]) for c in res["concrete"]] == list(wang_prove.CONCRETE_SIZES)
+    assert [(c["d"], c["n"]) for c in res["concrete"]] == list(WP.CONCRETE_SIZES)
     assert all(c["ok"] for c in res["concrete"]) and res["stack"]["ok"]
 
 

@@ -1,5 +1,5 @@
-"""Wang et al.'s Figure 2 experiment (numerics/analysis/wang_train.py,
-``icrl-verify train --layout wang2025``): the measures are right on the exact
+"""Wang et al.'s Figure 2 experiment (numerics.analysis.train.train_layers,
+``icrl-verify train --algorithm td-preconditioned``): the measures are right on the exact
 construction and see departures from it; the distance to the construction
 family is invariant under the layer's symmetries; their objective is
 semi-gradient; sliding windows are their prompts; seeds run side by side
@@ -19,7 +19,6 @@ from numerics.core.mrp import boyan_chains, uniform_features
 from numerics.core.tolerances import DTYPE, FIT_RTOL, REORDER_RTOL, VISIBLE_RTOL, WANG_RECOVERY_RTOL
 from numerics.core.constructions import preconditioned_weights
 from theory import algorithms
-from theory.symbols import gamma, lam
 
 SMALL = dict(mrps=6, seeds=2, minibatches=2, steps=8, eval_mrps=3, log_every=3, curve_mrps=2, n=10)
 

@@ -35,7 +35,7 @@ import torch
 
 from numerics.analysis.check import check_against_loop, draw_windows, random_preconditioners, run_check
 from numerics.commands.cli import add_max_memory, emit, progress_bar
-from numerics.commands.records import add_record_arguments, mark_defaults, pick, record_from_args, record_option
+from numerics.commands.records import add_record_arguments, mark_defaults, pick, record_from_args
 from numerics.core.tolerances import ARGMAX_TIE_RTOL, DECIDABLE_RTOL, DTYPE, FAILS, HOLDS, UNDECIDABLE
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.io.mdp_file import load_mdp_file

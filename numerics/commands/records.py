@@ -101,7 +101,3 @@ def record_from_args(args, kinds=algorithms.DATA) -> algorithms.Algorithm:
                                       f"{' or '.join(kinds)} records")
     return record
 
-
-def record_option(record, path=None) -> list[str]:
-    """The command-line words that name ``record`` again."""
-    return ["--construction", str(path)] if path else ["--algorithm", record.name]
