@@ -88,6 +88,7 @@ def test_a_wrong_entry_is_refused_by_check_and_prove_with_a_counterexample(tmp_p
     ({"preconditioned = true": "preconditioned = true\nQ = []"}, "construction.weights.Q"),
     ({'recipe = [["phi", "1", "phi"]': 'recipe = [["phi", "alpha", "phi"]'}, "construction.record"),
     ({'query = ["phi"]': 'query = ["w"]'}, "construction.layout"),
+    ({'data = "mrp"': 'data = "mdp"'}, "construction.record"),
 ])
 def test_a_bad_file_is_one_line_naming_the_field(tmp_path, capsys, changes, field):
     path = _write(tmp_path, _text(**changes))

@@ -107,6 +107,10 @@ class Algorithm:
             raise ValueError(f"algorithm {self.name!r}: acts_with {self.acts_with!r} is not a read-out block")
         if self.data == "mrp":
             self._check_mrp()
+        elif not self.spec.lemma_c1 or self.construction.preconditioned:
+            # what the mdp machinery (check's read-out, the Hessian, training) evaluates is Lemma C.1's
+            raise ValueError(f"algorithm {self.name!r}: an mdp record is one unmasked layer with a parameter column "
+                             f"and step-size tables (Lemma C.1); a multi-layer or masked construction is data 'mrp'")
 
     def _check_mrp(self):
         lay = self.spec.layout
