@@ -9,7 +9,7 @@ commit that finished the redesign, before later issues added claims), both
 on this machine, then compares every
 number in the two ``claims.json`` files except timings (keys ``seconds``,
 ``total_seconds``, ``train_seconds``, ``elapsed_s``, ``frames_per_s``,
-``mdp_frames_per_s``, ``runtime``) to ``|a - b| <= RTOL * max(1, |b|)`` and
+``mdp_frames_per_s``, ``runtime``, ``steps_per_s``) to ``|a - b| <= RTOL * max(1, |b|)`` and
 every verdict for equality.  Free text (summaries quote timings) is not
 compared.  Prints each difference; exit 0 when there is none, 1 otherwise,
 2 when a run fails.
@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRE_REDESIGN = "aa96dab1e2a0d0b0ba533cc5176686bb50805ca6"
 #: ``--base`` commits older than the redesign had their command line here.
 ENTRY = {"numerics/commands/cli.py": "numerics.commands.cli", "numerics/cli.py": "numerics.cli"}
-TIMING_KEYS = {"seconds", "total_seconds", "train_seconds", "elapsed_s", "frames_per_s", "mdp_frames_per_s", "runtime"}
+TIMING_KEYS = {"seconds", "total_seconds", "train_seconds", "elapsed_s", "frames_per_s", "mdp_frames_per_s", "runtime", "steps_per_s"}
 RTOL = 1e-12
 
 

@@ -72,3 +72,51 @@ def test_claims_cli_unknown_claim_id_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "only" in err[0]
     assert not (tmp_path / "claims.md").exists()
+
+
+# ------------------------------------------------ docs/architecture.md, "How to add a claim"
+def _worked_example() -> str:
+    """The Python block of the "How to add a claim" section of docs/architecture.md."""
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    section = text.split("## How to add a claim", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    return code
+
+
+def test_the_documented_worked_claim_holds_and_its_planted_twin_fails(tmp_path, capsys):
+    namespace: dict = {"__name__": "worked_claim_example"}
+    exec(compile(_worked_example(), "docs/architecture.md", "exec"), namespace)
+    try:
+        from numerics.claims import evidence
+        ids = [c.id for c in evidence.claims()]
+        assert ids[-2:] == ["example-td", "example-td-wrong"] and "lemma-c1" in ids   # after the papers' claims
+        rc = main(["claims", "--only", "example-td", "example-td-wrong", "--out", str(tmp_path), "--json"])
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert rc == 0 and out["claims"] == {"example-td": HOLDS, "example-td-wrong": FAILS}
+        doc = json.loads((tmp_path / "claims.json").read_text())
+        (wrong,) = [r for r in doc["claims"] if r["id"] == "example-td-wrong"]
+        assert wrong["paper"] == namespace["PAPER"] and wrong["evidence"][0]["passed"] is False
+        assert wrong["evidence"][0]["data"]["max_abs_error"] > 1e-3
+        assert "--prompts 200" in wrong["command"]                  # --quick's size, as run
+        assert f"# Claim-by-claim verdict: {namespace['PAPER']}" in (tmp_path / "claims.md").read_text()
+    finally:
+        evidence.unregister("example-td")
+        evidence.unregister("example-td-wrong")
+    assert "example-td" not in [c.id for c in evidence.claims()]
+
+
+def test_a_claim_takes_check_records_never_names_and_ids_are_unique():
+    import pytest
+
+    from numerics.claims import evidence
+    good = liang_lai.CLAIMS[0]
+    with pytest.raises(TypeError, match="Check records"):
+        evidence.Claim("x", "x", "x", "x", ("prove-sarsa",))
+    with pytest.raises(ValueError, match="exists"):
+        evidence.register(good)
+    twin = evidence.Check(good.checks[0].name, "numeric", lambda s: None)   # another check under a taken name
+    with pytest.raises(ValueError, match="two different checks"):
+        evidence.register(evidence.Claim("twin", "t", "t", "t", (twin,)))
+    assert "twin" not in [c.id for c in evidence.claims()]

@@ -253,14 +253,14 @@ def _fake_experiment(s):
     return {"x": np.random.default_rng(s.seed).standard_normal(4).tolist(), "pid": os.getpid()}
 
 
-def test_claims_experiments_run_on_the_workers_and_are_stored_here(cluster, monkeypatch):
-    fake = evidence.Experiment("fake", ("fake-check",), _fake_experiment,
-                               lambda s, data: _STORED.__setitem__(s, data))
-    monkeypatch.setitem(evidence.EXPERIMENTS, "fake", fake)
+def test_claims_experiments_run_on_the_workers_and_are_stored_here(cluster):
+    fake = evidence.Experiment("fake", _fake_experiment, lambda s, data: _STORED.__setitem__(s, data))
+    reads = evidence.Check("fake-check", "experiment", lambda s: None, (fake,))
+    other = evidence.Check("other-check", "numeric", lambda s: None)
     s = evidence.Settings(mode="quick", seed=5, out="unused")
-    assert evidence.run_experiments(["other-check"], s, scheduler=cluster.scheduler_address) == {}
-    assert s not in _STORED                                    # not wanted by these checks: not run
-    assert evidence.run_experiments(["fake-check"], s, scheduler=cluster.scheduler_address) == {}
+    assert evidence.run_experiments([other], s, scheduler=cluster.scheduler_address) == {}
+    assert s not in _STORED                                    # not read by these checks: not run
+    assert evidence.run_experiments([other, reads], s, scheduler=cluster.scheduler_address) == {}
     assert _STORED[s]["x"] == _fake_experiment(s)["x"] and _STORED[s]["pid"] != os.getpid()
 
 
@@ -270,11 +270,11 @@ def test_claims_experiments_on_the_engine_equal_the_in_process_ones(cluster):
     Dask tasks and stores them where the checks look: the same numbers as
     computing them here."""
     s = evidence.Settings(mode="quick", seed=3, out="unused")
-    names = ["richness-onehot-fixed-gamma", "richness-onehot-gamma-range"]
+    wanted = [checks.richness_onehot_fixed_gamma, checks.richness_onehot_gamma_range]
     try:
-        failed = evidence.run_experiments(names, s, scheduler=cluster.scheduler_address)
+        failed = evidence.run_experiments(wanted, s, scheduler=cluster.scheduler_address)
         assert failed == {}
-        assert {e.name for e in evidence.EXPERIMENTS.values() if set(e.checks) & set(names)} == set(names)
+        assert [e.name for e in evidence.experiments_of(wanted)] == [c.name for c in wanted]
         for name in ("onehot-fixed-gamma", "onehot-gamma-range"):
             remote = checks._RICH[(name, s)]
             here = checks._richness_fresh(name, s)

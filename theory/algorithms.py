@@ -39,6 +39,7 @@ adds an algorithm with :func:`register` (see docs/algorithms.md).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -360,6 +361,22 @@ def get(algorithm) -> Algorithm:
         return _BUILTIN[algorithm]()
     except (KeyError, TypeError):
         raise InputError("algorithm", f"unknown {algorithm!r}; expected one of {', '.join(names())}") from None
+
+
+@contextmanager
+def using(records):
+    """Inside the block, each of ``records`` is what its name resolves to
+    (the parser's ``--algorithm`` choices included); the registry is
+    restored after.  For a worker process handed records by value
+    (``numerics.io.records``), whose fresh registry lacks the user's; one
+    task at a time per process (the sweep's workers are single-threaded)."""
+    saved = dict(_REGISTRY)
+    _REGISTRY.update({r.name: r for r in records})
+    try:
+        yield
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved)
 
 
 def with_p_sign_flipped(record: Algorithm, entry=("phi", "phi")) -> Algorithm:

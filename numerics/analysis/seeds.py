@@ -7,6 +7,9 @@ number: a seed trained in a worker process equals the same seed trained
 alone (tested).  Workers are started with ``spawn`` (no state inherited from
 the parent's threads); each runs torch with one intra-op thread and reports
 its progress through a queue that the parent drains into its progress bar.
+A worker is handed its configuration with the algorithm's record in it, by
+value (:mod:`numerics.io.records`): a fresh process's registry lacks the
+records a user registered, so nothing is looked up by name there.
 The protocols: ``minibatch`` (``numerics.analysis.train.train_block``) and
 ``paper`` (``numerics.analysis.exact.train_exact_block``).
 """
@@ -25,6 +28,7 @@ from numerics.analysis.exact import train_exact_block
 from numerics.analysis.train import TrainConfig, train_block
 from numerics.core.models import build_model, model_config
 from numerics.core.runtime import Interrupted, install_for_worker, interrupted
+from numerics.io import records
 from theory.errors import InputError
 
 PROTOCOLS = ("minibatch", "paper")
@@ -72,7 +76,8 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
     q = ctx.Queue()
     results: list[dict | None] = [None] * len(cfgs)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
-        futures = {pool.submit(_worker, protocol, c.as_dict(), o, kw): i for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
+        futures = {pool.submit(_worker, protocol, records.dumps(c.with_record(), [c.record]), o, kw): i
+                   for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
         pending = set(futures)
         forwarded, stopped = False, []
         try:
@@ -84,7 +89,7 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
                 _drain(q, progress)
                 for f in done:
                     try:
-                        results[futures[f]] = _rebuild(f.result())
+                        results[futures[f]] = _rebuild(f.result(), cfgs[futures[f]].record)
                     except Interrupted as e:      # this seed checkpointed; wait for the others to do the same
                         stopped.append(e)
         except BaseException:
@@ -125,11 +130,13 @@ def _init_worker(q):
     install_for_worker()
 
 
-def _worker(protocol: str, cfg: dict, out_dir, kw: dict) -> dict:
-    """A worker's run: the result with the model replaced by its
-    constructor config and arrays (plain data across the process boundary)."""
+def _worker(protocol: str, cfg: bytes, out_dir, kw: dict) -> dict:
+    """A worker's run of the configuration ``cfg`` (:func:`records.dumps`
+    of a :class:`TrainConfig` holding its record): the result with the model
+    replaced by its constructor config and arrays (plain data across the
+    process boundary)."""
     try:
-        res = train_one(protocol, TrainConfig.from_dict(cfg), out_dir=out_dir, progress=_QUEUE.put, **kw)
+        res = train_one(protocol, records.loads(cfg), out_dir=out_dir, progress=_QUEUE.put, **kw)
     except InputError as e:        # its (field, message) constructor does not survive pickling: send the parts
         return {"input_error": (e.field, str(e).split(": ", 1)[-1])}
     model = res.pop("model")
@@ -138,12 +145,13 @@ def _worker(protocol: str, cfg: dict, out_dir, kw: dict) -> dict:
     return res
 
 
-def _rebuild(res: dict) -> dict:
+def _rebuild(res: dict, record) -> dict:
+    """The parent's result of a worker's ``res``, the model rebuilt for ``record``."""
     if "input_error" in res:
         raise InputError(*res["input_error"])
     cfg, state = res.pop("model_config"), res.pop("model_state")
     kw = {"hidden": cfg["hidden"]} if "hidden" in cfg else {}
-    model = build_model(cfg["kind"], cfg["algorithm"], cfg["d"], cfg["n"], cfg.get("parameterization", "reduced"),
+    model = build_model(cfg["kind"], record, cfg["d"], cfg["n"], cfg.get("parameterization", "reduced"),
                         init=False, **kw)
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
     res["model"] = model

@@ -117,13 +117,17 @@ def cell_key(command: str, resolved: dict, version: str | None = None) -> str:
 
 @dataclasses.dataclass
 class Cell:
-    """One task: ``argv`` for the command's parser, its key and options."""
+    """One task: ``argv`` for the command's parser, its key and options;
+    ``records``: the algorithm records the cell names, by value
+    (:func:`numerics.io.records.dumps`; empty: none), so a worker resolves
+    the names to the client's records, never to its own registry's."""
 
     key: str
     options: dict
     resolved: dict
     argv: list
     command_line: str
+    records: bytes = b""
 
 
 def read_done(directory: str, key: str) -> dict | None:
@@ -163,7 +167,7 @@ def default_workers() -> int:
 def run_serial(cells: list[Cell], fn: Callable, command: str) -> list[dict]:
     """Every cell in this process, one after the other (the reference a
     distributed run must equal; also the benchmark's baseline)."""
-    return [fn(command, c.argv) for c in cells]
+    return [fn(command, c.argv, c.records) for c in cells]
 
 
 def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, scheduler: str | None = None,
@@ -171,8 +175,9 @@ def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, 
               client: Client | None = None) -> dict:
     """Run the cells not yet done on Dask and store each as it finishes.
 
-    ``fn(command, argv) -> {"result", "files", "timing"}`` is the task (it
-    must be importable by the workers).  ``progress(k)`` is told of each
+    ``fn(command, argv, records) -> {"result", "files", "timing"}`` is the
+    task (it must be importable by the workers; ``records`` is the cell's
+    :attr:`Cell.records`).  ``progress(k)`` is told of each
     finished or skipped cell.  Returns ``{"done": {key: doc}, "failed":
     {key: message}, "skipped": [keys], "computed": [keys], "workers": n}``.
     """
@@ -192,7 +197,7 @@ def run_cells(cells: list[Cell], fn: Callable, command: str, directory: str, *, 
         done[key] = write_cell(directory, todo[key], command, out)
         computed.append(key)
 
-    tasks = {key: (fn, (command, c.argv)) for key, c in todo.items()}
+    tasks = {key: (fn, (command, c.argv, c.records)) for key, c in todo.items()}
     failed, n_workers = map_tasks(tasks, scheduler=scheduler, workers=workers, retries=retries, progress=progress,
                                   client=client, on_result=store, prefix=command) if todo else ({}, 0)
     return {"done": done, "failed": failed, "skipped": skipped, "computed": computed, "workers": n_workers}

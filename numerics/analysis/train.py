@@ -62,7 +62,9 @@ class TrainConfig:
     weights: seed ``seed + 2_000_003`` (:func:`init_generator`).
     """
 
-    algorithm: str = "sarsa"
+    #: a registered name, or the record itself (what a worker process is
+    #: handed: records travel by value, :mod:`numerics.io.records`)
+    algorithm: str | algorithms.Algorithm = "sarsa"
     states: int = 9
     actions: int = 4
     gamma: float = 0.5
@@ -143,9 +145,17 @@ class TrainConfig:
         return self.lr * self.lr_decay ** ((k * self.batch_mdps) // self.lr_every)
 
     def as_dict(self) -> dict:
-        out = dataclasses.asdict(self)
+        """Plain data (reports, checkpoints): the algorithm by its name."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["algorithm"] = self.record.name
         out["gamma_range"] = list(self.gamma_range) if self.gamma_range else None
         return out
+
+    def with_record(self) -> "TrainConfig":
+        """This configuration holding its algorithm's record rather than a
+        name: what crosses a process boundary (a fresh process's registry
+        lacks a user's records)."""
+        return dataclasses.replace(self, algorithm=self.record)
 
     @staticmethod
     def from_dict(d: dict) -> "TrainConfig":
@@ -219,7 +229,7 @@ def _train(cfg: TrainConfig, device="cpu", out_dir: str | None = None, checkpoin
     """
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.algorithm, cfg.d, cfg.n, cfg.parameterization, gen=init_generator(cfg, device),
+    model = build_model(cfg.model, cfg.record, cfg.d, cfg.n, cfg.parameterization, gen=init_generator(cfg, device),
                         device=device, **({"hidden": cfg.hidden} if cfg.hidden is not None else {}))
     opt = make_optimizer(model, cfg.lr_at(0))
     start, curve, elapsed = 0, [], 0.0

@@ -1,7 +1,12 @@
-"""The checks that decide the claims (``icrl-verify claims``): each runs one
-piece of evidence through ``theory`` or ``numerics.analysis`` and returns an
-:class:`~numerics.claims.evidence.Evidence`; figures go through
-``numerics.render``."""
+"""The checks that decide Liang & Lai's claims (``icrl-verify claims``;
+the claims are in :mod:`numerics.claims.liang_lai`): each is a
+:class:`~numerics.claims.evidence.Check` record that runs one piece of
+evidence through ``theory`` or ``numerics.analysis`` and returns an
+:class:`~numerics.claims.evidence.Evidence`, sized by the settings' mode
+and naming the command that reproduces it; figures go through
+``numerics.render``.  The computations several checks share are
+:class:`~numerics.claims.evidence.Experiment` records named by the checks
+that read them."""
 from __future__ import annotations
 
 import math
@@ -18,7 +23,7 @@ from numerics.analysis.lemma import lemma_c1_against_literal, proposition_3_1_gr
 from numerics.analysis.protocols import compare_protocols
 from numerics.analysis.richness import richness
 from numerics.analysis.train import CPU_SCALE, TrainConfig, train_block
-from numerics.claims.evidence import Evidence, Settings, check, experiment
+from numerics.claims.evidence import Evidence, Experiment, Settings, check
 from numerics.core.distributions import MDPDistribution
 from numerics.core.tolerances import (
     CONTROL_EQUIVALENCE_ATOL,
@@ -45,7 +50,7 @@ ALGS = tuple(a.name for a in algorithms.paper())
 
 # =========================================================================== numeric checks
 @check("lemma-c1-numeric", "numeric")
-def _lemma_c1_numeric(s: Settings) -> Evidence:
+def lemma_c1_numeric(s: Settings) -> Evidence:
     """Lemma C.1 fast path vs the literal block formula, arbitrary P and V."""
     r = lemma_c1_against_literal(s.seed, s.pick(200, 2000))
     ok = r["worst_error_over_tolerance"] <= 1.0
@@ -70,12 +75,12 @@ def _numeric_check(alg: str, s: Settings) -> Evidence:
                     data=res.as_dict())
 
 
-for _alg in ALGS:
-    check(f"check-{_alg}", "numeric")(lambda s, _a=_alg: _numeric_check(_a, s))
+#: ``check-ALG`` for each paper algorithm, by algorithm name.
+CHECK = {alg: check(f"check-{alg}", "numeric")(lambda s, _a=alg: _numeric_check(_a, s)) for alg in ALGS}
 
 
 @check("prop-3.1-autograd", "numeric")
-def _prop31_autograd(s: Settings) -> Evidence:
+def prop31_autograd(s: Settings) -> Evidence:
     """Autograd: the listed blocks get exactly zero gradient; P22 (Vbar22)
     gets zero gradient while Vbar22 (P22) is zero."""
     res = proposition_3_1_gradients(s.seed)
@@ -114,12 +119,12 @@ def _proof_evidence(alg: str) -> Evidence:
                     command=f"icrl-verify prove --algorithm {alg}", data=r)
 
 
-for _alg in ALGS:
-    check(f"prove-{_alg}", "symbolic")(lambda s, _a=_alg: _proof_evidence(_a))
+#: ``prove-ALG`` for each paper algorithm, by algorithm name.
+PROVE = {alg: check(f"prove-{alg}", "symbolic")(lambda s, _a=alg: _proof_evidence(_a)) for alg in ALGS}
 
 
 @check("prove-lemma-c1", "symbolic")
-def _prove_lemma_c1(s: Settings) -> Evidence:
+def prove_lemma_c1(s: Settings) -> Evidence:
     ok = bool(_proof("sarsa")["lemma_c1"] and _proof("actor-critic")["lemma_c1"])
     return Evidence("", "", ok, "SymPy derives TF(H) = w + Vbar21 Sigma P12 w~ + (1/n) Vbar22 w~ w~^T P22 w~ from "
                     "H + (1/n)(VH)(H^T P H) with arbitrary block matrices P, V of symbolic size (both layouts)",
@@ -128,7 +133,7 @@ def _prove_lemma_c1(s: Settings) -> Evidence:
 
 
 @check("prove-prop-3.1", "symbolic")
-def _prove_prop31(s: Settings) -> Evidence:
+def prove_prop31(s: Settings) -> Evidence:
     res = {alg: prove_proposition_3_1(alg) for alg in ("sarsa", "actor-critic")}
     ok = all(all(v.values()) for v in res.values())
     return Evidence("", "", ok, "SymPy: the derivative of the read-out w.r.t. P11, P21, V11, V12, the first rows of "
@@ -138,7 +143,7 @@ def _prove_prop31(s: Settings) -> Evidence:
 
 
 @check("prove-scaling", "symbolic")
-def _prove_scaling(s: Settings) -> Evidence:
+def prove_scaling(s: Settings) -> Evidence:
     ok = all(prove_scaling_invariance(algorithms.get(a)) for a in ("sarsa", "actor-critic"))
     return Evidence("", "", ok, "SymPy: (c P, V/c) gives the same block output for every c != 0, arbitrary P, V, "
                     f"symbolic d and n; symmetry tangent dimension: reduced 1, full "
@@ -198,20 +203,23 @@ def _store_richness(name: str):
     return store
 
 
-@experiment("richness-section41-reduced", ("richness-section41-reduced", "richness-section41-full"),
-            _store_richness("section41-reduced"))
 def _richness_section41(s: Settings) -> dict:
     return _richness_fresh("section41-reduced", s)
 
 
-@experiment("richness-onehot-fixed-gamma", ("richness-onehot-fixed-gamma",), _store_richness("onehot-fixed-gamma"))
 def _richness_onehot_fixed(s: Settings) -> dict:
     return _richness_fresh("onehot-fixed-gamma", s)
 
 
-@experiment("richness-onehot-gamma-range", ("richness-onehot-gamma-range",), _store_richness("onehot-gamma-range"))
 def _richness_onehot_range(s: Settings) -> dict:
     return _richness_fresh("onehot-gamma-range", s)
+
+
+RICHNESS_SECTION41 = Experiment("richness-section41-reduced", _richness_section41, _store_richness("section41-reduced"))
+RICHNESS_ONEHOT_FIXED = Experiment("richness-onehot-fixed-gamma", _richness_onehot_fixed,
+                                   _store_richness("onehot-fixed-gamma"))
+RICHNESS_ONEHOT_RANGE = Experiment("richness-onehot-gamma-range", _richness_onehot_range,
+                                   _store_richness("onehot-gamma-range"))
 
 
 def _fig(s: Settings, *parts) -> str:
@@ -238,10 +246,14 @@ def _richness_evidence(name: str, s: Settings, expect: str) -> Evidence:
                     command=cmd, data=data, figures=[_fig(s, "richness", f"sarsa-{name}.png")])
 
 
-check("richness-section41-reduced", "numeric")(lambda s: _richness_evidence("section41-reduced", s, "identifiable"))
-check("richness-section41-full", "numeric")(lambda s: _richness_evidence("section41-full", s, "fails"))
-check("richness-onehot-fixed-gamma", "numeric")(lambda s: _richness_evidence("onehot-fixed-gamma", s, "morse-bott"))
-check("richness-onehot-gamma-range", "numeric")(lambda s: _richness_evidence("onehot-gamma-range", s, "identifiable"))
+richness_section41_reduced = check("richness-section41-reduced", "numeric", (RICHNESS_SECTION41,))(
+    lambda s: _richness_evidence("section41-reduced", s, "identifiable"))
+richness_section41_full = check("richness-section41-full", "numeric", (RICHNESS_SECTION41,))(
+    lambda s: _richness_evidence("section41-full", s, "fails"))
+richness_onehot_fixed_gamma = check("richness-onehot-fixed-gamma", "numeric", (RICHNESS_ONEHOT_FIXED,))(
+    lambda s: _richness_evidence("onehot-fixed-gamma", s, "morse-bott"))
+richness_onehot_gamma_range = check("richness-onehot-gamma-range", "numeric", (RICHNESS_ONEHOT_RANGE,))(
+    lambda s: _richness_evidence("onehot-gamma-range", s, "identifiable"))
 
 
 _FLOW: dict = {}
@@ -259,14 +271,16 @@ def _store_flow(par: str):
     return store
 
 
-@experiment("flow-reduced", ("flow-reduced",), _store_flow("reduced"))
 def _flow_reduced(s: Settings) -> dict:
     return _flow_fresh("reduced", s)
 
 
-@experiment("flow-full", ("flow-full",), _store_flow("full"))
 def _flow_full(s: Settings) -> dict:
     return _flow_fresh("full", s)
+
+
+FLOW_REDUCED = Experiment("flow-reduced", _flow_reduced, _store_flow("reduced"))
+FLOW_FULL = Experiment("flow-full", _flow_full, _store_flow("full"))
 
 
 def _flow_evidence(par: str, s: Settings, expect_exponential: bool) -> Evidence:
@@ -295,8 +309,8 @@ def _flow_evidence(par: str, s: Settings, expect_exponential: bool) -> Evidence:
                     figures=[_fig(s, "flow", f"sarsa-{par}.png")])
 
 
-check("flow-reduced", "experiment")(lambda s: _flow_evidence("reduced", s, True))
-check("flow-full", "experiment")(lambda s: _flow_evidence("full", s, False))
+flow_reduced = check("flow-reduced", "experiment", (FLOW_REDUCED,))(lambda s: _flow_evidence("reduced", s, True))
+flow_full = check("flow-full", "experiment", (FLOW_FULL,))(lambda s: _flow_evidence("full", s, False))
 
 
 # =========================================================================== training and control
@@ -359,33 +373,35 @@ def _store_trained(kind: str):
     return store
 
 
-#: The checks that use the block of the mode's protocol (exact or minibatch).
-_USES_LSA = ("train-section41", "protocols", "control-section41", "control-gymnasium")
-
-
-@experiment("train-exact", _USES_LSA, _store_trained("exact"))
 def _train_exact(s: Settings) -> dict:
     return _train_fresh("exact", s)
 
 
-@experiment("train-minibatch", _USES_LSA, _store_trained("minibatch"))
 def _train_minibatch(s: Settings) -> dict:
     return _train_fresh("minibatch", s)
 
 
-@experiment("train-lsa-budget", ("baselines",), _store_trained("lsa@budget"))
 def _train_lsa_budget(s: Settings) -> dict:
     return _train_fresh("lsa@budget", s)
 
 
-@experiment("train-mlp-budget", ("baselines",), _store_trained("mlp@budget"))
 def _train_mlp_budget(s: Settings) -> dict:
     return _train_fresh("mlp@budget", s)
 
 
-@experiment("train-lstm-budget", ("baselines",), _store_trained("lstm@budget"))
 def _train_lstm_budget(s: Settings) -> dict:
     return _train_fresh("lstm@budget", s)
+
+
+#: The Section 4.1 block by both protocols: read by the checks that use the
+#: block of the mode's protocol (train-section41, protocols, control-section41,
+#: control-gymnasium).
+TRAINED_LSA = (Experiment("train-exact", _train_exact, _store_trained("exact")),
+               Experiment("train-minibatch", _train_minibatch, _store_trained("minibatch")))
+#: The LSA block and the MLP and LSTM baselines at one data budget (the baselines check).
+TRAINED_BUDGET = (Experiment("train-lsa-budget", _train_lsa_budget, _store_trained("lsa@budget")),
+                  Experiment("train-mlp-budget", _train_mlp_budget, _store_trained("mlp@budget")),
+                  Experiment("train-lstm-budget", _train_lstm_budget, _store_trained("lstm@budget")))
 
 
 def _train_command(kind: str, s: Settings) -> str:
@@ -395,8 +411,8 @@ def _train_command(kind: str, s: Settings) -> str:
     return f"icrl-verify train --seed {s.seed}"
 
 
-@check("train-section41", "experiment")
-def _train_check(s: Settings) -> Evidence:
+@check("train-section41", "experiment", TRAINED_LSA)
+def train_section41(s: Settings) -> Evidence:
     kind = _protocol_of(s)
     r = _trained(kind, s)
     cfg = r["config_used"]
@@ -441,8 +457,8 @@ def _rounds_text(e: dict) -> str:
     return f"round {e['mean_curve']}" if e["mean_curve"] is not None else f"not reached (ends at {e['final']:.3f})"
 
 
-@check("control-section41", "experiment")
-def _control_check(s: Settings) -> Evidence:
+@check("control-section41", "experiment", TRAINED_LSA)
+def control_section41(s: Settings) -> Evidence:
     p = _protocols(s)
     r = p["control"]
     trained = _protocol_of(s)
@@ -480,8 +496,8 @@ def _control_check(s: Settings) -> Evidence:
                         "late_change": {k: lv[k]["late_change"] for k in lv}})
 
 
-@check("protocols", "experiment")
-def _protocols_check(s: Settings) -> Evidence:
+@check("protocols", "experiment", TRAINED_LSA)
+def protocols(s: Settings) -> Evidence:
     p = _protocols(s)
     st, ho, M = p["structure"], p["heldout"], p["control"]["methods"]
     R = p["control"]["rounds"]
@@ -520,8 +536,8 @@ def _control(s: Settings, baselines: bool) -> dict:
     return _CONTROL[key]
 
 
-@check("control-gymnasium", "experiment")
-def _control_gym(s: Settings) -> Evidence:
+@check("control-gymnasium", "experiment", TRAINED_LSA)
+def control_gymnasium(s: Settings) -> Evidence:
     envs = s.pick(("FrozenLake-v1", "CliffWalking-v1"), ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4"))
     model = _trained("lsa", s)["model"]
     out, ok, worst = {}, True, 0.0
@@ -541,8 +557,8 @@ def _control_gym(s: Settings) -> Evidence:
                     data=out)
 
 
-@check("baselines", "experiment")
-def _baselines(s: Settings) -> Evidence:
+@check("baselines", "experiment", TRAINED_BUDGET)
+def baselines(s: Settings) -> Evidence:
     r = _control(s, baselines=True)
     M, D = r["methods"], r["difference_vs_teacher"]
     budget = _trained("mlp@budget", s)["config_used"]["mdps"]
@@ -565,13 +581,15 @@ def _baselines(s: Settings) -> Evidence:
 _ABLATION: dict = {}
 
 
-@experiment("ablation", ("ablation",), lambda s, data: _ABLATION.__setitem__(s, data))
 def _ablation_fresh(s: Settings) -> dict:
     return run_ablation(seeds=s.pick((s.seed,), (s.seed, s.seed + 1)))
 
 
-@check("ablation", "experiment")
-def _ablation(s: Settings) -> Evidence:
+ABLATION = Experiment("ablation", _ablation_fresh, lambda s, data: _ABLATION.__setitem__(s, data))
+
+
+@check("ablation", "experiment", (ABLATION,))
+def ablation(s: Settings) -> Evidence:
     if s not in _ABLATION:
         _ABLATION[s] = _ablation_fresh(s)
     r = _ABLATION[s]

@@ -1,7 +1,7 @@
 """The claims of Wang et al. (ICLR 2025) and the question issue 13 asks of
-the paper we verify (does its block stack?), the checks that decide them
-and their verdict rules.  The checks register with
-:func:`numerics.claims.evidence.check`, like :mod:`numerics.claims.checks`.
+the paper we verify (does its block stack?): the check records that decide
+them (:func:`numerics.claims.evidence.check`), their verdict rules and one
+:class:`~numerics.claims.evidence.Claim` record each, registered here.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from numerics.claims.evidence import (
     QUALIFIED,
     Claim,
     Evidence,
+    Experiment,
     Settings,
-    all_pass,
     check,
-    experiment,
+    register,
 )
 from numerics.core.tolerances import VISIBLE_RTOL, WANG_CHECK_RTOL, WANG_RECOVERY_RTOL
 from numerics.core.constructions import preconditioned_weights
@@ -68,8 +68,8 @@ def _proof_evidence(name: str) -> Evidence:
     return Evidence("", "", ok, summ, command=f"icrl-verify prove --algorithm {RECORDS[name]}", data=r)
 
 
-for _name in RECORDS:
-    check(f"prove-wang-{_name}", "symbolic")(lambda s, _n=_name: _proof_evidence(_n))
+#: ``prove-wang-NAME`` for each of their constructions, by this section's name.
+PROVE = {name: check(f"prove-wang-{name}", "symbolic")(lambda s, _n=name: _proof_evidence(_n)) for name in RECORDS}
 
 
 def _stacked_evidence(name: str) -> Evidence:
@@ -81,8 +81,9 @@ def _stacked_evidence(name: str) -> Evidence:
     return Evidence("", "", bool(r["holds"]), summ, command=f"icrl-verify prove --stacked --algorithm {name}", data=r)
 
 
-for _name in stacked.STACKABLE:
-    check(f"stacked-{_name}", "symbolic")(lambda s, _n=_name: _stacked_evidence(_n))
+#: ``stacked-ALG`` for each algorithm whose stacking is decided, by name.
+STACKED = {name: check(f"stacked-{name}", "symbolic")(lambda s, _n=name: _stacked_evidence(_n))
+           for name in stacked.STACKABLE}
 
 
 # =========================================================================== numeric
@@ -124,8 +125,8 @@ def _check_evidence(name: str, s: Settings) -> Evidence:
     return Evidence("", "", bool(ok), summ, command=cmd, data=res.as_dict() | {"faults": faults})
 
 
-for _name in RECORDS:
-    check(f"check-wang-{_name}", "numeric")(lambda s, _n=_name: _check_evidence(_n, s))
+#: ``check-wang-NAME`` for each of their constructions, by this section's name.
+CHECK = {name: check(f"check-wang-{name}", "numeric")(lambda s, _n=name: _check_evidence(_n, s)) for name in RECORDS}
 
 
 # =========================================================================== experiment
@@ -138,14 +139,16 @@ def _trained(s: Settings) -> dict:
     return _TRAINED[s]
 
 
-@experiment("train-wang2025", ("train-wang2025",), lambda s, data: _TRAINED.__setitem__(s, data))
 def _train_fresh(s: Settings) -> dict:
     cfg = LayersTrainConfig(mrps=s.pick(TRAIN_MRPS["quick"], TRAIN_MRPS["full"]), seed=s.seed, log_every=25)
     return train_layers(cfg)
 
 
-@check("train-wang2025", "experiment")
-def _train_evidence(s: Settings) -> Evidence:
+TRAIN = Experiment("train-wang2025", _train_fresh, lambda s, data: _TRAINED.__setitem__(s, data))
+
+
+@check("train-wang2025", "experiment", (TRAIN,))
+def train_wang2025(s: Settings) -> Evidence:
     r = _trained(s)
     cfg, f = r["config"], r["final"]
     fmt = lambda k: f"{f[k]['mean']:.3g} [{f[k]['ci95'][0]:.3g}, {f[k]['ci95'][1]:.3g}]"
@@ -168,9 +171,9 @@ def _train_evidence(s: Settings) -> Evidence:
 
 # =========================================================================== claims and rules
 def _decide_learned(ev):
-    e = ev["train-wang2025"]
+    e = ev[train_wang2025.name]
     if e.passed is None:
-        return NOT_CHECKED, "not run: train-wang2025"
+        return NOT_CHECKED, f"not run: {train_wang2025.name}"
     d = e.data
     dist = d["final"]["distance"]
     if e.passed:
@@ -205,30 +208,32 @@ def _decide_stacked(ev):
                        "phi+ frozen at w_0 (exact counterexamples)")
 
 
+def _claim(*args, **kw) -> Claim:
+    return register(Claim(*args, paper=PAPER, **kw))
+
+
 CLAIMS: list[Claim] = [
-    Claim("wang-td", "L masked layers compute L steps of batch TD(0)", "Wang et al. 2025, TD(0) construction",
-          "With P (their Q) carrying -C^T on (phi, phi) and +C^T on (phi, gamma phi'), V (their P) the single reward "
-          "entry and the mask diag(1,...,1,0), the l-th layer's reward row holds delta_j(w_l) and the query entry "
-          "-w_l.phi_q, with w_{l+1} = w_l + (1/n) C sum_j delta_j(w_l) phi_j; the read-out is L steps of batch TD(0).",
-          ("prove-wang-td", "check-wang-td"), lambda ev: all_pass(ev)),
-    Claim("wang-td-lambda", "The lambda mask gives TD(lambda)", "Wang et al. 2025, TD(lambda) construction",
-          "The same weights with the mask M_ij = lambda^(i-j) (j <= i < n) compute L steps of batch TD(lambda) with "
-          "eligibility traces e_i = lambda e_{i-1} + phi_i.", ("prove-wang-td-lambda", "check-wang-td-lambda"),
-          lambda ev: all_pass(ev)),
-    Claim("wang-rg", "Residual gradient", "Wang et al. 2025, residual-gradient construction",
-          "P with the additional blocks +C^T on (gamma phi', phi) and -C^T on (gamma phi', gamma phi') computes L "
-          "steps "
-          "of batch residual gradient.", ("prove-wang-rg", "check-wang-rg"), lambda ev: all_pass(ev)),
-    Claim("wang-avg-reward", "Average-reward TD (two heads)", "Wang et al. 2025, average-reward construction",
-          "Two heads sharing P, one reading the rewards through a running-mean operator, on a prompt with a row y, "
-          "compute L steps of batch average-reward TD (delta_j = r_j - rbar_j + w.phi'_j - w.phi_j).",
-          ("prove-wang-avg-reward", "check-wang-avg-reward"), lambda ev: all_pass(ev)),
-    Claim("wang-learned", "Trained transformers learn the construction's weights", "Wang et al. 2025, Figure 2",
-          "A 3-layer linear transformer trained with the mean squared TD error on Boyan chains learns weights of the "
-          "construction's shape: V's written entry dominates, P's (phi, phi) and (phi, gamma phi') blocks carry "
-          "traces of opposite sign, and its predictions match batch TD.", ("train-wang2025",), _decide_learned),
-    Claim("stacked", "Stacking Theorem 3.1's block gives L batch steps", "issue 13 (a question to Liang & Lai 2026)",
-          "L copies of the paper's one-layer block with the Theorem 3.1 weights compute L batch steps of the algorithm "
-          "on the same window (SARSA, TD(0), expected SARSA, Q-learning).",
-          tuple(f"stacked-{a}" for a in stacked.STACKABLE), _decide_stacked),
+    _claim("wang-td", "L masked layers compute L steps of batch TD(0)", "Wang et al. 2025, TD(0) construction",
+           "With P (their Q) carrying -C^T on (phi, phi) and +C^T on (phi, gamma phi'), V (their P) the single reward "
+           "entry and the mask diag(1,...,1,0), the l-th layer's reward row holds delta_j(w_l) and the query entry "
+           "-w_l.phi_q, with w_{l+1} = w_l + (1/n) C sum_j delta_j(w_l) phi_j; the read-out is L steps of batch "
+           "TD(0).", (PROVE["td"], CHECK["td"])),
+    _claim("wang-td-lambda", "The lambda mask gives TD(lambda)", "Wang et al. 2025, TD(lambda) construction",
+           "The same weights with the mask M_ij = lambda^(i-j) (j <= i < n) compute L steps of batch TD(lambda) with "
+           "eligibility traces e_i = lambda e_{i-1} + phi_i.", (PROVE["td-lambda"], CHECK["td-lambda"])),
+    _claim("wang-rg", "Residual gradient", "Wang et al. 2025, residual-gradient construction",
+           "P with the additional blocks +C^T on (gamma phi', phi) and -C^T on (gamma phi', gamma phi') computes L "
+           "steps of batch residual gradient.", (PROVE["rg"], CHECK["rg"])),
+    _claim("wang-avg-reward", "Average-reward TD (two heads)", "Wang et al. 2025, average-reward construction",
+           "Two heads sharing P, one reading the rewards through a running-mean operator, on a prompt with a row y, "
+           "compute L steps of batch average-reward TD (delta_j = r_j - rbar_j + w.phi'_j - w.phi_j).",
+           (PROVE["avg-reward"], CHECK["avg-reward"])),
+    _claim("wang-learned", "Trained transformers learn the construction's weights", "Wang et al. 2025, Figure 2",
+           "A 3-layer linear transformer trained with the mean squared TD error on Boyan chains learns weights of "
+           "the construction's shape: V's written entry dominates, P's (phi, phi) and (phi, gamma phi') blocks carry "
+           "traces of opposite sign, and its predictions match batch TD.", (train_wang2025,), _decide_learned),
+    _claim("stacked", "Stacking Theorem 3.1's block gives L batch steps", "issue 13 (a question to Liang & Lai 2026)",
+           "L copies of the paper's one-layer block with the Theorem 3.1 weights compute L batch steps of the "
+           "algorithm on the same window (SARSA, TD(0), expected SARSA, Q-learning).",
+           tuple(STACKED.values()), _decide_stacked),
 ]

@@ -5,7 +5,10 @@
 client, before anything is submitted; :func:`run_cell` is the task a Dask
 worker runs: it parses the same argv again, runs the command's computation
 in-process with one torch thread and returns ``{"result": JSON-able
-numbers, "files": {name: bytes}, "timing": {...}}``.  Timing is kept apart
+numbers, "files": {name: bytes}, "timing": {...}}``.  The record a cell's
+``--algorithm`` names travels with it by value (:func:`cell_records`), so a
+record the user registered on the client (unknown to a fresh worker) runs
+there as it would here.  Timing is kept apart
 from the result, so a cell's result is the same whichever worker ran it.
 
 Sweepable: ``check``, ``train`` (both protocols), ``richness``, ``control``.
@@ -33,6 +36,7 @@ from numerics.commands import richness as richness_cmd
 from numerics.commands import train as train_cmd
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
+from numerics.io import records as by_value
 from numerics.io.config import ArgumentParser, device_from_args, distribution_from_args
 from numerics.io.models import load_weights
 from theory import algorithms
@@ -100,13 +104,25 @@ def command_line(command: str, args: argparse.Namespace) -> str:
     return reproduce_command(command, args, MODULES[command].add_arguments)
 
 
-def run_cell(command: str, argv: list[str]) -> dict:
-    """The Dask task: one cell of ``command`` computed in this process."""
+def cell_records(args: argparse.Namespace) -> bytes:
+    """The record the cell's ``--algorithm`` names, by value (resolved here,
+    on the client; empty for a command without one)."""
+    name = getattr(args, "algorithm", None)
+    if name is None:
+        return b""
+    record = algorithms.get(name)
+    return by_value.dumps((record,), [record])
+
+
+def run_cell(command: str, argv: list[str], records: bytes = b"") -> dict:
+    """The Dask task: one cell of ``command`` computed in this process, its
+    algorithm names resolved to ``records`` (:func:`cell_records`)."""
     torch.set_num_threads(1)
     try:
-        args = parser_for(command).parse_args(argv)
-        VALIDATE[command](args)
-        return COMPUTE[command](args)
+        with algorithms.using(by_value.loads(records) if records else ()):
+            args = parser_for(command).parse_args(argv)
+            VALIDATE[command](args)
+            return COMPUTE[command](args)
     except Exception as e:     # InputError's constructor does not survive pickling: send one line
         raise CellError(str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}") from None
 

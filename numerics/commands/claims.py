@@ -22,12 +22,8 @@ import time
 from numerics.analysis import budget
 from numerics.analysis.exact import PAPER_SCALE
 from numerics.analysis.train import CPU_SCALE
-from numerics.claims import (
-    checks,  # noqa: F401  (registers the checks)
-    liang_lai,
-    wang2025,
-)
-from numerics.claims.evidence import EXPERIMENTS, Settings, evaluate, run_checks, run_experiments
+from numerics.claims import evidence as registry
+from numerics.claims.evidence import Settings, evaluate, experiments_of, run_checks, run_experiments
 from numerics.claims.report import render_markdown
 from numerics.commands.cli import add_max_time, emit, progress_bar
 from numerics.core.runtime import check_interrupt
@@ -80,13 +76,9 @@ def estimate(mode: str) -> budget.Work:
     return w
 
 
-#: (paper, its claims), in report order.
-SECTIONS = ((liang_lai.PAPER, liang_lai.CLAIMS), (wang2025.PAPER, wang2025.CLAIMS))
-
-
 def run(args) -> int:
-    paper_of = {c.id: paper for paper, cs in SECTIONS for c in cs}
-    claims = [c for _, cs in SECTIONS for c in cs]
+    every_claim = registry.claims()         # the registered claims, in report order
+    claims = every_claim
     if args.only:
         known = {c.id for c in claims}
         bad = [c for c in args.only if c not in known]
@@ -94,8 +86,9 @@ def run(args) -> int:
             raise InputError("only", f"unknown claim id {bad[0]!r}; expected some of {', '.join(sorted(known))}")
         claims = [c for c in claims if c.id in args.only]
     settings = Settings(mode=args.mode, seed=args.seed, out=args.out)
-    names = list(dict.fromkeys(n for c in claims for n in c.checks))
-    every = {n for _, cs in SECTIONS for c in cs for n in c.checks}
+    checks = list(dict.fromkeys(k for c in claims for k in c.checks))
+    names = [k.name for k in checks]
+    every = {k.name for c in every_claim for k in c.checks}
     budget.guard_time(estimate(args.mode).scaled(len(names) / len(every)), budget.max_time(args.max_time),
                       f"claims --{args.mode} ({len(names)} of its {len(every)} checks; counted as their share of "
                       "the whole run)", "use --quick or --only CLAIM")
@@ -110,16 +103,16 @@ def run(args) -> int:
     print(f"icrl-verify claims --{args.mode}: {len(names)} checks for {len(claims)} claims", file=sys.stderr)
     failed = {}
     if args.mode == "full" or args.scheduler:
-        wanted = [e for e in EXPERIMENTS.values() if set(e.checks) & set(names)]
+        wanted = experiments_of(checks)
         where = args.scheduler or "an embedded Dask LocalCluster"
         print(f"  {len(wanted)} shared experiments on {where}: {', '.join(e.name for e in wanted)}", file=sys.stderr)
         with progress_bar(total=len(wanted), desc="claims experiments", disable=args.json, unit="experiment") as bar:
-            failed = run_experiments(names, settings, scheduler=args.scheduler, workers=args.workers,
+            failed = run_experiments(checks, settings, scheduler=args.scheduler, workers=args.workers,
                                      progress=bar.update)
         for name, msg in failed.items():
             print(f"  experiment {name} failed on the cluster ({msg}); its checks compute it here", file=sys.stderr)
-    evidence = run_checks(names, settings, progress=progress)
-    rows = [dict(r, paper=paper_of[r["id"]]) for r in evaluate(claims, evidence)]
+    evidence = run_checks(checks, settings, progress=progress)
+    rows = [dict(r, paper=c.paper) for c, r in zip(claims, evaluate(claims, evidence))]
     total = time.perf_counter() - t0
     check_interrupt()
     cmd = f"icrl-verify claims --{args.mode} --seed {args.seed} --out {args.out}"

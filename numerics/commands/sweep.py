@@ -55,7 +55,7 @@ def build_cells(spec) -> list[Cell]:
         argv, args = registry.parse_cell(spec.command, options)
         resolved = registry.resolved(args)
         cells.append(Cell(cell_key(spec.command, resolved), options, resolved, argv,
-                          registry.command_line(spec.command, args)))
+                          registry.command_line(spec.command, args), registry.cell_records(args)))
     return cells
 
 

@@ -146,8 +146,8 @@ def config_from_args(args) -> TrainConfig:
 
 
 def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
-    return (f"{cfg.algorithm}-{cfg.model}" + ("-full" if cfg.model == "lsa" and cfg.parameterization == "full" else "")
-            + ("-paper" if protocol == "paper" else ""))
+    full = cfg.model == "lsa" and cfg.parameterization == "full"
+    return f"{cfg.record.name}-{cfg.model}" + ("-full" if full else "") + ("-paper" if protocol == "paper" else "")
 
 
 def run(args) -> int:

@@ -41,7 +41,7 @@ def heatmaps_figure(model, cfg, title: str = ""):
             ax.set_xlabel("parameter column (1, w)" if row == 0 else "context row (phi, gamma phi+, r)")
             ax.set_ylabel("context row (phi, gamma phi+, r)" if row == 0 else "read-out (w)")
         fig.colorbar(im, ax=axes[row, :].tolist(), shrink=0.8)
-    fig.suptitle(title or f"{cfg.algorithm}, {cfg.parameterization}: relative distance to M* = {relative(rel)}")
+    fig.suptitle(title or f"{cfg.record.name}, {cfg.parameterization}: relative distance to M* = {relative(rel)}")
     return fig
 
 
@@ -68,7 +68,8 @@ def write(res: dict, cfg, name: str, report_dir: str, command: str, config: dict
         pngs.append(os.path.basename(base) + "-heatmaps.png")
     dist = cfg.distribution()
     lines = [f"# Training report: {name}", run_header(command, config),
-             f"Teacher mimicking (Algorithm 1, THEORY.md section 5) of **{cfg.algorithm}** by the **{cfg.model}** model"
+             f"Teacher mimicking (Algorithm 1, THEORY.md section 5) of **{cfg.record.name}** by the "
+             f"**{cfg.model}** model"
              + (f" ({cfg.parameterization} parameterisation)" if cfg.model == "lsa" else "") + ".",
              "", f"- Distribution: {dist.describe()}; n = {cfg.n}, epsilon = {cfg.epsilon}, alpha = {cfg.alpha}"
              + (f", beta = {cfg.beta}" if "beta" in cfg.record.steps else "") + ".",
@@ -156,7 +157,8 @@ def write_seeds(results: list[dict], cfgs, name: str, report_dir: str, command: 
         figures["-heatmaps"] = heatmaps_figure(results[0]["model"], cfg, f"seed {cfg.seed}")
         pngs.append(os.path.basename(base) + "-heatmaps.png")
     lines = [f"# Training report: {name} ({len(cfgs)} seeds)", run_header(command, config),
-             f"Teacher mimicking (Algorithm 1, THEORY.md section 5) of **{cfg.algorithm}** by the **{cfg.model}** model"
+             f"Teacher mimicking (Algorithm 1, THEORY.md section 5) of **{cfg.record.name}** by the "
+             f"**{cfg.model}** model"
              + (f" ({cfg.parameterization} parameterisation)" if lsa else "") + f", seeds {cfgs[0].seed}.."
              f"{cfgs[-1].seed}, run in {workers} parallel process(es) (each seed an independent run).", "",
              f"- Distribution: {cfg.distribution().describe()}; n = {cfg.n}, epsilon = {cfg.epsilon}, "
