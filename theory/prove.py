@@ -167,8 +167,11 @@ def _prove_construction(record, a, b):
         residual = f"concrete size d={bad['d']}, n={bad['n']} left a nonzero residual"
     elif not all(v["proven"] for v in parts.values()):
         residual = "algorithm-specific part not proven: " + ", ".join(k for k, v in parts.items() if not v["proven"])
+    proven = general and all_concrete and all(v["proven"] for v in parts.values())
+    # a refused construction: an exact prompt on which the literal block and the teacher differ (d = 1)
+    cex = None if proven else CEX.find(record, *full_pv(record, 1, subs or None), hp)
     return dict(mode="construction", algorithm=record.name, theorem=record.theorem, record=record,
-                general=general and all_concrete and all(v["proven"] for v in parts.values()), concrete=concrete,
+                general=proven, concrete=concrete, counterexample=cex,
                 lemmas=parts,
                 residual=residual, weights=None, alpha=teach_a, beta=teach_b, alpha_given=a is not None,
                 beta_given=b is not None, lemma_ok=lemma_ok, lemma_steps=lemma_steps, construction_steps=g.steps,

@@ -133,10 +133,12 @@ def _scale(args, key: str):
     return SCALES[args.protocol][key] if v is None else v
 
 
-def config_from_args(args) -> TrainConfig:
+def config_from_args(args, record=None) -> TrainConfig:
+    """The training configuration of the options; ``record`` (a construction
+    file's) travels by value instead of the ``--algorithm`` name."""
     if args.checkpoint_every is not None and args.checkpoint_every < 0:
         raise InputError("checkpoint-every", f"must be >= 0, got {args.checkpoint_every}")
-    return TrainConfig(algorithm=args.algorithm, states=args.states, actions=args.actions, gamma=args.gamma,
+    return TrainConfig(algorithm=args.algorithm if record is None else record, states=args.states, actions=args.actions, gamma=args.gamma,
                        gamma_range=tuple(args.gamma_range) if args.gamma_range else None, features=args.features,
                        feature_seed=args.seed, n=args.context, epsilon=args.epsilon, alpha=args.alpha,
                        beta=args.beta, model=args.model, parameterization=args.parameterization, hidden=args.hidden,
@@ -154,11 +156,8 @@ def run(args) -> int:
     record = record_from_args(args)
     if record.data == "mrp":
         return run_layer_train(args, record)
-    if args.construction:
-        raise InputError("construction", "train runs a construction file of an mrp record; an mdp record trains "
-                                         "from --algorithm (register it)")
     budget.guard_source(args)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, record if args.construction else None)
     device = device_from_args(args)
     if args.protocol == "paper":
         check_exact_config(cfg, device)
