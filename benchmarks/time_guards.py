@@ -43,9 +43,9 @@ def cases(tmp: str):
            budget.train_work(SARSA, 20, 1000, 9, 4, 36, 20, 64, protocol="paper"))
     yield ("control", ["control", "--constructed", "--seeds", "4", "--mdps", "100", "--rounds", "200", "--no-report"],
            budget.control_work(SARSA, 4, 100, 200, 9, 4, d36, 20, methods=2))
-    yield ("check-wang2025", ["check", "--layout", "wang2025", "--mdps", "3000", "--layers", "40", "--context", "100",
+    yield ("check-wang2025", ["check", "--algorithm", "td-preconditioned", "--mdps", "3000", "--layers", "40", "--context", "100",
                               "--features-dim", "3", "--states", "10"],
-           budget.wang_check_work(3000, 10, 3, 100, 40))
+           budget.layer_check_work(3000, 10, 3, 100, 40))
 
 
 def main_():

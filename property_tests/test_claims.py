@@ -23,7 +23,7 @@ def _flip_p12_sign(monkeypatch, algorithm):
     c = record.construction
     flipped = tuple((k, -v) if k == ("phi", "w") else (k, v) for k, v in c.p12)
     monkeypatch.setitem(algorithms._REGISTRY, algorithm,
-                        dataclasses.replace(record, construction=dataclasses.replace(c, p12=flipped)))
+                        dataclasses.replace(record, construction=dataclasses.replace(c, p=flipped)))
 
 
 def _claims(*ids):

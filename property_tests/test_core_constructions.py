@@ -71,10 +71,16 @@ def test_full_pv_and_constructed_weights_are_zero_outside_the_two_blocks():
 
 
 def test_a_table_entry_joining_blocks_of_different_sizes_is_refused():
-    bad = dataclasses.replace(get("sarsa"), construction=TC.Construction(
-        p12=((("r", "w"), sp.Integer(1)),), vbar21=((("w", "phi"), alpha),)))
+    bad = TC.Construction(p=((("r", "w"), sp.Integer(1)),), v=((("w", "phi"), alpha),))
+    with pytest.raises(ValueError, match=r"P entry \(r, w\) joins blocks of sizes 1 and d$"):
+        dataclasses.replace(get("sarsa"), construction=bad)
+    with pytest.raises(ValueError, match=r"names 'x', not a row block"):
+        dataclasses.replace(get("sarsa"), construction=TC.Construction(p=((("x", "w"), 1),), v=()))
+    # the fill itself refuses a non-square block too (a record built without validation)
+    rec = get("sarsa")
+    object.__setattr__(rec, "construction", bad)
     with pytest.raises(ValueError, match=r"^construction: block \(r,w\) is not square$"):
-        TC.p12_vbar21(bad, 2)
+        TC.p12_vbar21(rec, 2)
 
 
 def test_unread_mask_marks_the_never_read_blocks_of_proposition_3_1():

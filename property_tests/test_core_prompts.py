@@ -129,8 +129,11 @@ def test_per_mdp_coefficients_are_put_on_the_device_of_the_quantities():
 
 
 def test_a_coefficient_with_another_symbol_is_refused():
-    record = dataclasses.replace(get("sarsa"), context=(("phi", sp.Integer(1), "phi"),
-                                                        ("gphi_next", ALPHA, "phi_next"), ("r", sp.Integer(1), "r")))
+    bad = (("phi", sp.Integer(1), "phi"), ("gphi_next", ALPHA, "phi_next"), ("r", sp.Integer(1), "r"))
+    with pytest.raises(ValueError, match="coefficient alpha may depend on gamma only$"):
+        dataclasses.replace(get("sarsa"), context=bad)           # the record refuses it
+    record = get("sarsa")
+    object.__setattr__(record, "context", bad)                   # and so does the prompt builder
     F, win, theta, gamma = _case()
     q = prompts.window_quantities(record, F, win, theta[:, :2], 0.3)
     with pytest.raises(ValueError, match="^context coefficient alpha may depend on gamma only$"):

@@ -161,7 +161,8 @@ def test_reference_update_computes_in_float64_whatever_arrays_it_is_given():
 
 def test_the_paper_s_records_and_what_distinguishes_them():
     recs = {a.name: a for a in A.paper()}
-    assert list(recs) == ["sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"] == list(A.names())
+    assert list(recs) == ["sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"] == list(A.names("mdp"))
+    assert list(A.names()) == list(recs) + ["td-preconditioned", "td-lambda", "rg", "avg-reward"]
     assert {k: r.next_rule for k, r in recs.items()} == {"sarsa": "taken", "expected-sarsa": "expected",
                                                          "q-learning": "greedy", "actor-critic": "taken",
                                                          "td": "taken"}
@@ -212,7 +213,7 @@ def test_record_helpers():
 @pytest.mark.parametrize("field, value, message", [
     ("context", (("phi", 1, "phi"), ("r", 1, "r")), "context recipe fills"),
     ("context", (("phi", 1, "phi"), ("gphi_next", gamma, "psi"), ("r", 1, "r")),
-     "block 'gphi_next' holds unknown quantity 'psi'; expected one of phi, phi_next, r, g, one$"),
+     "block 'gphi_next' holds unknown quantity 'psi'; expected one of phi, phi_next, r, g, one, zero$"),
     ("next_rule", "best", "next_rule 'best' not in"),
     ("behaviour", "greedy", "behaviour 'greedy' not in"),
     ("features", "pixels", "features 'pixels' not in"),

@@ -1,5 +1,6 @@
-"""Mutation tier: Wang et al.'s layout (``numerics.core.wang``) and its
-independent loop (``numerics.core.wang_reference``): prompts entry by entry,
+"""Mutation tier: Wang et al.'s layout (``numerics.core.prompts.evaluation_prompt``,
+``numerics.core.constructions.preconditioned_weights``, ``numerics.core.block.readout_entry``)
+and its independent loop (``numerics.reference.batch_td_loop``): prompts entry by entry,
 constructions block by block, the L-layer block against the loop, and the
 loop against hand-computed steps and the matrix form of batch TD."""
 from __future__ import annotations
@@ -12,10 +13,13 @@ import sympy as sp
 import torch
 
 from numerics.core import block
-from numerics.core import wang as NW
-from numerics.core import wang_reference as WR
+from numerics.core.block import readout_entry
+from numerics.core.constructions import preconditioned_weights
+from numerics.core.prompts import _per_prompt, evaluation_prompt
+from numerics import reference as WR
 from numerics.core.mrp import Windows
-from theory import wang as W
+from theory import algorithms
+from theory.symbols import gamma, lam
 from theory.errors import InputError
 
 pytestmark = pytest.mark.mutation
@@ -29,20 +33,20 @@ def _windows(B=2, n=4, d=2, seed=0):
                    gamma=torch.tensor([0.5, 0.8], dtype=F64)[:B])
 
 
-@pytest.mark.parametrize("name", ["td", "avg-reward"])
+@pytest.mark.parametrize("name", ["td-preconditioned", "avg-reward"])
 def test_prompt_entry_by_entry(name):
-    record = W.get(name)
+    record = algorithms.get(name)
     win = _windows()
-    Z = NW.prompt(record, win)
+    Z = evaluation_prompt(record, win)
     B, n, d = 2, 4, 2
-    D = 5 if name == "td" else 6
+    D = 5 if name == "td-preconditioned" else 6
     assert Z.shape == (B, D, n + 1) and Z.dtype == F64
     for b in range(B):
-        g = win.gamma[b].item() if name == "td" else 1.0
+        g = win.gamma[b].item() if name == "td-preconditioned" else 1.0
         for j in range(n + 1):
             if j < n:
                 col = win.phi[b, j].tolist() + [g * v for v in win.phi_next[b, j].tolist()] + [win.r[b, j].item()]
-                col += [] if name == "td" else [0.0]
+                col += [] if name == "td-preconditioned" else [0.0]
             else:
                 col = win.phi_q[b].tolist() + [0.0] * (D - d)
             np.testing.assert_allclose(Z[b, :, j].numpy(), col, rtol=1e-15, atol=0)
@@ -50,28 +54,28 @@ def test_prompt_entry_by_entry(name):
 
 def test_a_context_coefficient_is_one_gamma_or_a_number_and_nothing_else():
     g = torch.tensor([0.5, 0.25], dtype=F64)
-    assert torch.equal(NW._coefficient(W.gamma, g), g)
-    assert NW._coefficient(sp.Integer(3), g).tolist() == [3.0, 3.0]
-    assert NW._coefficient(1, g).tolist() == [1.0, 1.0]
-    with pytest.raises(InputError, match="^algorithm: context coefficient 2\\*lambda is not 1 or gamma"):
-        NW._coefficient(2 * W.lam, g)
+    assert torch.equal(_per_prompt(gamma, g), g)
+    assert _per_prompt(sp.Integer(3), g).tolist() == [3.0, 3.0]
+    assert _per_prompt(1, g).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="^context coefficient 2\\*lambda may depend on gamma only"):
+        _per_prompt(2 * lam, g)
 
 
-@pytest.mark.parametrize("name", ["td", "rg", "avg-reward"])
+@pytest.mark.parametrize("name", ["td-preconditioned", "rg", "avg-reward"])
 @pytest.mark.parametrize("untied", [False, True])
 def test_construction_places_coef_times_c_transpose_and_the_v_entries(name, untied):
-    record, d = W.get(name), 2
+    record, d = algorithms.get(name), 2
     C = torch.arange(1.0, 1 + (3 if untied else 1) * d * d, dtype=F64).reshape(*((3,) if untied else ()), d, d)
-    P, V = NW.construction(record, C)
+    P, V = preconditioned_weights(record, C)
     off = record.layout.offsets("rows", d)
     D = int(record.layout.D(d))
     lead = (3,) if untied else ()
     want_P = torch.zeros(*lead, D, D, dtype=F64)
-    for (rb, cb), coef in record.p_table:
+    for (rb, cb), coef in record.construction.p:
         want_P[..., off[rb][0]:off[rb][0] + d, off[cb][0]:off[cb][0] + d] += float(coef) * C.transpose(-1, -2)
     assert torch.equal(P, want_P)
     heads = []
-    for table in record.v_tables:
+    for table in record.construction.v:
         Vh = torch.zeros(*lead, D, D, dtype=F64)
         for (rb, cb), coef in table:
             Vh[..., off[rb][0], off[cb][0]] = float(coef)
@@ -83,49 +87,49 @@ def test_construction_places_coef_times_c_transpose_and_the_v_entries(name, unti
 @pytest.mark.parametrize("shape", [(2,), (2, 3), (2, 2, 2, 2), (3, 2, 4)])
 def test_construction_refuses_a_preconditioner_of_the_wrong_shape(shape):
     with pytest.raises(InputError, match=r"^preconditioner: expected shape \(d, d\) or \(L, d, d\), got"):
-        NW.construction(W.get("td"), torch.zeros(shape, dtype=F64))
+        preconditioned_weights(algorithms.get("td-preconditioned"), torch.zeros(shape, dtype=F64))
 
 
 def test_construction_holds_the_preconditioner_in_float64_on_its_device():
-    P, V = NW.construction(W.get("td"), [[0.1, 0.2], [0.3, 0.7]])           # plain Python floats
+    P, V = preconditioned_weights(algorithms.get("td-preconditioned"), [[0.1, 0.2], [0.3, 0.7]])           # plain Python floats
     assert P.dtype == torch.float64 and P[0, 0].item() == -0.1 and P[1, 0].item() == -0.2 and P[0, 3].item() == 0.3
-    Pm, Vm = NW.construction(W.get("avg-reward"), torch.eye(2, dtype=F64, device="meta"))
+    Pm, Vm = preconditioned_weights(algorithms.get("avg-reward"), torch.eye(2, dtype=F64, device="meta"))
     assert Pm.device.type == "meta" and Vm.device.type == "meta" and Vm.shape == (2, 6, 6)
-    Pt, Vt = NW.construction(W.get("td"), torch.eye(2, dtype=F64, device="meta"))
+    Pt, Vt = preconditioned_weights(algorithms.get("td-preconditioned"), torch.eye(2, dtype=F64, device="meta"))
     assert Pt.device.type == "meta" and Vt.device.type == "meta"
 
 
 def test_prompt_lives_on_the_device_of_the_window_and_reads_the_recipe_in_any_order():
     win = _windows()
     meta = Windows(*(t.to("meta") for t in (win.phi, win.phi_next, win.r, win.phi_q, win.gamma)))
-    assert NW.prompt(W.get("td"), meta).device.type == "meta"
-    rec = W.get("avg-reward")
+    assert evaluation_prompt(algorithms.get("td-preconditioned"), meta).device.type == "meta"
+    rec = algorithms.get("avg-reward")
     zero_first = dataclasses.replace(rec, context=tuple(sorted(rec.context, key=lambda c: c[2] != "zero")))
     assert zero_first.context[0][2] == "zero"
-    assert torch.equal(NW.prompt(zero_first, win), NW.prompt(rec, win))
+    assert torch.equal(evaluation_prompt(zero_first, win), evaluation_prompt(rec, win))
 
 
 def test_readout_is_the_signed_carried_entry_of_the_last_column():
     Z = torch.arange(2 * 5 * 3, dtype=F64).reshape(2, 5, 3)
-    assert NW.readout(W.get("td"), Z).tolist() == [-Z[0, 4, 2].item(), -Z[1, 4, 2].item()]
+    assert readout_entry(algorithms.get("td-preconditioned").layout, Z).tolist() == [-Z[0, 4, 2].item(), -Z[1, 4, 2].item()]
     Z6 = torch.arange(2 * 6 * 3, dtype=F64).reshape(2, 6, 3)
-    assert NW.readout(W.get("avg-reward"), Z6).tolist() == [Z6[0, 5, 2].item(), Z6[1, 5, 2].item()]
+    assert readout_entry(algorithms.get("avg-reward").layout, Z6).tolist() == [Z6[0, 5, 2].item(), Z6[1, 5, 2].item()]
 
 
-@pytest.mark.parametrize("name, direction, centered", [("td", "phi", False), ("td-lambda", "trace", False),
+@pytest.mark.parametrize("name, direction, centered", [("td-preconditioned", "phi", False), ("td-lambda", "trace", False),
                                                        ("rg", "residual", False), ("avg-reward", "phi", True)])
 def test_the_constructed_block_runs_the_loop_layer_by_layer(name, direction, centered):
-    record, d, L = W.get(name), 2, 3
+    record, d, L = algorithms.get(name), 2, 3
     win = _windows(B=1)
     Cs = torch.stack([torch.eye(d, dtype=F64) * 0.5, torch.tensor([[0.3, 0.1], [-0.2, 0.6]], dtype=F64),
                       torch.eye(d, dtype=F64)])
     spec = record.spec_at(L, tied=False, lam_value=0.6)
-    P, V = NW.construction(record, Cs)
-    Zs = block.forward_layers(spec, P, V, NW.prompt(record, win), d)
+    P, V = preconditioned_weights(record, Cs)
+    Zs = block.forward_layers(spec, P, V, evaluation_prompt(record, win), d)
     loop = WR.batch_td_loop(win.phi[0], win.phi_next[0], win.r[0], win.phi_q[0], float(win.gamma[0]), Cs,
                             direction=direction, centered=centered, lam=0.6)
     for layer in range(L + 1):
-        np.testing.assert_allclose(NW.readout(record, Zs[layer]).numpy(), [loop.value[layer]], rtol=1e-12,
+        np.testing.assert_allclose(readout_entry(record.layout, Zs[layer]).numpy(), [loop.value[layer]], rtol=1e-12,
                                    atol=1e-13)
         carried = record.layout.offsets("rows", d)[record.carried][0]
         np.testing.assert_allclose(Zs[layer][0, carried, :-1].numpy(), loop.carried[layer], rtol=1e-12, atol=1e-13)

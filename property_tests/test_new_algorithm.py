@@ -43,9 +43,9 @@ LAYOUT = Layout(name="value-bias", context=(("phi", "d"), ("gphi_next", "d"), ("
                 params=(("one", 1), ("w", "d")))
 RECORD = algorithms.Algorithm(
     name="sarsa-baseline", spec=BlockSpec(LAYOUT),
-    construction=Construction(p12=((("phi", "w"), sp.Integer(-1)), (("gphi_next", "w"), sp.Integer(1)),
+    construction=Construction(p=((("phi", "w"), sp.Integer(-1)), (("gphi_next", "w"), sp.Integer(1)),
                                     (("r", "one"), sp.Integer(1)), (("bias", "one"), -BASELINE)),
-                              vbar21=((("w", "phi"), alpha),)),
+                              v=((("w", "phi"), alpha),)),
     context=(("phi", sp.Integer(1), "phi"), ("gphi_next", gamma, "phi_next"), ("r", sp.Integer(1), "r"),
              ("bias", sp.Integer(1), "one")),
     rule=baseline_sarsa_rule, constants=(("baseline", BASELINE),), theorem="SARSA with a reward baseline (test-defined)",
@@ -63,7 +63,7 @@ def wrong_sign(record):
     """The same algorithm with the baseline entry of P12 of the wrong sign."""
     con = record.construction
     p12 = tuple((k, -v) if k == ("bias", "one") else (k, v) for k, v in con.p12)
-    return dataclasses.replace(record, construction=dataclasses.replace(con, p12=p12))
+    return dataclasses.replace(record, construction=dataclasses.replace(con, p=p12))
 
 
 def test_new_algorithm_check_holds_and_a_wrong_construction_fails(registered):

@@ -39,13 +39,13 @@ REFUSAL_SECONDS = 10.0
 #: ``protocols``, whose sizes come from the model files, a long control run.
 ABOVE = {
     "check": ["check", "--states", "1000000", "--actions", "1000"],
-    "check-wang2025": ["check", "--layout", "wang2025", "--context", "10000000"],
+    "check-wang2025": ["check", "--algorithm", "td-preconditioned", "--context", "10000000"],
     "richness": ["richness", "--states", "30", "--actions", "10"],
     "richness-full": ["richness", "--states", "30", "--actions", "10", "--parameterization", "full"],
     "flow": ["flow", "--states", "30", "--actions", "10"],
     "train": ["train", "--context", "100000000", "--mdps", "1"],
     "train-paper": ["train", "--protocol", "paper", "--context", "100000000", "--mdps", "1"],
-    "train-wang2025": ["train", "--layout", "wang2025", "--context", "10000000"],
+    "train-wang2025": ["train", "--algorithm", "td-preconditioned", "--context", "10000000"],
     "train-seeds": ["train", "--context", "10000000", "--mdps", "2", "--seeds", "2", "--workers", "2"],
     "control": ["control", "--states", "300", "--actions", "100"],
     "ablation": ["ablation", "--states", "30", "--actions", "20"],

@@ -159,13 +159,17 @@ def test_bad_options_exit_2(tmp_path, capsys, argv, fragment):
 
 
 def test_prove_all_json_general_true(tmp_path, capsys):
-    """Acceptance: `prove --algorithm all --json` reports general: true for every algorithm."""
+    """Acceptance: `prove --algorithm all --json` reports general: true for every record of the one
+    registry (the layer-by-layer ones through their own proofs, planted faults refused)."""
     rc, out, _ = _run(["prove", "--algorithm", "all", "--json", "--out", str(tmp_path)], capsys)
     res = _json(out)
     assert rc == 0 and res["all_proven"] is True
     assert [r["algorithm"] for r in res["algorithms"]] == list(algorithms.names())
     for r in res["algorithms"]:
         assert r["general"] is True and r["residual"] is None
+        if r.get("data") == "mrp":
+            assert r["faults_refused"] and r["base_case"] and r["stack"]["ok"]
+            continue
         assert {(c["d"], c["n"]) for c in r["concrete"] if c["ok"]} == {(d, n) for d in (1, 2, 3) for n in (1, 2, 3)}
         with open(r["report"], encoding="utf-8") as fh:
             text = fh.read()
@@ -177,7 +181,7 @@ def test_wrong_construction_is_not_proven(monkeypatch, tmp_path, capsys):
     """A construction with a wrong sign in the code turns the verdict to not proven (exit 1)."""
     record = get("sarsa")
     con = record.construction
-    bad = dataclasses.replace(con, p12=tuple(((k, -v) if k == ("gphi_next", "w") else (k, v)) for k, v in con.p12))
+    bad = dataclasses.replace(con, p=tuple(((k, -v) if k == ("gphi_next", "w") else (k, v)) for k, v in con.p12))
     monkeypatch.setitem(algorithms._REGISTRY, "sarsa", dataclasses.replace(record, construction=bad))
     r = prove("sarsa")
     assert r["general"] is False and r["residual"]

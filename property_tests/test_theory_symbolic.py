@@ -59,11 +59,11 @@ def _patched(algorithm, **changes):
 def test_construction_faults_fail_general_and_concrete(algorithm, fault):
     con = get(algorithm).construction
     if fault == "flipped sign in P12":
-        record = _patched(algorithm, p12=tuple(((k, -v) if k == ("phi", "w") else (k, v)) for k, v in con.p12))
+        record = _patched(algorithm, p=tuple(((k, -v) if k == ("phi", "w") else (k, v)) for k, v in con.p12))
     elif fault == "wrong step size":
-        record = _patched(algorithm, vbar21=tuple((k, 2 * v) for k, v in con.vbar21))
+        record = _patched(algorithm, v=tuple((k, 2 * v) for k, v in con.vbar21))
     else:
-        record = _patched(algorithm, p12=tuple((k, v) for k, v in con.p12 if k != ("r", "one")))
+        record = _patched(algorithm, p=tuple((k, v) for k, v in con.p12 if k != ("r", "one")))
     proof = S.prove_construction(record)
     assert not proof.ok and proof.residual not in (None, "0")
     r = C.construction_residual(record, 1, 2)

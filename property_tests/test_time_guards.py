@@ -87,7 +87,7 @@ def cases(tmp: str, model: str) -> dict[str, list[str]]:
                 continue
             argv = [command]
             if opt in WANG:
-                argv += ["--layout", "wang2025"]
+                argv += ["--algorithm", "td-preconditioned"]
             argv += COMPANIONS.get(opt, [])
             if command == "families":
                 argv += (["--compare", "--out", os.path.join(tmp, "fam")] if opt in FAMILIES_COMPARE else

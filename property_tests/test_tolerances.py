@@ -28,15 +28,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics.analysis.wang_check import check_against_loop, draw_windows
+from numerics.analysis.check import check_against_loop, draw_windows
 from numerics.commands.cli import main
 from numerics.core import tolerances as T
 from numerics.core.constructions import constructed_weights
 from numerics.core.tolerances import DTYPE
-from numerics.core.wang import construction
+from numerics.core.constructions import preconditioned_weights
 from numerics.io.models import save_weights
 from theory import algorithms
-from theory import wang as W
+from theory import algorithms
 from theory.constructions import full_pv
 from theory.parse import weights_to_json
 from theory.symbols import alpha as ALPHA
@@ -87,7 +87,7 @@ def test_issue_19_wang_file_rewriting_a_feature_row_fails_naming_layer_and_row(a
     """The issue's command: before issue 19, --alpha 10 exited 0 (every error
     divided by the largest magnitude over all layers, ~1e23)."""
     path = _issue_bad_npz(tmp_path / "bad.npz")
-    rc, res, out = run(["check", "--layout", "wang2025", "--weights", path, "--layers", "40", "--features-dim", "4",
+    rc, res, out = run(["check", "--algorithm", "td-preconditioned", "--weights", path, "--layers", "40", "--features-dim", "4",
                         "--context", "30", "--alpha", alpha], capsys)
     assert rc == 1 and res["verdict"] == "fails" and not res["holds"], res
     c = res["counterexample"]
@@ -101,7 +101,7 @@ def test_issue_19_wang_file_rewriting_a_feature_row_fails_naming_layer_and_row(a
 
 
 def test_issue_19_diverging_construction_is_reported_diverging_never_holds(capsys):
-    rc, res, out = run(["check", "--layout", "wang2025", "--layers", "40", "--features-dim", "4", "--context", "30",
+    rc, res, out = run(["check", "--algorithm", "td-preconditioned", "--layers", "40", "--features-dim", "4", "--context", "30",
                         "--alpha", "10"], capsys)
     assert rc == 1 and res["verdict"] == "diverges" and res["counterexample"] is None, res
     v = res["divergence"]
@@ -116,7 +116,7 @@ def test_any_rewritten_kept_row_fails_at_any_alpha_naming_layer_and_row(d, layer
     """A weight file whose layer ``l`` writes a row the construction keeps
     (a feature row, the query, a zero row) fails at layer ``l``, naming that
     row, whether the iteration converges (small alpha) or diverges."""
-    record = W.get("td")
+    record = algorithms.get("td-preconditioned")
     D = 2 * d + 1
     carried = record.layout.offsets("rows", d)[record.carried][0]
     kept = [i for i in range(D) if i != carried]
@@ -126,7 +126,7 @@ def test_any_rewritten_kept_row_fails_at_any_alpha_naming_layer_and_row(d, layer
     g = torch.Generator().manual_seed(seed)
     win = draw_windows("random", 3, 6, d, 8, 0.9, g)
     Cs = alpha * torch.eye(d, dtype=DTYPE).expand(layers, d, d).clone()
-    P, V = construction(record, Cs)
+    P, V = preconditioned_weights(record, Cs)
     V = V.clone()
     V[at, row, source] = coef
     res = check_against_loop(record, win, Cs, layers=layers, tied=False, weights=(P, V))
@@ -224,7 +224,7 @@ def test_one_entrys_magnitudes_never_excuse_another_entrys_error(tmp_path, capsy
 def test_constructions_hold_with_room_under_the_per_quantity_rule(capsys):
     """Every paper algorithm's construction holds, its worst error far inside
     each entry's own bound (the rule is not so loose that it cannot fail)."""
-    for algorithm in ("sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"):
+    for algorithm in ("sarsa", "expected-sarsa", "q-learning", "actor-critic", "td-preconditioned"):
         rc, res, _ = run(["check", "--algorithm", algorithm, "--prompts", "500"], capsys)
         assert rc == 0 and res["verdict"] == "holds" and res["undecidable"] == 0, res
         assert 0.0 <= res["worst_error_over_bound"] < 0.5 and math.isfinite(res["tolerance"])
@@ -235,7 +235,7 @@ def test_wang_step_too_small_for_float64_is_undecidable_with_its_bound(capsys):
     their size, within a few hundred ulps: float64 cannot tell that step
     from a wrong one, so the check says so instead of "holds"; at alpha =
     1e-3 the same check is decidable and holds."""
-    base = ["check", "--layout", "wang2025", "--layers", "3", "--features-dim", "3", "--context", "20",
+    base = ["check", "--algorithm", "td-preconditioned", "--layers", "3", "--features-dim", "3", "--context", "20",
             "--mdps", "5"]
     rc, res, out = run(base + ["--alpha", "1e-12"], capsys)
     assert rc == 1 and res["verdict"] == "undecidable" and res["counterexample"] is None, res

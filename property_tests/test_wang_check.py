@@ -1,5 +1,5 @@
-"""Wang et al. (ICLR 2025), numerically: ``icrl-verify check --layout
-wang2025`` (issue 13).
+"""Wang et al. (ICLR 2025), numerically: ``icrl-verify check --algorithm
+td-preconditioned`` (issue 13).
 
 * Acceptance, through the CLI: the TD(0) construction at L = 40, n = 100,
   d = 3 over 30 random MRPs (one generic preconditioner per layer) matches
@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
+from numerics.analysis.check import check_against_loop, draw_windows, random_preconditioners
 from numerics.commands.cli import main
-from numerics.core import wang_reference
+from numerics import reference as wang_reference
 from numerics.core.block import _mask, forward_layers, running_mean
 from numerics.core.mdp import evaluate_policy
 from numerics.core.mrp import (
@@ -38,17 +38,20 @@ from numerics.core.mrp import (
     uniform_features,
 )
 from numerics.core.tolerances import DTYPE, FEW_OPS_ATOL, REORDER_RTOL, VISIBLE_RTOL, WANG_CHECK_RTOL
-from numerics.core.wang import construction, prompt, readout
-from numerics.core.wang_reference import batch_td_loop
-from numerics.io.wang_weights import save_wang_weights
-from theory import wang as W
+from numerics.core.block import readout_entry
+from numerics.core.constructions import preconditioned_weights
+from numerics.core.prompts import evaluation_prompt
+from numerics.reference import batch_td_loop
+from numerics.io.models import save_weights
+from theory import algorithms
+from theory.symbols import lam
 
 ACCEPT = ["--layers", "40", "--context", "100", "--features-dim", "3", "--mdps", "30", "--states", "10",
           "--gamma", "0.9"]
 
 
 def check(argv, capsys):
-    rc = main(["check", "--layout", "wang2025", *argv, "--json"])
+    rc = main(["check", "--algorithm", "td-preconditioned", *argv, "--json"])
     out = capsys.readouterr().out
     return rc, json.loads(out.strip().splitlines()[-1]), out
 
@@ -82,25 +85,25 @@ def test_check_cli_wang_td_acceptance_and_faults(tmp_path, capsys):
     assert res["max_rel_error"] <= WANG_CHECK_RTOL and res["errors"]["untouched"] == 0.0
     assert res["verdict"] == "holds" and 0.0 <= res["worst_error_over_bound"] <= 1.0 and res["divergence"] is None
     assert "HOLDS" in out
-    record = W.get("td")
-    P, V = construction(record, Cs)
+    record = algorithms.get("td-preconditioned")
+    P, V = preconditioned_weights(record, Cs)
     flipped = P.clone()
     flipped[:, :3, :3] *= -1                                 # -C^T -> +C^T on (phi, phi) of Q (our P)
     faults = {"flipped sign in Q": ["--weights", _save(tmp_path, "flip", flipped, V)],
               "missing mask": ["--mask", "none"],
-              "wrong C (C^T)": ["--weights", _save(tmp_path, "ct", *construction(record, Cs.transpose(1, 2)))]}
+              "wrong C (C^T)": ["--weights", _save(tmp_path, "ct", *preconditioned_weights(record, Cs.transpose(1, 2)))]}
     for name, extra in faults.items():
         rc, res, out = check(ACCEPT + ["--preconditioner", cpath] + extra, capsys)
         assert rc == 1 and not res["holds"], name
         c = res["counterexample"]
         assert c is not None and c["relative_error"] > VISIBLE_RTOL, (name, c)
         assert abs(c["block"] - c["loop"]) > WANG_CHECK_RTOL * max(1.0, abs(c["loop"]))
-        assert "FAILS" in out and "counterexample: window" in out and "--layout wang2025" in out, name
+        assert "FAILS" in out and "counterexample: window" in out and "--algorithm td-preconditioned" in out, name
 
 
 def _save(tmp_path, name, P, V):
     path = str(tmp_path / f"{name}.npz")
-    save_wang_weights(path, P, V)
+    save_weights(path, P, V)
     return path
 
 
@@ -110,8 +113,8 @@ def test_check_cli_defaults_are_their_verification_sizes(capsys):
     cfg = res["config"]
     assert rc == 0 and res["holds"] and res["tied"] is True
     assert (cfg["algorithm"], cfg["context"], cfg["mdps"], cfg["states"], cfg["gamma"], cfg["alpha"]) == \
-        ("td", 100, 30, 10, 0.9, 1.0)
-    assert res["command"].startswith("icrl-verify check --layout wang2025 --algorithm td --layers 3")
+        ("td-preconditioned", 100, 30, 10, 0.9, 1.0)
+    assert res["command"].startswith("icrl-verify check --algorithm td-preconditioned --layers 3")
 
 
 def test_check_cli_given_value_equal_to_the_paper_default_is_kept(capsys):
@@ -142,22 +145,22 @@ def test_wang_constructions_equal_the_loop_at_every_layer(accept_case, algorithm
     assert res.errors["untouched"] == 0.0
 
 
-@pytest.mark.parametrize("algorithm, lam", [("td", None), ("td-lambda", 0.5), ("rg", None), ("avg-reward", None)])
+@pytest.mark.parametrize("algorithm, lam", [("td-preconditioned", None), ("td-lambda", 0.5), ("rg", None), ("avg-reward", None)])
 def test_wang_planted_faults_fail(algorithm, lam, rng):
     """A flipped sign, a missing mask, C^T, 2C (and the algorithm's own
     faults) each fail far above the tolerance."""
     win = draw_windows("random", 6, 8, 3, 40, 0.9, rng.torch)
     Cs = random_preconditioners(6, 3, rng.torch)
-    record = W.get(algorithm)
-    P, V = construction(record, Cs)
+    record = algorithms.get(algorithm)
+    P, V = preconditioned_weights(record, Cs)
     flipped = P.clone()
     flipped[:, :3, :3] *= -1
     faults = {"flip": dict(weights=(flipped, V)), "no mask": dict(mask="none"),
-              "C^T": dict(weights=construction(record, Cs.transpose(1, 2))),
-              "2C": dict(weights=construction(record, 2 * Cs))}
+              "C^T": dict(weights=preconditioned_weights(record, Cs.transpose(1, 2))),
+              "2C": dict(weights=preconditioned_weights(record, 2 * Cs))}
     if record.direction == "residual":
-        faults["TD(0) weights"] = dict(weights=construction(W.TD, Cs))
-    if len(record.v_tables) > 1:
+        faults["TD(0) weights"] = dict(weights=preconditioned_weights(algorithms.get("td-preconditioned"), Cs))
+    if len(record.construction.v) > 1:
         dropped = V.clone()
         dropped[:, 0] = 0.0                                   # the running-mean head writes nothing
         faults["running-mean head dropped"] = dict(weights=(P, dropped))
@@ -172,8 +175,8 @@ def test_wang_missing_mask_is_invisible_at_one_layer_and_visible_at_two(rng):
     cannot see a missing mask and a two-layer check can."""
     win = draw_windows("random", 6, 8, 3, 25, 0.9, rng.torch)
     Cs = random_preconditioners(2, 3, rng.torch)
-    one = check_against_loop("td", win, Cs[:1], layers=1, tied=False, mask="none")
-    two = check_against_loop("td", win, Cs, layers=2, tied=False, mask="none")
+    one = check_against_loop("td-preconditioned", win, Cs[:1], layers=1, tied=False, mask="none")
+    two = check_against_loop("td-preconditioned", win, Cs, layers=2, tied=False, mask="none")
     assert one.holds and not two.holds and two.counterexample["layer"] == 2
 
 
@@ -184,12 +187,12 @@ def test_wang_tied_equals_untied_repeated_and_boyan_figure_2_sizes(rng):
     win = draw_windows("boyan", 20, 10, 4, 30, 0.9, rng.torch)
     C = 0.7 * torch.eye(4, dtype=DTYPE)
     Cs = C.expand(3, 4, 4).clone()
-    tied = check_against_loop("td", win, Cs, layers=3, tied=True)
+    tied = check_against_loop("td-preconditioned", win, Cs, layers=3, tied=True)
     assert tied.holds, tied.counterexample
-    record = W.get("td")
-    Z0 = prompt(record, win)
-    a = forward_layers(record.spec_at(3, True), *construction(record, C), Z0, 4)
-    b = forward_layers(record.spec_at(3, False), *construction(record, Cs), Z0, 4)
+    record = algorithms.get("td-preconditioned")
+    Z0 = evaluation_prompt(record, win)
+    a = forward_layers(record.spec_at(3, True), *preconditioned_weights(record, C), Z0, 4)
+    b = forward_layers(record.spec_at(3, False), *preconditioned_weights(record, Cs), Z0, 4)
     assert torch.equal(a, b)
 
 
@@ -198,11 +201,11 @@ def test_wang_avg_reward_two_heads_equal_one_head_on_centered_rewards(rng):
     on a prompt whose reward row holds r_j - rbar_j."""
     win = draw_windows("random", 6, 8, 3, 30, 0.9, rng.torch)
     Cs = random_preconditioners(8, 3, rng.torch)
-    avg, td = W.get("avg-reward"), W.get("td")
-    two = readout(avg, forward_layers(avg.spec_at(8, False), *construction(avg, Cs), prompt(avg, win), 3))
+    avg, td = algorithms.get("avg-reward"), algorithms.get("td-preconditioned")
+    two = readout_entry(avg.layout, forward_layers(avg.spec_at(8, False), *preconditioned_weights(avg, Cs), evaluation_prompt(avg, win), 3))
     rbar = win.r.cumsum(-1) / torch.arange(1, win.n + 1, dtype=DTYPE)
     red = dataclasses.replace(win, r=win.r - rbar, gamma=torch.ones_like(win.gamma))
-    one = readout(td, forward_layers(td.spec_at(8, False), *construction(td, Cs), prompt(td, red), 3))
+    one = readout_entry(td.layout, forward_layers(td.spec_at(8, False), *preconditioned_weights(td, Cs), evaluation_prompt(td, red), 3))
     assert float((two - one).abs().max()) <= REORDER_RTOL * max(1.0, float(one.abs().max()))
 
 
@@ -261,12 +264,18 @@ def test_reference_avg_reward_is_td0_on_centered_rewards(rng):
 
 
 def test_reference_imports_numpy_only():
-    """The reference shares no code with what it checks."""
+    """The reference shares no code with what it checks: the module imports NumPy and, for a user's
+    per-transition rule, ``theory.rules`` (the rule algebra, no block code); the batch-TD loop reads
+    neither."""
     with open(wang_reference.__file__) as fh:
         tree = ast.parse(fh.read())
-    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert mods <= {"numpy", "dataclasses", "__future__"}, mods
+    mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module + ("." + n.names[0].name if n.module == "theory" else "")
+             for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert mods <= {"numpy", "dataclasses", "__future__", "theory.rules"}, mods
+    loop = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "batch_td_loop")
+    names = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name)}
+    assert "rules" not in names and "np" in names
 
 
 # ---- MRPs, windows, prompts, masks ---------------------------------------------------------
@@ -311,22 +320,22 @@ def test_windows_and_prompt_layout(rng):
     F = uniform_features(3, 6, 2, rng.torch)
     mdp = random_mrps(3, 6, rng.torch, gamma=0.8)
     win = mrp_windows(mdp, F, 7, rng.torch)
-    Z = prompt(W.get("td"), win)
+    Z = evaluation_prompt(algorithms.get("td-preconditioned"), win)
     for b in range(3):
         s = win.states[b]
         for j in range(7):
             assert torch.equal(Z[b, :2, j], F[b, s[j]]) and torch.equal(Z[b, 2:4, j], 0.8 * F[b, s[j + 1]])
             assert Z[b, 4, j] == mdp.R[b, s[j], 0, s[j + 1]]
         assert torch.equal(Z[b, :2, 7], F[b, s[8]]) and torch.all(Z[b, 2:, 7] == 0)
-    Za = prompt(W.get("avg-reward"), win)
+    Za = evaluation_prompt(algorithms.get("avg-reward"), win)
     assert Za.shape == (3, 6, 8) and torch.equal(Za[:, 2:4, :7], win.phi_next.transpose(1, 2))
     assert torch.all(Za[:, 5] == 0)
 
 
 def test_masks_and_running_mean():
     like = torch.zeros(1, dtype=DTYPE)
-    assert torch.equal(_mask(W.TD.spec_at(1), 4, like), torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=DTYPE))
-    Ml = _mask(W.TD_LAMBDA.spec_at(1, lam_value=0.5), 4, like)
+    assert torch.equal(_mask(algorithms.get("td-preconditioned").spec_at(1), 4, like), torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=DTYPE))
+    Ml = _mask(algorithms.get("td-lambda").spec_at(1, lam_value=0.5), 4, like)
     assert torch.equal(Ml, torch.tensor([[1, 0, 0, 0], [0.5, 1, 0, 0], [0.25, 0.5, 1, 0], [0, 0, 0, 0]], dtype=DTYPE))
     Z = torch.tensor([[1.0, 3.0, 8.0]], dtype=DTYPE)
     assert torch.allclose(Z @ running_mean(3, like), torch.tensor([[0.0, -1.0, -4.0]], dtype=DTYPE), atol=FEW_OPS_ATOL)
@@ -335,7 +344,7 @@ def test_masks_and_running_mean():
 # ---- bad input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, field", [
-    (["--algorithm", "sarsa"], "algorithm"),
+    (["--layout", "wang2025", "--algorithm", "sarsa"], "algorithm"),
     (["--gamma", "1.0"], "gamma"),
     (["--algorithm", "td-lambda", "--lam", "1.5"], "lam"),
     (["--features", "onehot"], "features"),
@@ -345,7 +354,7 @@ def test_masks_and_running_mean():
     (["--mdp", "x.npz"], "mdp"),
 ])
 def test_check_cli_wang_bad_input(argv, field, capsys):
-    rc = main(["check", "--layout", "wang2025", "--mdps", "2", "--context", "4", *argv])
+    rc = main(["check", "--algorithm", "td-preconditioned", "--mdps", "2", "--context", "4", *argv])
     out, err = capsys.readouterr()
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"error: {field}" in err, err
 
@@ -357,7 +366,7 @@ def test_check_cli_wang_bad_weight_and_preconditioner_shapes(tmp_path, capsys):
     np.savez(tmp_path / "c.npz", C=np.eye(2))
     for argv, field in ((["--weights", bad_v], "weights.V"), (["--weights", bad_l], "weights.P"),
                         (["--weights", good, "--preconditioner", str(tmp_path / "c.npz")], "preconditioner.C")):
-        rc = main(["check", "--layout", "wang2025", "--mdps", "2", "--context", "4", *argv])
+        rc = main(["check", "--algorithm", "td-preconditioned", "--mdps", "2", "--context", "4", *argv])
         out, err = capsys.readouterr()
         assert rc == 2 and out == "" and f"error: {field}" in err, err
     assert os.path.exists(good)

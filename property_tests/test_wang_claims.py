@@ -14,7 +14,7 @@ from numerics.claims import (
 )
 from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Evidence, Settings, evaluate, run_checks
 from numerics.commands.cli import main
-from theory import wang as W
+from theory import algorithms
 
 
 def _claims(*ids):
@@ -36,7 +36,7 @@ def test_wang_td_and_stacking_verdicts_on_the_code_as_shipped():
 
 
 def test_a_wrong_sign_in_their_construction_turns_wang_td_to_fails(monkeypatch):
-    monkeypatch.setitem(W._REGISTRY, "td", W.with_p_sign_flipped(W.TD))
+    monkeypatch.setitem(algorithms._REGISTRY, "td-preconditioned", algorithms.with_p_sign_flipped(algorithms.get("td-preconditioned")))
     wang2025._PROOFS.clear()
     verdicts, ev = _verdicts(_claims("wang-td"))
     assert verdicts["wang-td"] == FAILS

@@ -1,5 +1,5 @@
-"""Wang et al. (ICLR 2025), symbolically (theory/wang.py, theory/wang_proofs.py,
-``icrl-verify prove --layout wang2025``): one masked layer maps the prompt
+"""Wang et al. (ICLR 2025), symbolically (their records in theory/algorithms.py,
+theory/layerwise.py, ``icrl-verify prove --algorithm td-preconditioned``): one masked layer maps the prompt
 carrying w to the prompt carrying w+ for symbolic d and n (TD(0) with a
 preconditioner, TD(lambda) for any mask block, residual gradient,
 average-reward TD with two heads); the base case; an independent
@@ -20,22 +20,22 @@ import torch
 from numerics.commands.cli import main
 from numerics.core.block import forward
 from numerics.core.tolerances import SYMBOLIC_NUMERIC_RTOL
-from numerics.core.wang import construction
-from theory import wang as W
-from theory import wang_proofs as WP
-from theory import wang_prove
+from numerics.core.constructions import preconditioned_weights
+from theory import algorithms
+from theory import layerwise as WP
 from theory.errors import InputError
 from theory.layout import WANG_LAYOUT
 from theory.spec import BlockSpec
+from theory.symbols import lam
 
-NAMES = W.names()
+NAMES = algorithms.names("mrp")
 
 
 @functools.lru_cache(maxsize=None)
 def proved(algorithm):
-    """``theory.wang_prove.prove`` once per algorithm (the general proof, the
+    """``theory.WP.prove`` once per algorithm (the general proof, the
     base case, the concrete sizes, the two-layer stack, the planted faults)."""
-    return wang_prove.prove(algorithm)
+    return WP.prove(algorithm)
 
 
 @pytest.mark.parametrize("algorithm", NAMES)
@@ -64,21 +64,21 @@ def test_wang_one_layer_identity_concrete_and_two_layers(algorithm):
     """Every entry a symbol at d <= 2, n <= 3; two untied layers from the
     prompt as built equal two loop steps (the induction at one size)."""
     res = proved(algorithm)
-    assert [(c["d"], c["n"]) for c in res["concrete"]] == list(wang_prove.CONCRETE_SIZES)
+    assert [(c["d"], c["n"]) for c in res["concrete"]] == list(WP.CONCRETE_SIZES)
     assert all(c["ok"] for c in res["concrete"]) and res["stack"]["ok"]
 
 
 def test_wang_general_proof_refuses_a_flipped_sign_directly():
     """The general proof alone, without the concrete sizes: a flipped sign and
     a missing mask leave a residual."""
-    assert not WP.prove_layer("td", con=W.with_p_sign_flipped(W.TD)).ok
-    assert not WP.prove_layer("td", mask="none").ok
+    assert not WP.prove_layer("td-preconditioned", con=algorithms.with_p_sign_flipped(algorithms.get("td-preconditioned"))).ok
+    assert not WP.prove_layer("td-preconditioned", mask="none").ok
 
 
 def test_wang_missing_mask_is_invisible_only_at_w_zero():
     """Without the mask the residual is proportional to the query's carried
     entry -w.phi_q: zero at w = 0 (the first layer), not after."""
-    r = WP.concrete_layer_residual("td", 1, 1, mask="none")
+    r = WP.concrete_layer_residual("td-preconditioned", 1, 1, mask="none")
     assert not WP.is_zero_matrix(r)
     assert WP.is_zero_matrix(r.subs(sp.Symbol("w_0", real=True), 0))
 
@@ -88,29 +88,34 @@ def test_wang_symbolic_layer_equals_numeric_block(algorithm, rng):
     """The concrete symbolic layer at random numbers equals one layer of
     numerics.core.block.forward on the record's specification, with the
     tensors of numerics.core.wang.construction (the same tables)."""
-    record = W.get(algorithm)
+    record = algorithms.get(algorithm)
     dim, cols = 2, 3
     cc = WP.concrete_case(dim, cols)
     Z = WP.concrete_prompt(record, cc, cc.w)
     out = WP.concrete_layer(record, Z, cc.C, "lambda" if record.uses_lambda else "diag")
     syms = sorted(out.free_symbols | Z.free_symbols, key=lambda s: s.name)
     vals = {s: float(v) for s, v in zip(syms, rng.numpy.uniform(-1, 1, len(syms)))}
-    vals.update({W.lam: 0.6, sp.Symbol("gamma", real=True): 0.9})
+    vals.update({lam: 0.6, sp.Symbol("gamma", real=True): 0.9})
     Zn = torch.tensor(np.array(Z.subs(vals), dtype=float))[None]
     want = np.array(out.subs(vals), dtype=float)
     C = torch.tensor(np.array(cc.C.subs(vals), dtype=float))
-    P, V = construction(record, C)
+    P, V = preconditioned_weights(record, C)
     got = forward(record.spec_at(1, True, lam_value=0.6), P, V, Zn, dim)[0].numpy()
     assert np.abs(got - want).max() <= SYMBOLIC_NUMERIC_RTOL * max(1.0, np.abs(want).max())
 
 
 def test_wang_records_validate_their_tables():
+    td, avg = algorithms.get("td-preconditioned"), algorithms.get("avg-reward")
     with pytest.raises(ValueError, match="two d-blocks"):
-        dataclasses.replace(W.TD, p_table=((("r", "r"), 1),))
+        dataclasses.replace(td, construction=dataclasses.replace(td.construction, p=((("r", "r"), 1),)))
     with pytest.raises(ValueError, match="V tables"):
-        dataclasses.replace(W.AVG_REWARD, v_tables=W.AVG_REWARD.v_tables[:1])
+        dataclasses.replace(avg, construction=dataclasses.replace(avg.construction, v=avg.construction.v[:1]))
+    with pytest.raises(ValueError, match="names 'nowhere'"):
+        dataclasses.replace(td, construction=dataclasses.replace(td.construction, p=((("phi", "nowhere"), 1),)))
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        dataclasses.replace(td, rule=algorithms.rules.actor_critic)
     with pytest.raises(InputError) as e:
-        W.get("sarsa")
+        algorithms.get("no-such-record")
     assert e.value.field == "algorithm"
 
 
@@ -119,9 +124,9 @@ def test_spec_decay_and_heads_validation():
         BlockSpec(WANG_LAYOUT, decay=0.5)
     with pytest.raises(ValueError, match="heads"):
         BlockSpec(WANG_LAYOUT, heads=("softmax",))
-    spec = W.AVG_REWARD.spec_at(3, tied=False)
+    spec = algorithms.get("avg-reward").spec_at(3, tied=False)
     assert spec.weight_shape(2) == (3, 6, 6) and spec.value_shape(2) == (3, 2, 6, 6)
-    assert not spec.lemma_c1 and W.TD_LAMBDA.spec.has_decay and not W.TD.spec.has_decay
+    assert not spec.lemma_c1 and algorithms.get("td-lambda").spec.has_decay and not algorithms.get("td-preconditioned").spec.has_decay
 
 
 def test_induction_statement_names_every_L():
@@ -133,16 +138,25 @@ def test_induction_statement_names_every_L():
 def _check_cli_result(r, report):
     assert r["general"] and r["faults_refused"] and r["base_case"] and r["stack"]["ok"]
     text = report.read_text()
-    assert "symbolic $d$, $n$" in text and "Reproduce: `icrl-verify prove --layout wang2025" in text
+    assert "symbolic $d$, $n$" in text and "Reproduce: `icrl-verify prove --algorithm" in text
     assert "| refused | refused |" in text and "ACCEPTED" not in text
 
 
-def test_prove_cli_wang_layout_td(tmp_path, capsys):
-    """The default algorithm under --layout wang2025 is their TD(0)."""
-    rc = main(["prove", "--layout", "wang2025", "--out", str(tmp_path), "--json"])
+def test_prove_cli_td_preconditioned(tmp_path, capsys):
+    rc = main(["prove", "--algorithm", "td-preconditioned", "--out", str(tmp_path), "--json"])
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert rc == 0 and res["algorithm"] == "td"
-    _check_cli_result(res, tmp_path / "wang2025-td.md")
+    assert rc == 0 and res["algorithm"] == "td-preconditioned" and res["data"] == "mrp"
+    _check_cli_result(res, tmp_path / "td-preconditioned.md")
+
+
+def test_prove_cli_deprecated_layout_alias(tmp_path, capsys):
+    """``--layout wang2025`` (deprecated, one release): no --algorithm and ``--algorithm td`` both mean
+    td-preconditioned."""
+    for extra in ([], ["--algorithm", "td"]):
+        rc = main(["prove", "--layout", "wang2025", *extra, "--out", str(tmp_path), "--json"])
+        out, err = capsys.readouterr()
+        res = json.loads(out.strip().splitlines()[-1])
+        assert rc == 0 and res["algorithm"] == "td-preconditioned"
 
 
 @pytest.mark.slow
@@ -152,20 +166,24 @@ def test_prove_cli_wang_layout_all(tmp_path, capsys):
     assert rc == 0 and res["all_proven"] is True
     assert [r["algorithm"] for r in res["algorithms"]] == list(NAMES)
     for r in res["algorithms"]:
-        _check_cli_result(r, tmp_path / f"wang2025-{r['algorithm']}.md")
+        _check_cli_result(r, tmp_path / f"{r['algorithm']}.md")
 
 
 def test_prove_cli_refuses_a_planted_fault(tmp_path, capsys, monkeypatch):
-    """A flipped sign in the single source of the construction: exit 1 with the residual."""
-    monkeypatch.setitem(W._REGISTRY, "td", W.with_p_sign_flipped(W.TD))
-    rc = main(["prove", "--layout", "wang2025", "--algorithm", "td", "--out", str(tmp_path), "--json"])
+    """A flipped sign in the single source of the construction: exit 1 with the residual and an exact
+    counterexample."""
+    monkeypatch.setitem(algorithms._REGISTRY, "td-preconditioned",
+                        algorithms.with_p_sign_flipped(algorithms.get("td-preconditioned")))
+    rc = main(["prove", "--algorithm", "td-preconditioned", "--out", str(tmp_path), "--json"])
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 1 and res["general"] is False and res["residual"]
+    c = res["counterexample"]
+    assert c["block"] != c["teacher"] and c["d"] >= 1 and "w_0" in c["values"]
 
 
 @pytest.mark.parametrize("argv, field", [
     (["--layout", "wang2025", "--algorithm", "sarsa"], "algorithm"),
-    (["--layout", "wang2025", "--weights", "w.json"], "weights"),
+    (["--algorithm", "td-preconditioned", "--weights", "w.json"], "weights"),
     (["--layout", "wang2025", "--stacked"], "stacked"),
     (["--stacked", "--algorithm", "actor-critic"], "algorithm"),
 ])

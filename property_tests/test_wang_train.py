@@ -1,5 +1,5 @@
-"""Wang et al.'s Figure 2 experiment (numerics/analysis/wang_train.py,
-``icrl-verify train --layout wang2025``): the measures are right on the exact
+"""Wang et al.'s Figure 2 experiment (numerics.analysis.train.train_layers,
+``icrl-verify train --algorithm td-preconditioned``): the measures are right on the exact
 construction and see departures from it; the distance to the construction
 family is invariant under the layer's symmetries; their objective is
 semi-gradient; sliding windows are their prompts; seeds run side by side
@@ -13,24 +13,24 @@ import numpy as np
 import pytest
 import torch
 
-from numerics.analysis import wang_train as T
+from numerics.analysis import train as T
 from numerics.commands.cli import main
 from numerics.core.mrp import boyan_chains, uniform_features
 from numerics.core.tolerances import DTYPE, FIT_RTOL, REORDER_RTOL, VISIBLE_RTOL, WANG_RECOVERY_RTOL
-from numerics.core.wang import construction
-from theory import wang as W
+from numerics.core.constructions import preconditioned_weights
+from theory import algorithms
 
 SMALL = dict(mrps=6, seeds=2, minibatches=2, steps=8, eval_mrps=3, log_every=3, curve_mrps=2, n=10)
 
 
 def _construction(cfg, alpha, seeds):
     """The TD(0) construction with C = alpha I per seed, in the trainer's shapes."""
-    P1, V1 = construction(W.TD, torch.eye(cfg.d, dtype=DTYPE))
+    P1, V1 = preconditioned_weights(algorithms.get("td-preconditioned"), torch.eye(cfg.d, dtype=DTYPE))
     return alpha[:, None, None] * P1, V1.expand(seeds, *V1.shape).clone()
 
 
 def test_structure_and_family_distance_on_the_construction():
-    cfg = T.WangTrainConfig()
+    cfg = T.LayersTrainConfig()
     alpha = torch.tensor([0.7, 1.3], dtype=DTYPE)
     P, V = _construction(cfg, alpha, 2)
     st = T.structure_measures(P, V, cfg.d)
@@ -45,7 +45,7 @@ def test_structure_and_family_distance_on_the_construction():
 
 
 def test_family_distance_is_invariant_under_the_symmetries_and_sees_departures(rng):
-    cfg = T.WangTrainConfig()
+    cfg = T.LayersTrainConfig()
     P = torch.randn(3, cfg.D, cfg.D, generator=rng.torch, dtype=DTYPE)
     V = torch.randn(3, cfg.D, cfg.D, generator=rng.torch, dtype=DTYPE)
     base = T.family_distance(P, V, cfg.d)
@@ -60,7 +60,7 @@ def test_family_distance_is_invariant_under_the_symmetries_and_sees_departures(r
     assert float(fam["rel_V"]) == pytest.approx(0.5 / (1 + 0.25) ** 0.5, rel=REORDER_RTOL)
     assert float(fam["rel_P"]) == 0.0 and float(fam["distance"]) > VISIBLE_RTOL
     # a non-identity preconditioner is in the family but not in the subfamily C = c I
-    Pg, Vg = construction(W.TD, torch.eye(cfg.d, dtype=DTYPE) + 0.3 * torch.randn(cfg.d, cfg.d, generator=rng.torch,
+    Pg, Vg = preconditioned_weights(algorithms.get("td-preconditioned"), torch.eye(cfg.d, dtype=DTYPE) + 0.3 * torch.randn(cfg.d, cfg.d, generator=rng.torch,
                                                                                      dtype=DTYPE))
     fam = T.family_distance(Pg[None], Vg[None], cfg.d)
     assert float(fam["distance"]) <= REORDER_RTOL and float(fam["distance_identity"]) > VISIBLE_RTOL
@@ -70,7 +70,7 @@ def test_functional_measures_on_the_construction_are_exact(rng):
     """The construction with C = alpha I against batch TD with the same alpha:
     value difference 0, sensitivity and implied-weight similarity 1; another
     alpha is seen."""
-    cfg = T.WangTrainConfig(seeds=2)
+    cfg = T.LayersTrainConfig(seeds=2)
     gens = [torch.Generator().manual_seed(s) for s in range(2)]
     F, r, Tm, mu, states = T.draw_chunk(cfg, gens, 4, cfg.n + 2, 1)
     held = (F, r, Tm, mu, states[:, :, 0])
@@ -87,7 +87,7 @@ def test_functional_measures_on_the_construction_are_exact(rng):
 def test_their_objective_is_semi_gradient():
     """The next prompt's value is a detached target: the last prompt gets no
     gradient, the first gets -2 delta_0 / steps."""
-    cfg = T.WangTrainConfig(steps=3)
+    cfg = T.LayersTrainConfig(steps=3)
     v = torch.tensor([[[0.1, -0.2, 0.3, 0.4]]], dtype=DTYPE, requires_grad=True)
     rq = torch.tensor([[[1.0, 0.5, -1.0, 0.0]]], dtype=DTYPE)
     T.mstde(cfg, v, rq).sum().backward()
@@ -115,9 +115,9 @@ def test_sliding_windows_are_their_prompts(rng):
 
 @pytest.fixture(scope="module")
 def small_runs():
-    a = T.train_wang(T.WangTrainConfig(seed=0, **SMALL))
-    b = T.train_wang(T.WangTrainConfig(seed=0, **SMALL))
-    c = T.train_wang(T.WangTrainConfig(seed=1000, **SMALL))
+    a = T.train_layers(T.LayersTrainConfig(seed=0, **SMALL))
+    b = T.train_layers(T.LayersTrainConfig(seed=0, **SMALL))
+    c = T.train_layers(T.LayersTrainConfig(seed=1000, **SMALL))
     return a, b, c
 
 
@@ -144,34 +144,34 @@ def test_training_result_has_every_measure_with_intervals(small_runs):
 
 
 def test_train_cli_wang_writes_report_and_weights(tmp_path, capsys):
-    rc = main(["train", "--layout", "wang2025", "--mdps", "4", "--seeds", "2", "--minibatches", "2", "--window-steps",
+    rc = main(["train", "--algorithm", "td-preconditioned", "--mdps", "4", "--seeds", "2", "--minibatches", "2", "--window-steps",
                "6", "--context", "8", "--eval-mdps", "2", "--log-every", "2", "--out", str(tmp_path / "runs"),
                "--report-dir", str(tmp_path / "rep"), "--json"])
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == (0 if res["recovered"] else 1)
-    assert res["command"].startswith("icrl-verify train --layout wang2025 --states 10 --features-dim 4 --context 8")
+    assert res["command"].startswith("icrl-verify train --algorithm td-preconditioned --states 10 --features-dim 4 --context 8")
     text = (tmp_path / "rep" / "wang2025-td.md").read_text()
-    assert "Reproduce: `icrl-verify train --layout wang2025" in text and "95% Student-t interval" in text
+    assert "Reproduce: `icrl-verify train --algorithm td-preconditioned" in text and "95% Student-t interval" in text
     assert "distance to the construction family" in text
     for f in ("wang2025-td.json", "wang2025-td-curves.png", "wang2025-td-weights.png"):
         assert (tmp_path / "rep" / f).exists()
     data = np.load(tmp_path / "runs" / "seed-1.npz")
     assert data["P"].shape == (9, 9) and data["V"].shape == (9, 9)
-    rc = main(["check", "--layout", "wang2025", "--features-dim", "4", "--mdps", "2", "--context", "8",
+    rc = main(["check", "--algorithm", "td-preconditioned", "--features-dim", "4", "--mdps", "2", "--context", "8",
                "--weights", str(tmp_path / "runs" / "seed-1.npz"), "--json"])
     assert rc in (0, 1)                                     # the trained weights are a valid input of check
     capsys.readouterr()
 
 
 @pytest.mark.parametrize("argv, field", [
-    (["--algorithm", "sarsa"], "algorithm"),
+    (["--algorithm", "rg"], "algorithm"),
     (["--model", "mlp"], "model"),
     (["--seeds", "1"], "seeds"),
     (["--resume"], "resume"),
     (["--gamma", "1.0"], "gamma"),
 ])
 def test_train_cli_wang_bad_input(argv, field, tmp_path, capsys):
-    rc = main(["train", "--layout", "wang2025", "--mdps", "2", "--out", str(tmp_path / "r"), "--report-dir",
+    rc = main(["train", "--algorithm", "td-preconditioned", "--mdps", "2", "--out", str(tmp_path / "r"), "--report-dir",
                str(tmp_path / "rep"), *argv])
     out, err = capsys.readouterr()
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"error: {field}" in err, err

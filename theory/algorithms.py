@@ -1,10 +1,22 @@
-"""Algorithm records and their registry: everything that distinguishes one
-in-context algorithm from another, resolved once by name.
+"""Construction records and their one registry: everything that
+distinguishes one in-context algorithm (a construction of the block and the
+update it must compute) from another, resolved once by name.
+
+Liang & Lai's five (one layer, parameter column, MDP control) and Wang et
+al.'s (ICLR 2025) four (``L`` masked layers, MRP evaluation) are records of
+this one class, in this one registry; a user adds one with :func:`register`
+or writes it in a file (:mod:`theory.construction_file`).
 
 A record is data plus one teacher rule (:mod:`theory.rules`):
 
-* ``spec``: the block specification (layout, depth, mask);
-* ``construction``: the weight tables (:mod:`theory.constructions`);
+* ``spec``: the block specification (layout with its rows and which rows a
+  layer may write, layer kind, depth, tied or untied, mask, heads);
+* ``construction``: the weight tables of ``P`` and each head's ``V``
+  (:mod:`theory.constructions`), exact SymPy formulas of the step sizes and
+  ``gamma`` (preconditioned: ``coef * C^T`` blocks);
+* ``data``: what it runs on: ``mdp`` (control or evaluation in an MDP, with
+  the fields below) or ``mrp`` (policy evaluation on MRP windows: the block's
+  layers are compared one by one with the teacher applied once per layer);
 * ``context``: how each context block is filled, ``(block, coefficient,
   quantity)`` with the quantity one of :data:`QUANTITIES` and the
   coefficient a SymPy expression in ``gamma`` (``gphi_next = gamma phi_next``);
@@ -17,8 +29,9 @@ A record is data plus one teacher rule (:mod:`theory.rules`):
   (None: the algorithm evaluates and does not control);
 * ``rule``: the per-transition update the block must compute; it reads the
   step sizes and the record's ``constants`` from its ``hp`` argument (exact
-  SymPy numbers in proofs, floats in the numerics);
-* ``theorem``, ``statement``: what the paper claims, for reports.
+  SymPy numbers in proofs, floats in the numerics); for ``mrp`` records it is
+  applied once per layer, with the layer's preconditioner as the step;
+* ``theorem``, ``title``, ``statement``: what the paper claims, for reports.
 
 Everything below the command line takes a record; :func:`get` is the only
 place a name is resolved, and nothing else branches on the name.  A user
@@ -27,7 +40,7 @@ adds an algorithm with :func:`register` (see docs/algorithms.md).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import sympy as sp
@@ -35,10 +48,13 @@ import sympy as sp
 from theory import constructions as C
 from theory import rules
 from theory.errors import InputError
+from theory.layout import WANG_AVG_LAYOUT, WANG_LAYOUT
 from theory.spec import ACTOR_CRITIC_SPEC, VALUE_SPEC, BlockSpec
-from theory.symbols import STEP_SIZES, gamma
+from theory.symbols import STEP_SIZES, gamma, lam
 
-QUANTITIES = ("phi", "phi_next", "r", "g", "one")
+#: What a context block may hold (``zero``: a row that starts at 0, written by the layers).
+QUANTITIES = ("phi", "phi_next", "r", "g", "one", "zero")
+DATA = ("mdp", "mrp")
 NEXT_RULES = ("taken", "expected", "greedy")
 BEHAVIOURS = ("epsilon-greedy", "softmax", "uniform")
 FEATURES = ("state-action", "state")
@@ -46,7 +62,7 @@ FEATURES = ("state-action", "state")
 
 @dataclass(frozen=True)
 class Algorithm:
-    """One in-context algorithm (see the module docstring)."""
+    """One construction record (see the module docstring)."""
 
     name: str
     spec: BlockSpec
@@ -62,14 +78,24 @@ class Algorithm:
     steps: tuple[str, ...] = ("alpha",)
     constants: tuple[tuple[str, sp.Expr], ...] = ()
     notes: tuple[str, ...] = field(default=())
+    data: str = "mdp"
+    title: str = ""
 
     def __post_init__(self):
         lay = self.spec.layout
+        if self.data not in DATA:
+            raise ValueError(f"algorithm {self.name!r}: data {self.data!r} not in {DATA}")
+        self.construction.check_blocks(lay, f"algorithm {self.name!r}")
+        if len(self.construction.v) != len(self.spec.heads):
+            raise ValueError(f"algorithm {self.name!r}: {len(self.construction.v)} V tables for "
+                             f"{len(self.spec.heads)} heads")
         ctx_blocks = [b for b, _ in lay.context]
         filled = [b for b, _, _ in self.context]
         if sorted(filled) != sorted(ctx_blocks):
             raise ValueError(f"algorithm {self.name!r}: context recipe fills {filled}, layout has {ctx_blocks}")
-        for b, _, q in self.context:
+        for b, coef, q in self.context:
+            if sp.sympify(coef).free_symbols - {gamma}:
+                raise ValueError(f"algorithm {self.name!r}: block {b!r}'s coefficient {coef} may depend on gamma only")
             if q not in QUANTITIES:
                 raise ValueError(f"algorithm {self.name!r}: block {b!r} holds unknown quantity {q!r}; "
                                  f"expected one of {', '.join(QUANTITIES)}")
@@ -80,6 +106,35 @@ class Algorithm:
                 raise ValueError(f"algorithm {self.name!r}: {name} {value!r} not in {allowed}")
         if self.acts_with is not None and self.acts_with not in lay.readout_blocks:
             raise ValueError(f"algorithm {self.name!r}: acts_with {self.acts_with!r} is not a read-out block")
+        if self.data == "mrp":
+            self._check_mrp()
+        elif not self.spec.lemma_c1 or self.construction.preconditioned:
+            # what the mdp machinery (check's read-out, the Hessian, training) evaluates is Lemma C.1's
+            raise ValueError(f"algorithm {self.name!r}: an mdp record is one unmasked layer with a parameter column "
+                             f"and step-size tables (Lemma C.1); a multi-layer or masked construction is data 'mrp'")
+
+    def _check_mrp(self):
+        lay = self.spec.layout
+        if self.acts_with is not None:
+            raise ValueError(f"algorithm {self.name!r}: an mrp record evaluates; acts_with must be None")
+        if self.rule not in rules.BATCH_TD:
+            raise ValueError(f"algorithm {self.name!r}: an mrp record's teacher must be one of "
+                             f"{', '.join(rules.rule_name(r) for r in rules.BATCH_TD)}")
+        if len(lay.readout) != 1 or lay.has_parameter_column:
+            raise ValueError(f"algorithm {self.name!r}: an mrp record reads one signed entry of the last column")
+        blocks = [b for b, _ in lay.context]
+        if self.carried not in blocks or (self.spec.writes is not None and self.carried not in self.spec.writes):
+            raise ValueError(f"algorithm {self.name!r}: carried row {self.carried!r} must be a written block")
+        if not self.construction.preconditioned:
+            raise ValueError(f"algorithm {self.name!r}: an mrp record's P is preconditioned (coef * C^T blocks)")
+        sizes = dict(lay.context)
+        for (rb, cb), _ in self.construction.p:
+            if sizes.get(rb) != "d" or sizes.get(cb) != "d":
+                raise ValueError(f"algorithm {self.name!r}: P entry ({rb}, {cb}) must join two d-blocks")
+        for table in self.construction.v:
+            for (rb, cb), _ in table:
+                if sizes.get(rb) != 1 or sizes.get(cb) != 1:
+                    raise ValueError(f"algorithm {self.name!r}: V entry ({rb}, {cb}) must join two 1-blocks")
 
     @property
     def layout(self):
@@ -109,6 +164,49 @@ class Algorithm:
     def d_of(self, states: int, actions: int) -> int:
         """Feature dimension when features are one-hot or Section 4.1's dense ones."""
         return states if self.features == "state" else states * actions
+
+    # ---- layer-by-layer (mrp) records --------------------------------------
+    @property
+    def direction(self) -> str:
+        """What ``delta_j`` multiplies in the batch step (``phi``, ``trace``, ``residual``)."""
+        return rules.BATCH_TD[self.rule][0]
+
+    @property
+    def centered(self) -> bool:
+        """True when ``delta_j`` uses ``r_j - rbar_j`` (average-reward TD)."""
+        return rules.BATCH_TD[self.rule][1]
+
+    @property
+    def carried(self) -> str:
+        """The row that carries the state from layer to layer: the read-out's."""
+        return self.layout.readout[0][0]
+
+    @property
+    def readout_sign(self) -> int:
+        return self.layout.readout[0][1]
+
+    @property
+    def discounted(self) -> bool:
+        """True when the next features enter the prompt times gamma."""
+        return any(q == "phi_next" and coef != 1 for _, coef, q in self.context)
+
+    @property
+    def uses_lambda(self) -> bool:
+        return self.spec.has_decay
+
+    def spec_at(self, layers: int | None = None, tied: bool | None = None, lam_value=None,
+                mask: str | None = None) -> BlockSpec:
+        """The specification with ``layers`` layers, tied or untied (the
+        record's own when None); the decay symbol replaced by ``lam_value``
+        when given; ``mask`` overrides the mask (``"none"``: the planted
+        missing-mask fault)."""
+        spec = replace(self.spec, depth=self.spec.depth if layers is None else layers,
+                       tied=self.spec.tied if tied is None else tied)
+        if lam_value is not None and spec.has_decay:
+            spec = replace(spec, decay=lam_value)
+        if mask is not None:
+            spec = replace(spec, mask=mask, decay=spec.decay if mask == "context" else 0)
+        return spec
 
 
 def _value(name, next_rule, statement, **kw):
@@ -149,20 +247,83 @@ def _actor_critic() -> Algorithm:
                   "g_i = phi(s_i,a_i) - sum_b pi_lam(b|s_i) phi(s_i,b)")
 
 
-#: The paper's algorithms by name, in report order: each record is built when
+def _evaluation_spec(decay=0):
+    # three layers by default (their L = 3; --layers and spec_at choose another depth); their layer writes every row (their P, our V, is a full matrix); the constructions' V happens to write
+    # only the carried row, and the check verifies that every other entry stays untouched
+    return BlockSpec(WANG_LAYOUT, depth=3, mask="context", decay=decay)
+
+
+_TD_CONTEXT = (("phi", sp.Integer(1), "phi"), ("gphi_next", gamma, "phi_next"), ("r", sp.Integer(1), "r"))
+
+
+def _evaluation(name, title, rule, construction, statement, spec=None, context=_TD_CONTEXT, **kw):
+    return Algorithm(name=name, title=title, spec=spec or _evaluation_spec(), construction=construction,
+                     context=context, rule=rule, data="mrp", features="state", behaviour="uniform", acts_with=None,
+                     steps=("C",), theorem="Wang et al. (ICLR 2025)", statement=statement, **kw)
+
+
+def _td_preconditioned() -> Algorithm:
+    return _evaluation("td-preconditioned", "TD(0) with a preconditioner", rules.semi_gradient,
+                       C.TD_PRECONDITIONED,
+                       "w_{l+1} = w_l + (1/n) C_l sum_j (r_j + gamma w_l.phi'_j - w_l.phi_j) phi_j")
+
+
+def _td_lambda() -> Algorithm:
+    return _evaluation("td-lambda", "TD(lambda)", rules.td_lambda, C.TD_PRECONDITIONED,
+                       "w_{l+1} = w_l + (1/n) C_l sum_i delta_i(w_l) e_i, e_i = lambda e_{i-1} + phi_i, e_{-1} = 0",
+                       spec=_evaluation_spec(lam))
+
+
+def _rg() -> Algorithm:
+    return _evaluation("rg", "residual gradient", rules.residual_gradient, C.RESIDUAL_GRADIENT,
+                       "w_{l+1} = w_l + (1/n) C_l sum_j delta_j(w_l) (phi_j - gamma phi'_j)")
+
+
+def _avg_reward() -> Algorithm:
+    return _evaluation(
+        "avg-reward", "average-reward TD", rules.average_reward, C.AVERAGE_REWARD,
+        "w_{l+1} = w_l + (1/n) C_l sum_j (r_j - rbar_j + w_l.phi'_j - w_l.phi_j) phi_j, rbar_j = mean(r_0..r_j)",
+        spec=BlockSpec(WANG_AVG_LAYOUT, depth=3, mask="context", heads=("running-mean", None)),
+        context=(("phi", sp.Integer(1), "phi"), ("phi_next", sp.Integer(1), "phi_next"), ("r", sp.Integer(1), "r"),
+                 ("y", sp.Integer(1), "zero")),
+        notes=("Two heads share P: head 1 reads the reward row through the running-mean operator R on the value "
+               "side ((Z R)[:, j] = mean of columns 0..j minus column j), head 2 reads row y; both write row y. "
+               "This is their AVGREWTDLayer; it equals the one-head TD(0) construction with gamma = 1 on a prompt "
+               "whose reward row already holds r_j - rbar_j (checked numerically).",))
+
+
+#: The built-in records by name, in report order: each record is built when
 #: it is asked for (a few microseconds), never at import, so that nothing about
 #: a record is fixed before the code that builds it runs (mutation testing
 #: switches that code per test process; property_tests/README.md).
-_PAPER_BUILDERS = {"sarsa": _sarsa, "expected-sarsa": _expected_sarsa, "q-learning": _q_learning,
-                   "actor-critic": _actor_critic, "td": _td}
+_BUILTIN = {"sarsa": _sarsa, "expected-sarsa": _expected_sarsa, "q-learning": _q_learning,
+                   "actor-critic": _actor_critic, "td": _td,
+                   "td-preconditioned": _td_preconditioned, "td-lambda": _td_lambda, "rg": _rg,
+                   "avg-reward": _avg_reward}
+
+#: Names accepted for one release under ``--layout wang2025`` (deprecated): the old name of Wang et al.'s TD(0)
+#: record, which now is ``td-preconditioned`` (``td`` names Liang & Lai's TD(0)).
+LAYOUT_ALIASES = {"wang2025": {"td": "td-preconditioned"}}
 
 #: Records added with :func:`register` (a paper name here replaces the paper's record).
 _REGISTRY: dict[str, Algorithm] = {}
 
 
+def builtin(data: str | None = None) -> tuple[Algorithm, ...]:
+    """The built-in records, in report order (fresh records, equal on every
+    call); only those running on ``data`` when given."""
+    out = tuple(build() for build in _BUILTIN.values())
+    return out if data is None else tuple(r for r in out if r.data == data)
+
+
 def paper() -> tuple[Algorithm, ...]:
-    """The paper's algorithms, in report order (fresh records, equal on every call)."""
-    return tuple(build() for build in _PAPER_BUILDERS.values())
+    """Liang & Lai's algorithms (the built-in ``mdp`` records), in report order."""
+    return builtin("mdp")
+
+
+def evaluation() -> tuple[Algorithm, ...]:
+    """Wang et al.'s algorithms (the built-in ``mrp`` records), in report order."""
+    return builtin("mrp")
 
 
 def register(record: Algorithm, replace: bool = False) -> Algorithm:
@@ -177,14 +338,16 @@ def register(record: Algorithm, replace: bool = False) -> Algorithm:
 
 
 def unregister(name: str) -> None:
-    if name in _PAPER_BUILDERS:
+    if name in _BUILTIN:
         raise ValueError(f"unregister: {name!r} is one of the paper's algorithms")
     _REGISTRY.pop(name, None)
 
 
-def names() -> tuple[str, ...]:
-    """Every registered name: the paper's, then the user's."""
-    return tuple(dict.fromkeys([*_PAPER_BUILDERS, *_REGISTRY]))
+def names(data: str | None = None) -> tuple[str, ...]:
+    """Every registered name: the built-in ones, then the user's (only those
+    running on ``data`` when given)."""
+    every = tuple(dict.fromkeys([*_BUILTIN, *_REGISTRY]))
+    return every if data is None else tuple(a for a in every if get(a).data == data)
 
 
 def get(algorithm) -> Algorithm:
@@ -195,7 +358,7 @@ def get(algorithm) -> Algorithm:
     try:
         if algorithm in _REGISTRY:
             return _REGISTRY[algorithm]
-        return _PAPER_BUILDERS[algorithm]()
+        return _BUILTIN[algorithm]()
     except (KeyError, TypeError):
         raise InputError("algorithm", f"unknown {algorithm!r}; expected one of {', '.join(names())}") from None
 
@@ -214,3 +377,8 @@ def using(records):
     finally:
         _REGISTRY.clear()
         _REGISTRY.update(saved)
+
+
+def with_p_sign_flipped(record: Algorithm, entry=("phi", "phi")) -> Algorithm:
+    """The record with one ``P`` table entry negated (a planted fault)."""
+    return replace(record, construction=record.construction.flipped(entry))

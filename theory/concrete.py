@@ -22,6 +22,7 @@ import sympy as sp
 from theory import rules
 from theory.constructions import full_pv
 from theory.layout import Layout
+from theory.spec import block_equation
 from theory.symbols import gamma
 
 
@@ -70,7 +71,7 @@ def concrete_prompt(record, d: int, n: int) -> ConcretePrompt:
 def literal_readout(P: sp.Matrix, V: sp.Matrix, H: sp.Matrix, q: int) -> sp.Matrix:
     """Last ``q`` entries of the last column of ``H + (1/n)(V H)(H^T P H)`` (paper eq. 1)."""
     n = H.shape[1] - 1
-    Hout = H + (V * H) * (H.T * P * H) / n
+    Hout = block_equation(H, P, V, n)
     return Hout[-q:, n]
 
 

@@ -18,6 +18,13 @@ prompt and every n, or the simplified residual is returned.
 :func:`prove` computes; :func:`summary` is its JSON; :func:`render` its
 Markdown report (a header is passed in by the caller).  Nothing here writes
 files.
+
+One ``prove(record)`` for every record: a layer-by-layer (``mrp``) record
+(Wang et al.'s four, or a construction file's) is proven by
+:mod:`theory.layerwise` (one layer maps the prompt carrying ``w`` to the
+prompt carrying the teacher's ``w+``, for symbolic ``d`` and ``n``; the base
+case; induction over the layers; concrete sizes; planted faults), and
+:func:`summary` / :func:`render` read its result the same way.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ import sympy as sp
 from theory import algorithms
 from theory import concrete as C
 from theory import counterexample as CEX
+from theory import layerwise
 from theory import lemmas as LEM
 from theory import symbolic as S
 from theory.constructions import full_pv
@@ -67,6 +75,11 @@ def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
     for the construction, every d).
     """
     record = algorithms.get(algorithm)
+    if record.data == "mrp":
+        if weights is not None:
+            raise InputError("weights", f"{record.name!r} is proven as a construction (its P in C^T blocks for every "
+                                        f"preconditioner C); --weights is for the single-layer records")
+        return layerwise.prove(record)
     alpha, beta = _exact_step(alpha, "alpha"), _exact_step(beta, "beta")
     t0 = time.perf_counter()
     if weights is None:
@@ -79,11 +92,13 @@ def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
 
 def report_name(res: dict) -> str:
     """``<algorithm>`` or ``<algorithm>-<weights file stem>``."""
-    return res["algorithm"] if res["weights"] is None else f"{res['algorithm']}-{_stem(res['weights'])}"
+    return res["algorithm"] if res.get("weights") is None else f"{res['algorithm']}-{_stem(res['weights'])}"
 
 
 def summary(res: dict, report: str | None = None) -> dict:
     """The JSON of a proof result."""
+    if res.get("data") == "mrp":
+        return layerwise.summary(res, report)
     return {"algorithm": res["algorithm"], "general": res["general"], "concrete": res["concrete"],
             "counterexample": res.get("counterexample"),
             "residual": res["residual"], "report": report, "weights": res["weights"],
@@ -152,8 +167,11 @@ def _prove_construction(record, a, b):
         residual = f"concrete size d={bad['d']}, n={bad['n']} left a nonzero residual"
     elif not all(v["proven"] for v in parts.values()):
         residual = "algorithm-specific part not proven: " + ", ".join(k for k, v in parts.items() if not v["proven"])
+    proven = general and all_concrete and all(v["proven"] for v in parts.values())
+    # a refused construction: an exact prompt on which the literal block and the teacher differ (d = 1)
+    cex = None if proven else CEX.find(record, *full_pv(record, 1, subs or None), hp)
     return dict(mode="construction", algorithm=record.name, theorem=record.theorem, record=record,
-                general=general and all_concrete and all(v["proven"] for v in parts.values()), concrete=concrete,
+                general=proven, concrete=concrete, counterexample=cex,
                 lemmas=parts,
                 residual=residual, weights=None, alpha=teach_a, beta=teach_b, alpha_given=a is not None,
                 beta_given=b is not None, lemma_ok=lemma_ok, lemma_steps=lemma_steps, construction_steps=g.steps,
@@ -304,6 +322,8 @@ def _tex(s):
 def render(res: dict, header: str = "") -> str:
     """The Markdown report of a proof result; ``header`` (the reproducing
     command, configuration and versions) goes under the title."""
+    if res.get("data") == "mrp":
+        return layerwise.render(res, header)
     alg, record = res["algorithm"], res["record"]
     has_g = "g" in record.quantities
     L = []

@@ -41,6 +41,8 @@ class Quantities:
     gamma: object
     g: object = None
     one: object = None
+    trace: object = None
+    rbar: object = None
 
 
 def semi_gradient(t, theta, hp, ops):
@@ -57,6 +59,49 @@ def actor_critic(t, theta, hp, ops):
     w = theta["w"]
     delta = t.r + t.gamma * ops.dot(w, t.phi_next) - ops.dot(w, t.phi)
     return {"w": (hp["alpha"], ops.scale(delta, t.phi)), "lam": (hp["beta"], ops.scale(delta, t.g))}
+
+
+def td_lambda(t, theta, hp, ops):
+    """Batch TD(lambda) (Wang et al. 2025): ``delta_i`` as TD(0), direction the
+    eligibility trace ``e_i = lambda e_{i-1} + phi_i`` (``t.trace``)."""
+    w = theta["w"]
+    delta = t.r + t.gamma * ops.dot(w, t.phi_next) - ops.dot(w, t.phi)
+    return {"w": (hp["alpha"], ops.scale(delta, t.trace))}
+
+
+def residual_gradient(t, theta, hp, ops):
+    """Residual gradient (Wang et al. 2025): ``delta_i`` as TD(0), direction
+    ``phi_i - gamma phi'_i``."""
+    w = theta["w"]
+    delta = t.r + t.gamma * ops.dot(w, t.phi_next) - ops.dot(w, t.phi)
+    return {"w": (hp["alpha"], ops.scale(delta, t.phi - t.gamma * t.phi_next))}
+
+
+def average_reward(t, theta, hp, ops):
+    """Average-reward TD (Wang et al. 2025): ``delta_i = r_i - rbar_i +
+    w.phi'_i - w.phi_i`` (``rbar_i`` the running mean of the rewards, no
+    discount), direction ``phi_i``."""
+    w = theta["w"]
+    delta = t.r - t.rbar + ops.dot(w, t.phi_next) - ops.dot(w, t.phi)
+    return {"w": (hp["alpha"], ops.scale(delta, t.phi))}
+
+
+#: Every rule by the name a construction file gives it (``teacher = "..."``).
+RULES = {"semi-gradient": semi_gradient, "actor-critic": actor_critic, "td-lambda": td_lambda,
+         "residual-gradient": residual_gradient, "average-reward": average_reward}
+
+#: The batch-TD form of the evaluation rules (records on MRP windows): ``(direction, centered)``, what the
+#: independent loop (``numerics.reference.batch_td_loop``) and the layer-by-layer proofs read.
+BATCH_TD = {semi_gradient: ("phi", False), td_lambda: ("trace", False), residual_gradient: ("residual", False),
+            average_reward: ("phi", True)}
+
+
+def rule_name(rule) -> str:
+    """The name of a rule in :data:`RULES` (else its function name)."""
+    for k, v in RULES.items():
+        if v is rule:
+            return k
+    return getattr(rule, "__name__", repr(rule))
 
 
 class WindowOps:

@@ -37,8 +37,38 @@ from dataclasses import dataclass
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT, Layout
 
 MASKS = ("none", "context")
+#: Layer kinds.  ``linear``: the linear self-attention layer above.  A new
+#: kind (THEORY.md section 10: ``softmax`` with an additive mask) is a new
+#: value here plus its layer in ``numerics.core.block``; the other fields keep
+#: their meaning (a softmax layer reads ``mask`` as additive).
+LAYER_KINDS = ("linear",)
 #: Value-side column operators a head may apply (None: the identity).
 VALUE_MIXES = (None, "running-mean")
+
+
+def block_equation(H, P, V, cols, mask=None, mixes=(None,)):
+    """The block equation, written once for every proof: one layer's output
+    ``H + (1/n) sum_h (V_h H) R_h M (H^T P H)`` (``n = cols``; THEORY.md
+    sections 3 and 9).
+
+    ``H``, ``P``, ``V`` are SymPy matrices of any kind: explicit
+    (``sp.Matrix``, the concrete proofs) or block matrices of symbolic size
+    (the general proofs); ``V`` is one matrix or one per head, ``mixes`` the
+    heads' value-side operators ``R_h`` (None: the identity), ``mask`` the
+    mask ``M`` over columns (None: no mask).  With one head and no mask it is
+    paper eq. 1, ``H + (1/n)(V H)(H^T P H)``.  The written rows ``W`` are the
+    numerics' concern (``numerics.core.block.layer``): the proofs compare the
+    whole output, so a write outside the carried rows shows as a residual.
+    """
+    S = H.T * P * H
+    heads = tuple(V) if isinstance(V, (list, tuple)) else (V,)
+    out = H
+    for Vh, R in zip(heads, mixes):
+        VH = Vh * H if R is None else Vh * H * R
+        if mask is not None:
+            VH = VH * mask
+        out = out + VH * S / cols
+    return out
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,7 @@ class BlockSpec:
       heads: one value-side column operator per head (:data:`VALUE_MIXES`);
         the heads share ``P``, and ``V`` gets a head axis when there are
         several.
+      kind: the layer kind (:data:`LAYER_KINDS`; ``linear``).
     """
 
     layout: Layout
@@ -118,8 +149,11 @@ class BlockSpec:
     writes: tuple[str, ...] | None = None
     decay: object = 0
     heads: tuple = (None,)
+    kind: str = "linear"
 
     def __post_init__(self):
+        if self.kind not in LAYER_KINDS:
+            raise ValueError(f"spec: unknown layer kind {self.kind!r}; expected one of {', '.join(LAYER_KINDS)}")
         if not isinstance(self.depth, int) or self.depth < 1:
             raise ValueError(f"spec: depth must be a positive integer, got {self.depth!r}")
         if self.mask not in MASKS:

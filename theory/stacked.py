@@ -38,7 +38,7 @@ from theory import algorithms
 from theory.constructions import full_pv
 from theory.errors import InputError
 from theory.layout import VALUE_LAYOUT
-from theory.spec import BlockSpec
+from theory.spec import BlockSpec, block_equation
 from theory.symbolic import residual_of
 from theory.symbols import alpha, d, gamma, n
 
@@ -114,7 +114,7 @@ def prove_stacked_block(algorithm="sarsa", P=None, V=None) -> StackProof:
     Phi, Phin = MatrixSymbol(r"\Phi", d, n), MatrixSymbol(r"\Phi^{+}", d, n)
     r, w = MatrixSymbol("r", 1, n), MatrixSymbol("w", d, 1)
     H = prompt_general(w, Phi, Phin, r)
-    out = H + (V * H) * (H.T * P * H) / n
+    out = block_equation(H, P, V, n)
     delta = r.T + gamma * Phin.T * w - Phi.T * w
     res = residual_of(out - prompt_general(w + alpha * Phi * delta / n, Phi, Phin, r))
     return StackProof(res == 0, res, "H(w) -> H(w + (alpha/n) Phi delta(w)) for every w, with the prompt's Phi+; "
@@ -138,7 +138,7 @@ def concrete_prompt(phi, phin, r, w, gam) -> sp.Matrix:
 
 def block(H: sp.Matrix, P: sp.Matrix, V: sp.Matrix) -> sp.Matrix:
     """``H + (1/n)(V H)(H^T P H)`` (paper eq. 1), literally."""
-    return H + (V * H) * (H.T * P * H) / (H.shape[1] - 1)
+    return block_equation(H, P, V, H.shape[1] - 1)
 
 
 def sarsa_step(phi, phin, r, w, gam, a):

@@ -34,6 +34,7 @@ from sympy import BlockMatrix, Identity, MatrixSymbol, ZeroMatrix, block_collaps
 
 from theory import rules
 from theory.layout import Layout
+from theory.spec import block_equation
 from theory.symbols import c, d, n
 
 #: The three row groups of ``P`` and ``V`` used by Lemma C.1: the context
@@ -101,7 +102,7 @@ def general_prompt(layout: Layout, dim=d, cols=n, context=None):
 
 def readout_block(P, V, H, cols=n):
     """The read-out block (rows ``out``, last column) of ``H + (1/n)(VH)(H^T P H)``."""
-    Hout = block_collapse(H + (V * H) * (H.T * P * H) / cols)
+    Hout = block_collapse(block_equation(H, P, V, cols))
     return Hout.blocks[2, 1]
 
 
@@ -280,7 +281,7 @@ def _full_construction(lay: Layout, P12, Vbar21):
 
 
 def _literal_readout(P, V, H):
-    Hout = block_collapse(H + (V * H) * (H.T * P * H) / n)
+    Hout = block_collapse(block_equation(H, P, V, n))
     return Hout.blocks[2, 1]
 
 
@@ -334,8 +335,8 @@ def prove_scaling(layout: Layout) -> bool:
     ``c != 0``, arbitrary ``P``, ``V`` (3 x 3 blocks), symbolic ``d``, ``n``."""
     P, V = block_weights(layout, "P"), block_weights(layout, "V")
     H, _, _, _ = general_prompt(layout)
-    lhs = H + ((V / c) * H) * (H.T * (c * P) * H) / n
-    rhs = H + (V * H) * (H.T * P * H) / n
+    lhs = block_equation(H, c * P, V / c, n)
+    rhs = block_equation(H, P, V, n)
     return is_zero(lhs - rhs)
 
 

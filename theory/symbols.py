@@ -8,6 +8,8 @@ alpha, beta, gamma = sp.symbols("alpha beta gamma", real=True)
 d = sp.Symbol("d", integer=True, positive=True)
 n = sp.Symbol("n", integer=True, positive=True)
 c = sp.Symbol("c", nonzero=True)
+#: TD(lambda)'s lambda (the decay of a ``context`` mask).
+lam = sp.Symbol("lambda", real=True)
 
 #: Step-size symbols a construction may use, by name (the keys of ``hp`` in
 #: update rules and of ``--alpha``/``--beta`` on the command line).

@@ -282,8 +282,8 @@ def control(record, mdps: int, S: int, A: int, d: int, n: int, rounds: int, meth
     return e
 
 
-def wang_check(mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
-    """``check --layout wang2025``: one window per MRP (its ``S x S``
+def layer_check(mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
+    """``check`` of an mrp record: one window per MRP (its ``S x S``
     tables, features, ``n + 1`` transitions) and every layer's ``D x (n+1)``
     prompt (``D = 2d + 1``) for the block and for the batch-TD loop."""
     D = 2 * d + 1
@@ -292,8 +292,8 @@ def wang_check(mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
                           2 * mrps * (layers + 2) * D * (n + 1) * F64)
 
 
-def wang_train(seeds: int, steps: int, eval_mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
-    """``train --layout wang2025``: every seed's window of ``steps`` sliding
+def layer_train(seeds: int, steps: int, eval_mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
+    """``train`` of an mrp record: every seed's window of ``steps`` sliding
     prompts through ``layers`` layers with autograd's saved tensors, and the
     held-out evaluation (one prompt per state and MRP)."""
     D = 2 * d + 1
@@ -321,12 +321,12 @@ TIME_ENV_VAR = "ICRL_MAX_TIME"
 #:   flow       the flow's batched gradients: ``flow`` at 3 x 2, 400 prompts
 #:   compiled   the compiled exact Algorithm 1: ``train --protocol paper --mdps 20``
 #:   control    the closed loop: ``control --constructed --seeds 4 --mdps 100 --rounds 200``
-#:   wang       the Wang et al. layers: ``check --layout wang2025`` (40 layers, n = 100, 3,000 MRPs)
+#:   layers     the layer-by-layer (mrp) records: ``check --algorithm td-preconditioned`` (40 layers, n = 100, 3,000 MRPs)
 #: The benchmark prints estimate / measured per command (all within 0.5 to 2
 #: when set); the first run of a process adds imports and numba loading
 #: (STARTUP_SECONDS).
 THROUGHPUT = {"check": 3.0e9, "batched": 1.6e9, "dense": 2.0e9, "flow": 6.0e8, "compiled": 9.0e8, "control": 1.2e9,
-              "wang": 1.0e8}
+              "layers": 1.0e8}
 
 #: Start-up every estimate includes (imports, numba loading: the first
 #: ``check`` of a process took 1.8 s more than the next): seconds.
@@ -469,21 +469,21 @@ def control_work(record, seeds: int, mdps: int, rounds: int, S: int, A: int, d: 
                       "control")
 
 
-def wang_check_work(mrps: int, S: int, d: int, n: int, layers: int) -> Work:
-    """``check --layout wang2025``: every layer of every MRP's prompt
+def layer_check_work(mrps: int, S: int, d: int, n: int, layers: int) -> Work:
+    """``check`` of an mrp record: every layer of every MRP's prompt
     (``D x D`` against ``D x (n+1)``, twice: block and batch-TD loop)."""
     D = 2 * d + 1
     return Work().add("layers (mrps x layers x D^2 x context)", 4.0 * mrps * layers * D * D * (n + 1)
-                      + float(mrps) * S ** 3, "wang")
+                      + float(mrps) * S ** 3, "layers")
 
 
-def wang_train_work(seeds: int, steps: int, minibatches: int, eval_mrps: int, S: int, d: int, n: int,
+def layer_train_work(seeds: int, steps: int, minibatches: int, eval_mrps: int, S: int, d: int, n: int,
                     layers: int) -> Work:
-    """``train --layout wang2025``: every seed's window steps, each a
+    """``train`` of an mrp record: every seed's window steps, each a
     forward and backward pass through ``layers`` layers for ``minibatches``
     minibatches, and the held-out evaluation."""
     D = 2 * d + 1
     per = 6.0 * layers * D * D * (n + 1)
     return Work().add("training (seeds x window steps x minibatches x layers x D^2 x context)",
-                      float(seeds) * steps * max(1, minibatches) * per, "wang") \
-                 .add("evaluation (seeds x eval MRPs x states x layers)", float(seeds) * eval_mrps * S * per, "wang")
+                      float(seeds) * steps * max(1, minibatches) * per, "layers") \
+                 .add("evaluation (seeds x eval MRPs x states x layers)", float(seeds) * eval_mrps * S * per, "layers")

@@ -9,8 +9,8 @@ import os
 
 import torch
 
-from numerics.analysis.wang_check import check_against_loop, draw_windows, random_preconditioners
-from numerics.analysis.wang_train import CPU_SCALE, PAPER_SCALE, WangTrainConfig, train_wang
+from numerics.analysis.check import check_against_loop, draw_windows, random_preconditioners
+from numerics.analysis.train import LAYERS_CPU_SCALE, LAYERS_PAPER_SCALE, LayersTrainConfig, train_layers
 from numerics.claims.evidence import (
     FAILS,
     HOLDS,
@@ -24,11 +24,15 @@ from numerics.claims.evidence import (
     register,
 )
 from numerics.core.tolerances import VISIBLE_RTOL, WANG_CHECK_RTOL, WANG_RECOVERY_RTOL
-from numerics.core.wang import construction
+from numerics.core.constructions import preconditioned_weights
 from numerics.io.files import atomic_savefig
-from numerics.render import wang_training as render
-from theory import stacked, wang_prove
-from theory import wang as W
+from numerics.render import training as render
+from theory import algorithms, stacked
+from theory import layerwise
+
+#: Their algorithms by the names this section gives them (check ids ``prove-wang-<name>``, ``check-wang-<name>``)
+#: and the registry's records.
+RECORDS = {"td": "td-preconditioned", "td-lambda": "td-lambda", "rg": "rg", "avg-reward": "avg-reward"}
 
 PAPER = ("Wang, Blaser, Daneshmand, Zhang (ICLR 2025), *Transformers Can Learn Temporal Difference Methods for "
          "In-Context Reinforcement Learning*")
@@ -36,7 +40,7 @@ PAPER = ("Wang, Blaser, Daneshmand, Zhang (ICLR 2025), *Transformers Can Learn T
 #: Their verification sizes (the acceptance of issue 13): L layers, n, d, random MRPs, states.
 ACCEPT = dict(layers=40, n=100, d=3, mrps=30, states=10)
 #: Training budget of the claims check: MRPs per seed (10 seeds, 5 minibatches each).
-TRAIN_MRPS = {"quick": CPU_SCALE["mrps"], "full": PAPER_SCALE["mrps"]}
+TRAIN_MRPS = {"quick": LAYERS_CPU_SCALE["mrps"], "full": LAYERS_PAPER_SCALE["mrps"]}
 
 
 # =========================================================================== symbolic
@@ -44,9 +48,9 @@ _PROOFS: dict = {}
 
 
 def _proof(name: str) -> dict:
-    record = W.get(name)
+    record = algorithms.get(RECORDS[name])
     if record not in _PROOFS:
-        _PROOFS[record] = wang_prove.summary(wang_prove.prove(record))
+        _PROOFS[record] = layerwise.summary(layerwise.prove(record))
     return _PROOFS[record]
 
 
@@ -61,11 +65,11 @@ def _proof_evidence(name: str) -> Evidence:
             f"{refused}/{len(r['faults'])}")
     if r["residual"]:
         summ += f"; residual: {r['residual']}"
-    return Evidence("", "", ok, summ, command=f"icrl-verify prove --layout wang2025 --algorithm {name}", data=r)
+    return Evidence("", "", ok, summ, command=f"icrl-verify prove --algorithm {RECORDS[name]}", data=r)
 
 
-#: ``prove-wang-NAME`` for each of their constructions, by name.
-PROVE = {name: check(f"prove-wang-{name}", "symbolic")(lambda s, _n=name: _proof_evidence(_n)) for name in W.names()}
+#: ``prove-wang-NAME`` for each of their constructions, by this section's name.
+PROVE = {name: check(f"prove-wang-{name}", "symbolic")(lambda s, _n=name: _proof_evidence(_n)) for name in RECORDS}
 
 
 def _stacked_evidence(name: str) -> Evidence:
@@ -87,7 +91,7 @@ def _check_evidence(name: str, s: Settings) -> Evidence:
     """Their verification sizes, random MRPs, one generic preconditioner per
     layer (untied, so C and C^T differ); for TD(0) the three faults of the
     issue must each fail."""
-    record = W.get(name)
+    record = algorithms.get(RECORDS[name])
     gen = torch.Generator().manual_seed(s.seed)
     a = ACCEPT
     Cs = random_preconditioners(a["layers"], a["d"], gen)        # the order of `check --preconditioner random`
@@ -96,12 +100,12 @@ def _check_evidence(name: str, s: Settings) -> Evidence:
     res = check_against_loop(record, win, Cs, layers=a["layers"], tied=False, lam=lam)
     faults = {}
     if name == "td":
-        P, V = construction(record, Cs)
+        P, V = preconditioned_weights(record, Cs)
         flipped = P.clone()
         flipped[:, :a["d"], :a["d"]] *= -1
         for fault, kw in (("flipped sign in P (their Q)", dict(weights=(flipped, V))),
                           ("missing mask", dict(mask="none")),
-                          ("wrong C (C^T)", dict(weights=construction(record, Cs.transpose(1, 2))))):
+                          ("wrong C (C^T)", dict(weights=preconditioned_weights(record, Cs.transpose(1, 2))))):
             f = check_against_loop(record, win, Cs, layers=a["layers"], tied=False, **kw)
             faults[fault] = dict(holds=f.holds, max_rel_error=f.max_rel_error, counterexample=f.counterexample)
     ok = res.holds and res.max_rel_error <= WANG_CHECK_RTOL and all(
@@ -116,13 +120,13 @@ def _check_evidence(name: str, s: Settings) -> Evidence:
         summ += "; planted faults, each must fail: " + ", ".join(
             f"{k}: {'FAILS' if not v['holds'] else 'passes (NOT caught)'} ({v['max_rel_error']:.2g})"
             for k, v in faults.items())
-    cmd = (f"icrl-verify check --layout wang2025 --algorithm {name} --layers {a['layers']} --context {a['n']} "
+    cmd = (f"icrl-verify check --algorithm {RECORDS[name]} --layers {a['layers']} --context {a['n']} "
            f"--features-dim {a['d']} --mdps {a['mrps']} --preconditioner random --seed {s.seed}")
     return Evidence("", "", bool(ok), summ, command=cmd, data=res.as_dict() | {"faults": faults})
 
 
-#: ``check-wang-NAME`` for each of their constructions, by name.
-CHECK = {name: check(f"check-wang-{name}", "numeric")(lambda s, _n=name: _check_evidence(_n, s)) for name in W.names()}
+#: ``check-wang-NAME`` for each of their constructions, by this section's name.
+CHECK = {name: check(f"check-wang-{name}", "numeric")(lambda s, _n=name: _check_evidence(_n, s)) for name in RECORDS}
 
 
 # =========================================================================== experiment
@@ -136,8 +140,8 @@ def _trained(s: Settings) -> dict:
 
 
 def _train_fresh(s: Settings) -> dict:
-    cfg = WangTrainConfig(mrps=s.pick(TRAIN_MRPS["quick"], TRAIN_MRPS["full"]), seed=s.seed, log_every=25)
-    return train_wang(cfg)
+    cfg = LayersTrainConfig(mrps=s.pick(TRAIN_MRPS["quick"], TRAIN_MRPS["full"]), seed=s.seed, log_every=25)
+    return train_layers(cfg)
 
 
 TRAIN = Experiment("train-wang2025", _train_fresh, lambda s, data: _TRAINED.__setitem__(s, data))
@@ -150,7 +154,7 @@ def train_wang2025(s: Settings) -> Evidence:
     fmt = lambda k: f"{f[k]['mean']:.3g} [{f[k]['ci95'][0]:.3g}, {f[k]['ci95'][1]:.3g}]"
     pat = r["pattern"]
     fig = os.path.join(s.out, "figures", "wang2025-train-curves.png")
-    atomic_savefig(render.curves_figure(r, f"Wang et al. Figure 2 setting, {cfg['seeds']} seeds, {cfg['mrps']} MRPs"),
+    atomic_savefig(render.layers_curves_figure(r, f"Wang et al. Figure 2 setting, {cfg['seeds']} seeds, {cfg['mrps']} MRPs"),
                    fig, 80)
     summ = (f"Boyan chains (10 states, d = 4, n = 30), 3 tied layers, their loss, Adam 1e-3 / wd 1e-6, {cfg['seeds']} "
             f"seeds x {cfg['mrps']} MRPs x 5 minibatches ({r['adam_steps']} Adam steps, {r['seconds']:.0f} s): "
@@ -160,7 +164,7 @@ def train_wang2025(s: Settings) -> Evidence:
             f"difference {fmt('value_difference')} (fitted alpha {fmt('alpha_fitted')}); distance to the construction "
             f"family {fmt('distance')} (threshold {WANG_RECOVERY_RTOL:.0%} on the upper end); their pattern: "
             + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in pat.items()))
-    cmd = f"icrl-verify train --layout wang2025 --mdps {cfg['mrps']} --seed {s.seed} --log-every {cfg['log_every']}"
+    cmd = f"icrl-verify train --algorithm td-preconditioned --mdps {cfg['mrps']} --seed {s.seed} --log-every {cfg['log_every']}"
     data = {k: v for k, v in r.items() if k not in ("P", "V", "alpha", "curve")}
     return Evidence("", "", bool(r["recovered"]), summ, command=cmd, data=data, figures=[fig])
 

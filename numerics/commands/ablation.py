@@ -37,7 +37,7 @@ from theory.errors import InputError
 def add_arguments(p):
     s = ABLATION_SCALE
     g = p.add_argument_group("distribution sizes and teacher (small defaults: a few minutes)")
-    g.add_argument("--algorithm", choices=[a for a in algorithms.names() if len(algorithms.get(a).layout.readout_blocks) == 1], default="sarsa",
+    g.add_argument("--algorithm", choices=[a for a in algorithms.names("mdp") if len(algorithms.get(a).layout.readout_blocks) == 1], default="sarsa",
                    help="teacher (sarsa)")
     g.add_argument("--states", type=positive_int, default=s["states"], help=f"states ({s['states']})")
     g.add_argument("--actions", type=positive_int, default=s["actions"], help=f"actions ({s['actions']})")

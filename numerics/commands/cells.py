@@ -131,7 +131,7 @@ def run_cell(command: str, argv: list[str], records: bytes = b"") -> dict:
 
 def _validate_check(args):
     if args.layout != "paper":
-        raise InputError("layout", "sweeps run the paper's layouts; --layout wang2025 is not sweepable")
+        raise InputError("layout", "sweeps run the mdp records; --layout wang2025 is not sweepable")
     check_cmd.check_inputs(args)
 
 
@@ -148,7 +148,7 @@ def _check(args) -> dict:
 
 def _validate_train(args):
     if args.layout != "paper":
-        raise InputError("layout", "sweeps run the paper's layouts; --layout wang2025 is not sweepable")
+        raise InputError("layout", "sweeps run the mdp records; --layout wang2025 is not sweepable")
     if args.seeds != 1:
         raise InputError("option 'seeds'", "put the seeds in the grid (seed = [0, 1, ...]); each is one cell")
     cfg = train_cmd.config_from_args(args)

@@ -16,7 +16,8 @@ from the magnitudes that enter it (docs/check.md, Tolerances).  Exit 0 when
 the read-out equals the teacher on every prompt within those bounds; 1 with
 a counterexample (verdict fails), or when the bounds are not small against
 the teacher update (verdict undecidable: decide the weights with prove
---weights); 2 on bad input.  --layout wang2025: every entry the
+--weights); 2 on bad input.  An mrp record (Wang et al.'s td-preconditioned,
+td-lambda, rg, avg-reward, or an mrp construction file): every entry the
 construction must keep is compared exactly, the carried row and the read-out
 one layer at a time against that layer's rounding bound, and an iteration
 that diverges (values past 1e6 times the window's size) exits 1 naming the
@@ -27,21 +28,26 @@ from __future__ import annotations
 from dataclasses import replace
 
 from numerics.analysis import budget
-from numerics.analysis.check import run_check
-from numerics.commands import wang as wang_cmd
+import shlex
+import time
+
+import torch
+
+from numerics.analysis.check import check_against_loop, draw_windows, random_preconditioners, run_check
 from numerics.commands.cli import add_max_memory, emit, progress_bar
-from numerics.core.tolerances import ARGMAX_TIE_RTOL, DECIDABLE_RTOL, FAILS, HOLDS, UNDECIDABLE
-from numerics.io.config import add_common, device_from_args, positive_int
+from numerics.commands.records import add_record_arguments, mark_defaults, pick, record_from_args
+from numerics.core.tolerances import ARGMAX_TIE_RTOL, DECIDABLE_RTOL, DTYPE, FAILS, HOLDS, UNDECIDABLE
+from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.io.mdp_file import load_mdp_file
-from numerics.io.models import load_weights
-from numerics.io.options import Path
+from numerics.io.models import load_layer_weights, load_preconditioner, load_weights
+from numerics.io.options import Path, Text
 from numerics.io.sources import add_source_options, source_from_args, source_spec
 from theory import algorithms
 from theory.errors import InputError
 
 
 def add_arguments(p):
-    add_common(p, mdps=100, algorithms=wang_cmd.algorithm_choices(algorithms.names()))
+    add_common(p, mdps=100, algorithms=algorithms.names())
     p.add_argument("--prompts", type=positive_int, default=10_000, help="number of prompts to check (10000)")
     p.add_argument("--weights", type=Path(), metavar="FILE.npz", default=None,
                    help="check these weights (arrays P and V, each D x D) instead of the construction")
@@ -50,14 +56,15 @@ def add_arguments(p):
                         "instead of sampled ones")
     add_max_memory(p)
     add_source_options(p)
-    wang_cmd.add_check_arguments(p)
+    add_record_arguments(p)
+    add_layer_check_arguments(p)
 
 
 def check_inputs(args):
     """What ``check`` runs on, from its options (the command and its sweep
     cells): ``(record, dist, device, mdp, F, d)``; ``mdp`` and ``F`` are the
     ``--mdp`` file's or None."""
-    record = algorithms.get(args.algorithm)
+    record = record_from_args(args, kinds=("mdp",))
     budget.guard_source(args)
     if args.mdp and source_spec(args):
         raise InputError("mdp", "--mdp and --family / --mdp-batch / --distribution both name the MDPs; give one")
@@ -71,8 +78,9 @@ def check_inputs(args):
 
 
 def run(args) -> int:
-    if args.layout == "wang2025":
-        return wang_cmd.run_check(args)
+    record = record_from_args(args)
+    if record.data == "mrp":
+        return run_layer_check(args, record)
     record, dist, device, mdp, F, d = check_inputs(args)
     B, S, A = (mdp.batch, mdp.states, mdp.actions) if mdp is not None else (args.mdps, dist.states, dist.actions)
     budget.guard(budget.check(record, B, S, A, d, args.context), budget.max_memory(args.max_memory),
@@ -82,13 +90,13 @@ def run(args) -> int:
                       f"check of {args.prompts:,} prompts ({B} MDPs x {S} states x {A} actions, d = {d}, "
                       f"n = {args.context})", "use fewer --prompts or smaller --states/--actions/--context")
     weights = load_weights(args.weights, record.spec.weight_shape(d), device=device) if args.weights else None
-    with progress_bar(total=args.prompts, desc=f"check {args.algorithm}", disable=args.json) as bar:
+    with progress_bar(total=args.prompts, desc=f"check {record.name}", disable=args.json) as bar:
         res = run_check(record, dist, prompts=args.prompts, mdps=args.mdps, n=args.context,
                         epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
                         weights=weights, device=device, progress=bar.update, mdp=mdp, features=F)
     src = args.weights or f"construction ({record.theorem})"
     what = f"MDPs from {args.mdp}" if args.mdp else dist.describe()
-    lines = [f"check {args.algorithm}: {res.prompts} prompts, {what}, n = {args.context}",
+    lines = [f"check {record.name}: {res.prompts} prompts, {what}, n = {args.context}",
              f"weights: {src}",
              f"max |TF(H) - teacher| = {res.max_abs_error:.3e}; at most {res.worst_error_over_bound:.3g} of each "
              f"entry's own rounding bound (bound at the worst entry {res.tolerance:.3e}; docs/check.md, Tolerances)",
@@ -119,3 +127,144 @@ VERDICT_LINES = {
     FAILS: "FAILS: counterexample below",
     UNDECIDABLE: "NOT DECIDABLE in float64: the rounding of these weights is not small against the update (below)",
 }
+
+
+#: The verdict's line of ``check`` of an mrp record.
+WANG_VERDICT_LINES = {
+    "holds": "HOLDS: the L-layer block computes L steps of batch TD on every window",
+    "fails": "FAILS: counterexample below",
+    "diverges": "DIVERGES: the iteration grows past the stated bound (below); not judged to hold",
+    "undecidable": "NOT DECIDABLE in float64: a layer's rounding is not small against its TD step (below)",
+}
+
+#: Wang et al.'s values of the shared options for an mrp record (used when the option was not given).
+CHECK_DEFAULTS = dict(states=10, gamma=0.9, alpha=1.0, context=100, mdps=30)
+
+
+# ==================================================================== layer-by-layer (mrp) records
+
+def add_layer_check_arguments(p):
+    g = p.add_argument_group("layer-by-layer records (--algorithm td-preconditioned, td-lambda, rg, avg-reward or an "
+                             "mrp construction file; Wang et al. 2025's defaults there: states 10, gamma 0.9, alpha 1, "
+                             "context 100, mdps 30)")
+    g.add_argument("--layers", type=positive_int, default=3,
+                   help="number of layers L (the record's own depth: 3 for Wang et al.'s)")
+    g.add_argument("--features-dim", type=positive_int, default=3, help="feature dimension d (3)")
+    g.add_argument("--preconditioner", type=Text(), default="identity", metavar="identity|random|FILE.npz",
+                   help="the teacher's C: identity (C = alpha I, tied layers), random (one generic C_l = alpha (I + "
+                        "0.3 "
+                        "G_l / sqrt(d)) per layer, untied, from --seed) or FILE.npz with array C, (d, d) or (L, d, d) "
+                        "(identity)")
+    g.add_argument("--lam", type=finite_float, default=0.5, help="TD(lambda)'s lambda (0.5)")
+    g.add_argument("--mask", choices=("context", "none"), default="context",
+                   help="the block's mask: context (theirs: the query is never a key or value) or none (context)")
+    g.add_argument("--mrp", choices=("random", "boyan"), default="random",
+                   help="random MRPs (Dirichlet rows, Unif(-1,1) rewards) or their Boyan chain (random)")
+    mark_defaults(p, tuple(CHECK_DEFAULTS) + ("layers",))
+
+
+def _preconditioners(args, d, layers, alpha, gen):
+    spec = args.preconditioner
+    if spec == "identity":
+        return alpha * torch.eye(d, dtype=DTYPE).expand(layers, d, d).clone(), True
+    if spec == "random":
+        return random_preconditioners(layers, d, gen, scale=alpha), False
+    return load_preconditioner(spec, d, layers)
+
+
+def _check_config(args, record) -> dict:
+    cfg = {k: pick(args, k, v) for k, v in CHECK_DEFAULTS.items()}
+    cfg.update(algorithm=record.name, construction=getattr(args, "construction", None),
+               layers=pick(args, "layers", record.spec.depth), features_dim=args.features_dim, seed=args.seed,
+               preconditioner=args.preconditioner, mask=args.mask, mrp=args.mrp,
+               lam=args.lam if record.uses_lambda else None, weights=args.weights, features=args.features,
+               gamma_range=list(args.gamma_range) if args.gamma_range else None)
+    if str(getattr(args, "device", "cpu")) != "cpu":
+        raise InputError("device", "an mrp record is checked on the CPU (the check is a float64 loop per window)")
+    if getattr(args, "mdp", None):
+        raise InputError("mdp", "MDP files are not read for an mrp record (it draws MRPs: --mrp random|boyan)")
+    if args.features not in ("dense", "dense-shared"):
+        raise InputError("features", f"an mrp record draws Unif(-1,1) features (dense or dense-shared), "
+                                     f"got {args.features}")
+    if not (0 <= cfg["gamma"] < 1):
+        raise InputError("gamma", f"must satisfy 0 <= gamma < 1, got {cfg['gamma']}")
+    if record.uses_lambda and not (0 <= args.lam <= 1):
+        raise InputError("lam", f"must be in [0, 1], got {args.lam}")
+    if args.mrp == "boyan" and cfg["states"] < 2:
+        raise InputError("states", f"a Boyan chain needs at least 2 states, got {cfg['states']}")
+    return cfg
+
+
+def _check_command(cfg) -> str:
+    parts = ["icrl-verify", "check", *(["--construction", cfg["construction"]] if cfg["construction"] else
+                                       ["--algorithm", cfg["algorithm"]]),
+             "--layers", cfg["layers"], "--context", cfg["context"], "--features-dim", cfg["features_dim"],
+             "--states", cfg["states"], "--mdps", cfg["mdps"], "--alpha", cfg["alpha"], "--seed", cfg["seed"],
+             "--preconditioner", cfg["preconditioner"], "--mrp", cfg["mrp"]]
+    parts += ["--gamma-range", *cfg["gamma_range"]] if cfg["gamma_range"] else ["--gamma", cfg["gamma"]]
+    if cfg["lam"] is not None:
+        parts += ["--lam", cfg["lam"]]
+    if cfg["mask"] != "context":
+        parts += ["--mask", cfg["mask"]]
+    if cfg["features"] != "dense":
+        parts += ["--features", cfg["features"]]
+    if cfg["weights"]:
+        parts += ["--weights", cfg["weights"]]
+    return shlex.join(str(x) for x in parts)
+
+
+def run_layer_check(args, record) -> int:
+    """``check`` of an mrp record: every layer against the teacher applied layer by layer."""
+    cfg = _check_config(args, record)
+    d, L, n = cfg["features_dim"], cfg["layers"], cfg["context"]
+    budget.guard(budget.layer_check(cfg["mdps"], cfg["states"], d, n, L), budget.max_memory(args.max_memory),
+                 f"check of {cfg['mdps']} MRPs x {cfg['states']} states, d = {d}, n = {n}, "
+                 f"{L} layers,", "use fewer --mdps or smaller --states/--features-dim/--context/--layers")
+    budget.guard_time(budget.layer_check_work(cfg["mdps"], cfg["states"], d, n, L), budget.max_time(args.max_time),
+                      f"check of {cfg['mdps']} MRPs x {cfg['states']} states, d = {d}, n = {n}, "
+                      f"{L} layers", "use fewer --mdps or smaller --states/--features-dim/--context/--layers")
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    Cs, tied = _preconditioners(args, d, L, cfg["alpha"], gen)
+    weights = None
+    if cfg["weights"]:
+        P, V, tied = load_layer_weights(cfg["weights"], record, d, L)
+        weights = (P, V)
+    if cfg["gamma_range"]:
+        lo, hi = cfg["gamma_range"]
+        if not (0 <= lo <= hi < 1):
+            raise InputError("gamma-range", f"need 0 <= LO <= HI < 1, got {lo} {hi}")
+        gamma = lo + (hi - lo) * torch.rand(cfg["mdps"], generator=gen, dtype=DTYPE)
+    else:
+        gamma = cfg["gamma"]
+    t0 = time.perf_counter()
+    win = draw_windows(cfg["mrp"], cfg["mdps"], cfg["states"], d, n, gamma, gen,
+                       shared_features=cfg["features"] == "dense-shared")
+    with progress_bar(total=cfg["mdps"], desc=f"check {record.name}", disable=args.json) as bar:
+        res = check_against_loop(record, win, Cs, layers=L, tied=tied, lam=cfg["lam"], weights=weights,
+                                 mask=cfg["mask"], progress=bar.update)
+    out = res.as_dict() | {"layout": record.layout.name, "seconds": round(time.perf_counter() - t0, 3),
+                           "weights": cfg["weights"], "command": _check_command(cfg), "config": cfg}
+    src = cfg["weights"] or f"construction ({record.title}, C from --preconditioner {cfg['preconditioner']})"
+    lines = [f"check {record.name}: {res.prompts} windows of {cfg['mrp']} MRPs ({cfg['states']} states), "
+             f"L = {L} {'tied' if tied else 'untied'} layers, n = {n}, d = {d}, mask {res.mask}",
+             f"weights: {src}; teacher: {L} steps of batch {record.title} by an independent loop",
+             f"max relative error (read-out, carried row, untouched entries, after every layer) = "
+             f"{res.max_rel_error:.3e}; each layer's own error at most {res.worst_error_over_bound:.3g} of its "
+             f"rounding bound; untouched entries compared exactly (docs/check.md, Tolerances)",
+             WANG_VERDICT_LINES[res.verdict]]
+    if res.divergence:
+        v = res.divergence
+        lines.append(f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: values "
+                     f"{v['magnitude']:.3g} > {v['ratio_bound']:g} x the window's size {v['window_size']:.3g})")
+    if res.counterexample:
+        c = res.counterexample
+        where = "read-out" if c["quantity"] == "value" else f"{c['quantity']} entry {c['entry']}"
+        rows = f"rows changed: {c['rows']}" if c["quantity"] == "untouched" else f"row {c['rows'][0]}"
+        lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {where} ({rows}): block {c['block']:.17g}, loop {c['loop']:.17g} (relative error "
+                     f"{c['relative_error']:.3g}; {c['why']}); reproduce: {out['command']}")
+    elif res.undecidable_example and res.verdict != "diverges":
+        u = res.undecidable_example
+        lines.append(f"not decidable on {res.undecidable} quantities: window {u['prompt']}, layer {u['layer']}, "
+                     f"rounding bound {u['bound']:.3e} vs the step's terms {u['signal']:.3e}; {u['suggestion']}")
+    emit(lines, out, args.json)
+    return 0 if res.holds else 1

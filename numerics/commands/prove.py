@@ -32,14 +32,17 @@ from __future__ import annotations
 
 import os
 
-from numerics.commands import wang as wang_cmd
+import shlex
+
 from numerics.commands.cli import config_of, emit, progress_bar
+from numerics.commands.records import add_record_arguments, record_from_args
 from numerics.io.commandline import reproduce_command
 from numerics.io.files import atomic_write
 from numerics.io.options import Exact, Folder, Path
 from numerics.io.report import run_header
 from theory import algorithms
 from theory import prove as P
+from theory import stacked
 from theory.errors import InputError
 from theory.parse import parse_step
 
@@ -47,8 +50,8 @@ DEFAULT_OUT = os.path.join("reports", "proofs")
 
 
 def add_arguments(p):
-    p.add_argument("--algorithm", choices=wang_cmd.prove_choices(algorithms.names()), default="sarsa",
-                   help="teacher whose update is proven, or all (default sarsa)")
+    p.add_argument("--algorithm", choices=tuple(algorithms.names()) + ("all",), default="sarsa",
+                   help="record whose construction is proven (any registered one), or all (default sarsa)")
     p.add_argument("--weights", type=Path(), metavar="FILE.json", default=None,
                    help='prove these exact weights instead of the construction: {"P": [[...]], "V": [[...]]}, '
                         'entries integers, decimals, or strings like "1/5", "-alpha/3" (symbols alpha, beta, gamma)')
@@ -63,27 +66,45 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with the result as the last line (keys algorithm, general, concrete, "
                         "residual, report, ...; with --algorithm all: {\"algorithms\": [...], \"all_proven\": bool})")
-    wang_cmd.add_prove_arguments(p)
+    p.add_argument("--stacked", action="store_true",
+                   help="decide whether L stacked copies of Theorem 3.1's block compute L batch steps (every L): "
+                        "proven, or refuted with an exact counterexample (value-layout algorithms)")
+    add_record_arguments(p)
+
+
+def _records(args):
+    if str(args.algorithm) == "all" and not args.construction:
+        kinds = ("mrp",) if args.layout == "wang2025" else ("mdp", "mrp")
+        return [algorithms.get(a) for a in algorithms.names() if algorithms.get(a).data in kinds]
+    return [record_from_args(args)]
 
 
 def run(args) -> int:
-    if args.layout == "wang2025" or args.stacked:
-        return wang_cmd.run_prove(args)
+    if args.stacked:
+        return run_stacked(args)
     a = parse_step(args.alpha, "alpha", None)
     b = parse_step(args.beta, "beta", None)
-    if args.algorithm == "all" and args.weights:
+    if str(args.algorithm) == "all" and args.weights:
         raise InputError("algorithm", "--weights needs one algorithm (the layout fixes the size), not all")
-    algs = algorithms.names() if args.algorithm == "all" else (args.algorithm,)
+    records = _records(args)
     results, lines = [], []
-    with progress_bar(total=len(algs), desc="prove", disable=args.json) as bar:
-        for alg in algs:
-            res = P.prove(alg, weights=args.weights, alpha=a, beta=b)
-            one = dict(vars(args), algorithm=alg)
-            command = reproduce_command("prove", type(args)(**one), add_arguments, always=("algorithm",))
+    with progress_bar(total=len(records), desc="prove", disable=args.json) as bar:
+        for record in records:
+            alg = record.name
+            res = P.prove(record, weights=args.weights, alpha=a, beta=b)
+            if args.construction:
+                command = shlex.join(["icrl-verify", "prove", "--construction", str(args.construction)])
+            else:
+                one = dict(vars(args), algorithm=alg, layout="paper")
+                command = reproduce_command("prove", type(args)(**one), add_arguments, always=("algorithm",))
             report = os.path.join(args.out, P.report_name(res) + ".md")
             atomic_write(report, P.render(res, run_header(command, config_of(args))))
             r = P.summary(res, report)
             results.append(r)
+            if record.data == "mrp":
+                lines += _layer_lines(alg, r, res)
+                bar.update(1)
+                continue
             sizes = ", ".join(f"({c['d']},{c['n']})" for c in r["concrete"] if c["ok"])
             bad = [c for c in r["concrete"] if not c["ok"]]
             scope = "every d, n" if r["weights"] is None else f"d = {r['concrete'][0]['d']}, every n"
@@ -99,7 +120,47 @@ def run(args) -> int:
             for name, part in r.get("lemmas", {}).items():
                 lines.append(f"  {name}: {'proven' if part['proven'] else 'NOT PROVEN'}: {part['statement']}")
             bar.update(1)
-    ok = all(r["general"] for r in results)
+    ok = all(r["general"] for r in results) and all(r.get("faults_refused", True) for r in results)
+    obj = results[0] if len(results) == 1 else {"algorithms": results, "all_proven": ok}
+    emit(lines, obj, args.json)
+    return 0 if ok else 1
+
+
+def _layer_lines(name, r, res) -> list[str]:
+    refused = sum(f["general_refused"] and f["concrete_refused"] for f in r["faults"])
+    lines = [f"prove {name}: {'PROVEN' if r['general'] else 'NOT PROVEN'} (one layer, every d and n; base case; "
+             f"induction: every L; concrete sizes) in {r['seconds']:.1f} s; planted faults refused "
+             f"{refused}/{len(r['faults'])}; report {r['report']}"]
+    if r["residual"]:
+        lines.append(f"  residual: {r['residual']}")
+    if res.get("counterexample"):
+        lines.append(f"  counterexample: {res['counterexample']}")
+    return lines
+
+
+def run_stacked(args) -> int:
+    """``prove --stacked``: do L stacked copies of Theorem 3.1's block compute L batch steps?"""
+    if args.weights:
+        raise InputError("weights", "--weights is for the single-layer records; --stacked proves the constructions")
+    if args.layout != "paper" or args.construction:
+        raise InputError("stacked", "--stacked decides Liang & Lai's block; it does not combine with --layout or "
+                                    "--construction")
+    algorithm = str(args.algorithm)
+    names = stacked.STACKABLE if algorithm == "all" else (algorithm,)
+    results, lines = [], []
+    with progress_bar(total=len(names), desc="prove", disable=args.json) as bar:
+        for name in names:
+            res = stacked.decide(name)
+            command = shlex.join(["icrl-verify", "prove", "--stacked", "--algorithm", name])
+            report = os.path.join(args.out, "stacked-" + name + ".md")
+            atomic_write(report, stacked.render(res, run_header(command, config_of(args) | {"algorithm": name})))
+            results.append(dict(res) | {"report": report, "command": command})
+            lines.append(f"prove --stacked {name}: {'PROVEN' if res['holds'] else 'REFUTED'} (one block on the "
+                         f"whole prompt: {'proven' if res['one_block'] else 'NOT proven'}); report {report}")
+            if res["counterexample"]:
+                lines.append(f"  counterexample: {res['counterexample']}")
+            bar.update(1)
+    ok = all(r["holds"] for r in results)
     obj = results[0] if len(results) == 1 else {"algorithms": results, "all_proven": ok}
     emit(lines, obj, args.json)
     return 0 if ok else 1

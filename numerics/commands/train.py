@@ -31,23 +31,39 @@ batch (MDP), write DIR/checkpoint.npz and exit 130 / 143 (resume with
 from __future__ import annotations
 
 import os
+import shlex
 
 from numerics.analysis import budget
 from numerics.analysis.exact import CHECKPOINT_EVERY, PAPER_SCALE, check_exact_config
 from numerics.analysis.seeds import PROTOCOLS, default_workers, run_seeds, seed_configs
-from numerics.analysis.train import CPU_SCALE, TrainConfig
-from numerics.commands import wang as wang_cmd
-from numerics.commands.cli import add_max_memory, config_of, emit, plain_name, progress_bar
+from numerics.analysis.train import (
+    CPU_SCALE,
+    LAYERS_CPU_SCALE,
+    LAYERS_PAPER_SCALE,
+    LayersTrainConfig,
+    TrainConfig,
+    train_layers,
+)
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.commands.records import (
+    _Default,
+    add_record_arguments,
+    mark_defaults,
+    pick,
+    record_from_args,
+)
 from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.models import MODEL_KINDS
 from numerics.core.runtime import check_interrupt
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
+from numerics.io.models import save_weights
 from numerics.io.options import COUNT, Folder, Name
 from numerics.io.sources import add_source_options, source_spec
 from numerics.render import training as render
 from numerics.render.training import relative
+from theory import algorithms
 from theory.errors import InputError
 
 #: The scale options whose defaults depend on --protocol (docs/training.md).
@@ -63,7 +79,7 @@ def _scale_help(key: str, what: str) -> str:
 
 
 def add_arguments(p):
-    add_common(p, mdps=CPU_SCALE["mdps"])
+    add_common(p, mdps=CPU_SCALE["mdps"], algorithms=algorithms.names())
     add_source_options(p)
     for action in p._actions:               # --mdps: its default depends on --protocol
         if action.dest == "mdps":
@@ -89,7 +105,7 @@ def add_arguments(p):
     g.add_argument("--hidden", type=positive_int, default=None, help="hidden width of the mlp (128) / lstm (64)")
     g.add_argument("--eval-mdps", type=positive_int, default=64, help="held-out MDPs for the final loss (64)")
     g.add_argument("--seeds", type=positive_int, default=1,
-                   help="train the seeds --seed .. --seed+K-1, in parallel processes (1; --layout wang2025: 10, "
+                   help="train the seeds --seed .. --seed+K-1, in parallel processes (1; an mrp record: 10, "
                         "trained side by side)")
     g.add_argument("--workers", type=positive_int, default=None,
                    help="processes for --seeds (one per seed, at most one per available core)")
@@ -108,7 +124,8 @@ def add_arguments(p):
     o.add_argument("--threads", type=positive_int, default=1,
                    help="torch intra-op threads (1: the tensors of one step are small, more threads only contend)")
     add_max_memory(o)
-    wang_cmd.add_train_arguments(p)
+    add_record_arguments(p)
+    add_layer_train_arguments(p)
 
 
 def _scale(args, key: str):
@@ -116,10 +133,12 @@ def _scale(args, key: str):
     return SCALES[args.protocol][key] if v is None else v
 
 
-def config_from_args(args) -> TrainConfig:
+def config_from_args(args, record=None) -> TrainConfig:
+    """The training configuration of the options; ``record`` (a construction
+    file's) travels by value instead of the ``--algorithm`` name."""
     if args.checkpoint_every is not None and args.checkpoint_every < 0:
         raise InputError("checkpoint-every", f"must be >= 0, got {args.checkpoint_every}")
-    return TrainConfig(algorithm=args.algorithm, states=args.states, actions=args.actions, gamma=args.gamma,
+    return TrainConfig(algorithm=args.algorithm if record is None else record, states=args.states, actions=args.actions, gamma=args.gamma,
                        gamma_range=tuple(args.gamma_range) if args.gamma_range else None, features=args.features,
                        feature_seed=args.seed, n=args.context, epsilon=args.epsilon, alpha=args.alpha,
                        beta=args.beta, model=args.model, parameterization=args.parameterization, hidden=args.hidden,
@@ -134,10 +153,11 @@ def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
 
 
 def run(args) -> int:
-    if args.layout == "wang2025":
-        return wang_cmd.run_train(args)
+    record = record_from_args(args)
+    if record.data == "mrp":
+        return run_layer_train(args, record)
     budget.guard_source(args)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, record if args.construction else None)
     device = device_from_args(args)
     if args.protocol == "paper":
         check_exact_config(cfg, device)
@@ -240,3 +260,120 @@ def _report_seeds(args, results, cfgs, name, command, device, workers) -> int:
         lines.append(f"report: {report}")
     emit(lines, dict(seeds=rows, recovered=recovered, report=report, protocol=args.protocol, workers=workers), args.json)
     return 0 if recovered else 1
+
+
+#: Wang et al.'s values of the shared options for an mrp record, per command (used when the option was not given).
+TRAIN_DEFAULTS = dict(states=10, gamma=0.9, context=30, lr=1e-3, mdps=LAYERS_CPU_SCALE["mrps"], seeds=10)
+#: Options of the mdp records that an mrp record does not use: given, they are an error.
+TRAIN_UNUSED = ("model", "parameterization", "features")
+
+
+# ==================================================================== layer-by-layer (mrp) records
+
+def add_layer_train_arguments(p):
+    g = p.add_argument_group(
+        "mrp records, Wang et al. 2025's Figure 2 (Boyan chains, their objective; defaults there: states 10, "
+        f"gamma 0.9, context 30, lr 1e-3, mdps {LAYERS_CPU_SCALE['mrps']} MRPs per seed (their scale: "
+        f"{LAYERS_PAPER_SCALE['mrps']}))")
+    g.add_argument("--layers", type=positive_int, default=3,
+                   help="number of layers L (the record's own depth: 3 for Wang et al.'s)")
+    g.add_argument("--features-dim", type=positive_int, default=4, help="feature dimension d (4)")
+    g.add_argument("--untied", action="store_true", help="one (P, V) per layer (their 'sequential' mode); "
+                                                         "default: the record's own (tied for Wang et al.'s, their "
+                                                         "'auto' mode)")
+    g.add_argument("--minibatches", type=positive_int, default=5, help="Adam steps per MRP (5)")
+    g.add_argument("--window-steps", type=positive_int, default=64,
+                   help="sliding-window TD errors per minibatch (64: 65 prompts)")
+    g.add_argument("--weight-decay", type=finite_float, default=1e-6, help="Adam weight decay (1e-6)")
+    g.add_argument("--log-every", type=positive_int, default=50, help="MRPs between points of the curves (50)")
+    mark_defaults(p, tuple(TRAIN_DEFAULTS) + TRAIN_UNUSED + ("layers",))
+
+
+def _train_config(args, record) -> LayersTrainConfig:
+    for dest in TRAIN_UNUSED:
+        if not isinstance(getattr(args, dest), _Default):
+            raise InputError(dest, "not used for an mrp record (their block: full P and V, Unif(-1,1) features)")
+    if str(args.device) != "cpu":
+        raise InputError("device", "an mrp record trains on the CPU")
+    for dest in ("resume", "gamma_range"):
+        if getattr(args, dest):
+            raise InputError(dest.replace("_", "-"), "not supported for an mrp record")
+    ours = {k: pick(args, k, v) for k, v in TRAIN_DEFAULTS.items()}
+    layers = pick(args, "layers", record.spec.depth)
+    tied = (not args.untied) and record.spec.tied
+    return LayersTrainConfig(states=ours["states"], d=args.features_dim, n=ours["context"],
+                           layers=layers, tied=tied, gamma=ours["gamma"], algorithm=record,
+                           lr=ours["lr"], weight_decay=args.weight_decay, mrps=ours["mdps"],
+                           minibatches=args.minibatches,
+                           steps=args.window_steps, seeds=ours["seeds"], seed=args.seed, eval_mrps=args.eval_mdps,
+                           log_every=args.log_every)
+
+
+def train_command(cfg: LayersTrainConfig, extra=(), construction=None) -> str:
+    parts = ["icrl-verify", "train", *(["--construction", construction] if construction else
+                                       ["--algorithm", cfg.record.name]), "--states", cfg.states, "--features-dim", cfg.d,
+             "--context", cfg.n, "--layers", cfg.layers, "--gamma", cfg.gamma, "--lr", cfg.lr,
+             "--weight-decay", cfg.weight_decay, "--mdps", cfg.mrps, "--minibatches", cfg.minibatches,
+             "--window-steps", cfg.steps, "--seeds", cfg.seeds, "--seed", cfg.seed, "--eval-mdps", cfg.eval_mrps,
+             "--log-every", cfg.log_every] + (["--untied"] if not cfg.tied else []) + list(extra)
+    return shlex.join(str(x) for x in parts)
+
+
+def scale_note(cfg: LayersTrainConfig) -> str:
+    if cfg.mrps >= LAYERS_PAPER_SCALE["mrps"] and cfg.minibatches == 5 and cfg.steps == 64:
+        return "their scale (Figure 2: 4,000 MRPs x 5 minibatches)."
+    return (f"a CPU scale ({cfg.mrps} of their {LAYERS_PAPER_SCALE['mrps']} MRPs; docs/wang2025.md gives the measured "
+            f"cost; their scale: --mdps {LAYERS_PAPER_SCALE['mrps']}).")
+
+
+def run_layer_train(args, record) -> int:
+    """``train`` of an mrp record: Wang et al.'s Figure 2 experiment on its construction."""
+    cfg = _train_config(args, record)
+    stem = "wang2025-td" if record.name == "td-preconditioned" else record.name
+    name = args.name or (stem + ("-untied" if not cfg.tied else ""))
+    if not name or "/" in name or name.startswith("."):
+        raise InputError("name", f"must be a plain file name, got {name!r}")
+    out = args.out or os.path.join("runs", "train", name)
+    extra = ["--name", name] if args.name else []
+    command = train_command(cfg, extra, args.construction)
+    budget.guard(budget.layer_train(cfg.seeds, cfg.steps, cfg.eval_mrps, cfg.states, cfg.d, cfg.n, cfg.layers),
+                 budget.max_memory(args.max_memory),
+                 f"train of {cfg.seeds} seeds, {cfg.states} states, d = {cfg.d}, n = {cfg.n}, "
+                 f"{cfg.layers} layers,", "use fewer --seeds/--eval-mdps or smaller --context/--features-dim/--states")
+    budget.guard_time(budget.layer_train_work(cfg.seeds, cfg.steps, args.minibatches, cfg.eval_mrps, cfg.states, cfg.d,
+                                             cfg.n, cfg.layers), budget.max_time(args.max_time),
+                      f"train of {cfg.seeds} seeds x {cfg.steps} window steps, {cfg.states} states, "
+                      f"d = {cfg.d}, n = {cfg.n}, {cfg.layers} layers",
+                      "use fewer --seeds/--window-steps/--minibatches/--eval-mdps or smaller "
+                      "--context/--features-dim/--states/--layers")
+    with progress_bar(total=cfg.mrps, desc=f"train {name}", disable=args.json, unit="MRP") as bar:
+        res = train_layers(cfg, progress=at_boundary(bar.update), threads=args.threads)
+    P, V = res["P"], res["V"]
+    for s in range(cfg.seeds):
+        Ps, Vs = (P[s], V[s]) if cfg.tied else (P[:, s], V[:, s])
+        save_weights(os.path.join(out, f"seed-{cfg.seed + s}.npz"), Ps, Vs)
+    res["weights_dir"] = out
+    report = None
+    if not args.no_report:
+        render.write_layers(res, name, args.report_dir, command, cfg.as_dict() | {"name": name, "out": out},
+                            scale_note(cfg))
+        report = os.path.join(args.report_dir, name + ".md")
+    f = res["final"]
+    fmt = lambda k: f"{f[k]['mean']:.3g} [{f[k]['ci95'][0]:.3g}, {f[k]['ci95'][1]:.3g}]"
+    lines = [f"train {name}: {cfg.seeds} seeds x {cfg.mrps} MRPs x {cfg.minibatches} minibatches "
+             f"({res['adam_steps']} Adam steps per seed), {res['seconds']:.0f} s",
+             f"structure (sign-aligned): V written entry {fmt('written_entry')} vs others {fmt('others_mean_abs_V')}; "
+             f"tr P[phi,phi] {fmt('trace_phi_phi')}, tr P[phi,gphi] {fmt('trace_phi_gphi')} vs others "
+             f"{fmt('others_mean_abs_P')}",
+             f"functional: value difference {fmt('value_difference')}, sensitivity cosine "
+             f"{fmt('sensitivity_cosine')}, implied-weight cosine {fmt('implied_weight_cosine')}; fitted alpha "
+             f"{fmt('alpha_fitted')}",
+             f"distance to the construction family {fmt('distance')}: "
+             + ("RECOVERED" if res["recovered"] else f"NOT RECOVERED (threshold {res['recovery_threshold']:.0%} on the "
+                                                     "upper end of the 95% interval)"),
+             f"weights: {out}/seed-*.npz" + (f"; report: {report}" if report else "")]
+    result = dict(layout=record.layout.name, algorithm=record.name, recovered=res["recovered"], distance_upper95=res["distance_upper95"],
+                  threshold=res["recovery_threshold"], final=f, seconds=res["seconds"], report=report,
+                  weights=out, command=command, config=cfg.as_dict())
+    emit(lines, result, args.json)
+    return 0 if res["recovered"] else 1

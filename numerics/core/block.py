@@ -129,6 +129,14 @@ def readout_literal(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.
     return torch.cat([sign * out[..., r0:r1, -1] for r0, r1, sign in spec.readout_rows(d)], -1)
 
 
+def readout_entry(layout, Z: torch.Tensor) -> torch.Tensor:
+    """``sign * Z[..., row, -1]`` for a layout that reads one signed entry of
+    the last column (``-Z[-1, -1]``; ``+`` for average-reward TD)."""
+    (block, sign), = layout.readout
+    d = layout.feature_dim(Z.shape[-2])
+    return sign * Z[..., layout.offsets("rows", d)[block][0], -1]
+
+
 def split_full(index: Index, P: torch.Tensor, V: torch.Tensor):
     """``(P12, Vbar21, P22, Vbar22)`` of full ``D x D`` weights (THEORY.md section 3)."""
     return P[(..., *index.p12)], V[(..., *index.vbar21)], P[(..., *index.p22)], V[(..., *index.vbar22)]

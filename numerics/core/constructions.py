@@ -1,12 +1,21 @@
 """Tensors of the constructions, realised from ``theory.constructions`` (the
-single source; nothing is re-typed here), and their symmetry family."""
+single source; nothing is re-typed here), and their symmetry family.
+
+* :func:`constructed_weights`: a construction with step sizes (``alpha``,
+  ``beta``) as full ``(P, V)``;
+* :func:`preconditioned_weights`: a preconditioned construction for
+  preconditioners ``C`` (``d x d``: tied layers, or ``L x d x d``: one per
+  layer), in the shapes of the block specification
+  (``theory.spec.BlockSpec.weight_shape`` / ``value_shape``).
+"""
 from __future__ import annotations
 
 import torch
 
 from numerics.core.block import embed_reduced
 from numerics.core.tolerances import DTYPE
-from theory.constructions import numeric_blocks
+from theory.constructions import numeric_blocks, numeric_tables
+from theory.errors import InputError
 
 
 def constructed_blocks(record, d: int, steps: dict, dtype=DTYPE, device=None):
@@ -48,3 +57,30 @@ def symmetry_member(P: torch.Tensor, V: torch.Tensor, c: float, record, d: int,
         P2 = torch.where(mP, noiseP, P2)
         V2 = torch.where(mV, noiseV, V2)
     return P2, V2
+
+
+def preconditioned_weights(record, C: torch.Tensor):
+    """``(P, V)`` of the record's preconditioned construction: ``P`` holds
+    ``coef * C^T`` on each table entry, each head's ``V`` its ``1 x 1``
+    entries (scaled by nothing: the step is in ``C``).  ``C``: ``d x d``
+    (tied) or ``L x d x d`` (untied); returns ``P`` of shape ``(D, D)`` /
+    ``(L, D, D)`` and ``V`` with a head axis when the record has several
+    heads."""
+    C = torch.as_tensor(C, dtype=DTYPE)
+    if C.ndim not in (2, 3) or C.shape[-1] != C.shape[-2]:
+        raise InputError("preconditioner", f"expected shape (d, d) or (L, d, d), got {tuple(C.shape)}")
+    d = C.shape[-1]
+    Pt, Vts, D = numeric_tables(record, d)
+    lead = C.shape[:-2]
+    P = torch.zeros(*lead, D, D, dtype=DTYPE, device=C.device)
+    CT = C.transpose(-1, -2)
+    for r0, c0, coef in Pt:
+        P[..., r0:r0 + d, c0:c0 + d] = coef * CT
+    heads = []
+    for table in Vts:
+        V = torch.zeros(*lead, D, D, dtype=DTYPE, device=C.device)
+        for r0, c0, coef in table:
+            V[..., r0, c0] = coef
+        heads.append(V)
+    V = heads[0] if len(heads) == 1 else torch.stack(heads, dim=-3)
+    return P, V

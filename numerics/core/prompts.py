@@ -1,7 +1,10 @@
 """Prompt builders (paper eq. 4), driven by the algorithm record: the
 per-transition quantities of a window (:func:`window_quantities`) and the
-context recipe ``block = coefficient * quantity`` (:func:`build_context`).
-A new layout or algorithm is a new record, not new code.
+context recipe ``block = coefficient * quantity`` (:func:`build_context`);
+for the layer-by-layer (``mrp``) records the whole prompt ``Z_0`` of an MRP
+window (:func:`evaluation_prompt`: the recipe in the context columns, the
+layout's query blocks in the last column).  A new layout or algorithm is a
+new record, not new code.
 
 This is the prompt path that ``check`` tests; the reference teacher
 (``numerics.reference``) computes the same quantities independently.
@@ -14,6 +17,7 @@ import sympy as sp
 import torch
 
 from numerics.core.policies import behaviour_probs, gather, softmax_probs, split_theta
+from numerics.core.tolerances import DTYPE
 from theory.symbols import gamma as GAMMA
 
 
@@ -99,3 +103,39 @@ def assemble_prompt(X: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
     H[:, :m, :n] = X.transpose(1, 2)
     H[:, m:, n] = wt
     return H
+
+
+def _per_prompt(coef, g: torch.Tensor) -> torch.Tensor:
+    """A context coefficient (a SymPy expression in gamma) per prompt (``g``: the discounts)."""
+    c = _coefficient(coef)
+    if c == "gamma":
+        return g
+    if c == 1:
+        return torch.ones_like(g)
+    return torch.as_tensor([c(float(x)) for x in g], dtype=g.dtype, device=g.device)
+
+
+def evaluation_prompt(record, win) -> torch.Tensor:
+    """``Z_0`` of an ``mrp`` record (``B x D x (n+1)``) from MRP windows
+    (``numerics.core.mrp.Windows``): context column ``j`` filled by the
+    record's recipe (``gphi_next = gamma phi_next``; ``zero``: a row left at
+    0), the query column holding ``phi_q`` in the layout's query blocks and
+    zeros elsewhere."""
+    lay = record.layout
+    B, n, d = win.phi.shape
+    off = lay.offsets("rows", d)
+    source = {"phi": win.phi, "phi_next": win.phi_next}
+    Z = torch.zeros(B, int(lay.D(d)), n + 1, dtype=DTYPE, device=win.phi.device)
+    for block, coef, quantity in record.context:
+        r0, r1 = off[block]
+        c = _per_prompt(coef, win.gamma.to(DTYPE))
+        if quantity == "zero":
+            continue
+        if quantity == "r":
+            Z[:, r0, :n] = c[:, None] * win.r
+        else:
+            Z[:, r0:r1, :n] = c[:, None, None] * source[quantity].transpose(1, 2)
+    for block in lay.query:
+        r0, r1 = off[block]
+        Z[:, r0:r1, n] = win.phi_q
+    return Z

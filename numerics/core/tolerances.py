@@ -83,7 +83,7 @@ ROUNDING_FACTOR = 2.0
 #: above 1e-6 of the size of the teacher update's own terms").
 DECIDABLE_RTOL = 1e-6
 
-#: A multi-layer iteration (``--layout wang2025``) diverges at the first layer
+#: A multi-layer iteration (an mrp record's ``check``) diverges at the first layer
 #: whose compared values (the loop's or the block's carried row and read-out)
 #: exceed this multiple of the window's own size (``max |r|, |phi|, |phi'|,
 #: |phi_q|``):
@@ -130,7 +130,7 @@ def layer_depth(D: int, n: int) -> int:
 
 def loop_depth(d: int, n: int) -> int:
     """Roundings of one step of the batch-TD loop
-    (``numerics.core.wang_reference``): ``w . phi`` (d), ``delta`` (3), the
+    (``numerics.reference.batch_td_loop``): ``w . phi`` (d), ``delta`` (3), the
     running mean ``rbar`` (n + 1), the trace or residual direction (n + 2),
     ``sum_j`` (n), ``C u`` (d), ``/ n`` and ``w +`` (2); a carried entry or
     value computed from ``w`` (d + 3) is within the same number."""
@@ -425,7 +425,7 @@ MONOMIAL_RANK_RTOL = 1e-10
 
 # ---- Wang et al. (ICLR 2025): multi-layer masked TD (issue 13) --------------
 
-#: Issue 13's acceptance for ``check --layout wang2025``: the read-out and the
+#: Issue 13's acceptance for ``check`` of Wang et al.'s records: the read-out and the
 #: carried row, after every layer, within 1e-10 relative to their own terms
 #: (checked by the tests and the claims; since issue 19 the verdict itself
 #: comes from the per-layer rounding bound, :func:`rounding_bound`).  Rounding
@@ -434,7 +434,7 @@ WANG_CHECK_RTOL = 1e-10
 
 #: A trained Wang transformer "recovers the construction" when its distance to
 #: the construction family (TD(0) with any preconditioner, modulo the scaling
-#: symmetry; numerics.analysis.wang_train.family_distance) is below this,
+#: symmetry; numerics.analysis.train.family_distance) is below this,
 #: judged on the upper end of the 95% interval of the mean over seeds.  Set
 #: before training was run: their objective (mean squared TD error) is not
 #: teacher mimicking, so exact recovery is not implied; 10% of the weights'

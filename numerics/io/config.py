@@ -43,7 +43,7 @@ positive_int = POSITIVE
 def add_common(p: argparse.ArgumentParser, mdps: int = 100, algorithms=None):
     """The options every numeric command shares; ``algorithms`` restricts
     the choices (default: every registered algorithm, read now)."""
-    algorithms = registry.names() if algorithms is None else algorithms
+    algorithms = registry.names("mdp") if algorithms is None else algorithms
     g = p.add_argument_group("MDP distribution and algorithm (defaults: Section 4.1)")
     g.add_argument("--algorithm", choices=algorithms, default=SECTION_4_1["algorithm"], help="teacher (default sarsa)")
     g.add_argument("--states", type=positive_int, default=SECTION_4_1["states"], help="number of states (9)")

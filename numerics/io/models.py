@@ -4,6 +4,10 @@ through :func:`numerics.io.files.load_npz` and validated).
 * Weight files: ``.npz`` with arrays ``P`` and ``V`` of the block
   specification's weight shape (``D x D`` for tied layers, ``L x D x D``
   untied), the layout of THEORY.md; ``icrl-verify check --weights`` reads them.
+* Layer-by-layer records' weights (:func:`load_layer_weights`): ``P`` of
+  shape ``(D, D)`` or ``(L, D, D)``, ``V`` the same with a head axis for
+  several heads; preconditioner files (:func:`load_preconditioner`): array
+  ``C`` of shape ``(d, d)`` or ``(L, d, d)``.
 * Model files (:func:`save_model`): ``path`` (``.npz``) and ``path + ".json"``
   (metadata: the constructor config under ``"model"``, plus the caller's
   training config, seed, versions, loss curve).  For ``lsa`` the ``.npz``
@@ -27,12 +31,17 @@ from theory import algorithms
 from theory.errors import InputError
 
 
-def load_weights(path: str, shape: tuple[int, ...], dtype=DTYPE, device=None):
-    """``(P, V)`` of ``shape`` from ``path``; raises :class:`InputError` naming the problem."""
+def _pv_arrays(path: str) -> dict:
     arrays = load_npz(path, "weights")
     missing = [k for k in ("P", "V") if k not in arrays]
     if missing:
         raise InputError("weights", f"{path} lacks array(s) {', '.join(missing)}; expected P and V")
+    return arrays
+
+
+def load_weights(path: str, shape: tuple[int, ...], dtype=DTYPE, device=None):
+    """``(P, V)`` of ``shape`` from ``path``; raises :class:`InputError` naming the problem."""
+    arrays = _pv_arrays(path)
     out = []
     for k in ("P", "V"):
         a = arrays[k]
@@ -140,3 +149,42 @@ def load_lsa(path: str, algorithm, device=None):
     P, V = load_weights(path, record.spec.weight_shape(d), device=device)
     model = build_model("lsa", record, d, 1, "full", device=device, init=False)
     return model.set_weights(P, V)
+
+
+def _finite(a, field):
+    if not np.isfinite(a).all():
+        raise InputError(field, "contains NaN or infinity")
+    return torch.as_tensor(a, dtype=DTYPE)
+
+
+def load_layer_weights(path: str, record, d: int, layers: int):
+    """``(P, V, tied)`` of a layer-by-layer record from ``path`` (arrays ``P``
+    and ``V`` in our notation: ``P`` of shape ``(D, D)`` (tied layers) or
+    ``(L, D, D)`` (untied), ``V`` the same with a head axis before the last
+    two for a record with several heads); ``tied`` read from ``P``'s shape."""
+    arrays = _pv_arrays(path)
+    P = arrays["P"]
+    if P.ndim not in (2, 3):
+        raise InputError("weights.P", f"expected shape (D, D) (tied) or (L, D, D) (untied), got {P.shape}")
+    tied = P.ndim == 2
+    spec = record.spec_at(layers, tied)
+    for k, shape in (("P", spec.weight_shape(d)), ("V", spec.value_shape(d))):
+        if arrays[k].shape != tuple(shape):
+            kind = "tied" if tied else f"untied, L = {layers}"
+            raise InputError(f"weights.{k}", f"expected shape {tuple(shape)} ({kind}, d = {d}, layout "
+                                             f"{record.layout.name}), got {arrays[k].shape}")
+    return _finite(arrays["P"], "weights.P"), _finite(arrays["V"], "weights.V"), tied
+
+
+def load_preconditioner(path: str, d: int, layers: int):
+    """``(C, tied)`` from an ``.npz`` with array ``C`` of shape ``(d, d)`` (one
+    for every layer) or ``(L, d, d)``; ``C`` returned as ``(L, d, d)``."""
+    arrays = load_npz(path, "preconditioner")
+    if "C" not in arrays:
+        raise InputError("preconditioner", f"{path} lacks array C")
+    C = arrays["C"]
+    if C.shape == (d, d):
+        return _finite(C, "preconditioner.C").expand(layers, d, d).clone(), True
+    if C.shape == (layers, d, d):
+        return _finite(C, "preconditioner.C"), False
+    raise InputError("preconditioner.C", f"expected shape ({d}, {d}) or ({layers}, {d}, {d}), got {C.shape}")

@@ -181,7 +181,7 @@ def cases(draw, algorithms=None, max_states: int = 4, max_actions: int = 3, max_
     ``theta``), so both the identity "for every prompt" and the realistic
     data path are exercised.
     """
-    alg = draw(st.sampled_from(registry.names() if algorithms is None else algorithms))
+    alg = draw(st.sampled_from(registry.names("mdp") if algorithms is None else algorithms))
     record = registry.get(alg)
     S, A = draw(st.integers(1, max_states)), draw(st.integers(1, max_actions))
     B, n = draw(st.integers(1, max_batch)), draw(st.integers(1, max_n))
