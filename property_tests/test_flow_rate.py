@@ -242,3 +242,64 @@ def test_distance_to_manifold_matches_brute_force_and_detects_off_manifold_point
         assert abs(c - cb) <= VISIBLE_RTOL * abs(cb)
         assert f.min() >= ((P2 - c * P.numpy()) ** 2).sum() + ((V2 - V.numpy() / c) ** 2).sum() - REORDER_RTOL
         assert rel > VISIBLE_RTOL
+
+
+def _far_runs(radius, trials, seed=3):
+    """A small sample, its spectrum and ``trials`` deviations of relative
+    size ``radius`` (unprojected, as the basin draws them)."""
+    dist = MDPDistribution(states=2, actions=2, features="dense")
+    sample = sample_prompts("sarsa", dist, mdps=10, frames_per_mdp=10, n=6, epsilon=0.1, alpha=0.2, beta=0.2, seed=0)
+    spec = rich.richness(dist, "sarsa", "reduced", sample=sample, seed=0, bootstrap=0, keep=True)["_spectrum"]
+    Ps, Vs = sample.construction()
+    gen = torch.Generator().manual_seed(seed)
+    norm = float(torch.cat([Ps.reshape(-1), Vs.reshape(-1)]).norm())
+    blocks = [torch.randn(trials, *Ps.shape, generator=gen, dtype=torch.float64),
+              torch.randn(trials, *Vs.shape, generator=gen, dtype=torch.float64)]
+    scale = radius * norm / torch.cat([b.reshape(trials, -1) for b in blocks], 1).norm(dim=1)
+    return sample, spec, [b * scale.reshape(-1, 1, 1) for b in blocks], Ps, Vs
+
+
+def test_far_runs_are_integrated_by_bisection_and_each_step_solves_the_implicit_equation():
+    """Runs started far from theta* (radius 1), where the chord iteration
+    with H* does not converge at the schedule's full step: the step is
+    bisected, and a run that no bisection depth can carry stops where it is
+    (the basin counts it as stopped, not as off M*).  With bisection
+    forbidden every run stops at least as early, and one that reaches the
+    final time with bisection does not reach it without: the refinement is
+    what carries it (before, such runs stopped at flow time 0 and were
+    counted off M*).  A run that reaches the final time ends on M*, and the
+    loss never rises along any run."""
+    import numerics.analysis.flow as flow
+    sample, spec, blocks, Ps, Vs = _far_runs(1.0, 2)
+    t_end, h_max = 20 / (2 * spec.mu), 0.1 / spec.mu
+    end, times, losses = flow.run_flow(sample, [b.clone() for b in blocks], spec, t_end, h_max, max_steps=250)
+    reached = times[:, -1] >= t_end * (1 - 1e-9)
+    assert bool(reached.any())
+    assert torch.all(torch.diff(losses, dim=1) <= 1e-12 * losses[:, :1])   # gradient flow never raises the loss
+    for i in torch.nonzero(reached).flatten().tolist():
+        assert losses[i, -1] < 1e-6 * losses[i, 0]
+        rel, _ = distance_of_deviation(end[0][i], end[1][i], Ps, Vs)
+        assert rel < 1e-3
+    orig = flow.CHORD_SPLITS
+    try:
+        flow.CHORD_SPLITS = 0
+        _, t0, _ = flow.run_flow(sample, [b.clone() for b in blocks], spec, t_end, h_max, max_steps=250)
+    finally:
+        flow.CHORD_SPLITS = orig
+    assert torch.all(t0[:, -1] <= times[:, -1])
+    assert bool((reached & (t0[:, -1] < t_end * (1 - 1e-9))).any())
+
+
+def test_a_runs_numbers_do_not_depend_on_its_batch_mates():
+    """Each run iterates until its own residual stops it: a far run (radius
+    1) beside a near one gives that run the same numbers as alone."""
+    import numerics.analysis.flow as flow
+    sample, spec, far, *_ = _far_runs(1.0, 1)
+    _, _, near, *_ = _far_runs(0.01, 1, seed=4)
+    both = [torch.cat([a, b]) for a, b in zip(far, near)]
+    t_end, h_max = 20 / (2 * spec.mu), 0.1 / spec.mu
+    _, tb, lb = flow.run_flow(sample, both, spec, t_end, h_max, max_steps=250)
+    _, t1, l1 = flow.run_flow(sample, [b.clone() for b in far], spec, t_end, h_max, max_steps=250)
+    k = t1.shape[1]                         # alone, the loop ends when this run stops; beside a live run it repeats
+    assert torch.equal(tb[0, :k], t1[0]) and torch.all(tb[0, k:] == t1[0, -1])
+    assert torch.allclose(lb[0, :k], l1[0], rtol=1e-9, atol=0)

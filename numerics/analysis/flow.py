@@ -243,45 +243,99 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
 
     def implicit_step(th, g, h):
         """One backward-Euler step of size ``h`` (per run) from ``th``:
-        ``(x, L(x), grad L(x), solved)``."""
+        ``(x, L(x), grad L(x), solved)``.  Each run iterates until its own
+        residual stops it (never its batch mates'), so a run's numbers do not
+        depend on which runs share its batch."""
         x = th - h[:, None] * g
         size = (h[:, None] * g).norm(dim=1) + 1e-300
+        active = torch.ones(len(h), dtype=torch.bool)
         for it in range(CHORD_MAX_ITERATIONS):
-            Lx, gx = grad(x)
-            F = x - th + h[:, None] * gx
-            r = F.norm(dim=1) / size
-            if bool((r <= CHORD_RTOL).all()):
+            idx = torch.nonzero(active).flatten()
+            _, gx = grad(x[idx])
+            F = x[idx] - th[idx] + h[idx, None] * gx
+            r = F.norm(dim=1) / size[idx]
+            done = r <= CHORD_RTOL
+            if it >= CHORD_ITERATIONS:   # at its rounding floor, or hopeless (its step will be split)
+                done |= (r <= CHORD_FLOOR_RTOL) | ~(r <= CHORD_HOPELESS_RTOL)
+            go = ~done
+            if bool(go.any()):
+                xn = x[idx[go]] - precond(F[go], h[idx[go]])
+                x[idx[go]] = torch.where(torch.isfinite(xn), xn, th[idx[go]])
+            active[idx[done]] = False
+            if not bool(active.any()):
                 break
-            if it >= CHORD_ITERATIONS and bool(((r <= CHORD_FLOOR_RTOL) | ~(r <= CHORD_HOPELESS_RTOL)).all()):
-                break           # each run at its rounding floor, or hopeless (its step will be split)
-            x = x - precond(F, h)
-            x = torch.where(torch.isfinite(x), x, th)
         Lx, gx = grad(x)
         res = (x - th + h[:, None] * gx).norm(dim=1)
         solved = torch.isfinite(Lx) & (res <= CHORD_FAIL_RTOL * size)
         return x, Lx, gx, solved
 
+    def split_step(th, g, h, level):
+        """One run's step of size ``h`` that the chord iteration could not
+        solve, as two implicit half-steps, each split again where it is not
+        solved, down to ``h / 2**CHORD_SPLITS`` (bisection: only the part of
+        the step that needs it is refined).  ``(x, L, grad, solved, depth)``,
+        ``depth`` the finest level used."""
+        half, depth = h / 2, level
+        xa, La, ga, oka = implicit_step(th, g, half)
+        if not bool(oka.all()) and level < CHORD_SPLITS:
+            xa, La, ga, oka, da = split_step(th, g, half, level + 1)
+            depth = max(depth, da)
+        if not bool(oka.all()):
+            return xa, La, ga, oka, depth
+        xb, Lb, gb, okb = implicit_step(xa, ga, half)
+        if not bool(okb.all()) and level < CHORD_SPLITS:
+            xb, Lb, gb, okb, db = split_step(xa, ga, half, level + 1)
+            depth = max(depth, db)
+        return xb, Lb, gb, okb, depth
+
+    def refined_step(th, g, h, level):
+        """One run's step as ``2**level`` equal implicit sub-steps, each
+        bisected further where it is not solved: ``(x, L, grad, solved,
+        depth)``."""
+        parts, depth = 2 ** level, level
+        hs = h / parts
+        x, gx, Lx, ok = th, g, None, torch.ones(1, dtype=torch.bool)
+        for _ in range(parts):
+            xn, Ln, gn, okn = implicit_step(x, gx, hs)
+            if not bool(okn.all()) and level < CHORD_SPLITS:
+                xn, Ln, gn, okn, dn = split_step(x, gx, hs, level + 1)
+                depth = max(depth, dn)
+            x, gx, Lx, ok = xn, gn, Ln, okn
+            if not bool(ok.all()):
+                break
+        return x, Lx, gx, ok, depth
+
     L, g = grad(theta)
     t = torch.zeros(K, dtype=DTYPE)
     alive = torch.ones(K, dtype=torch.bool)
+    #: per run, the sub-step level its next step starts at: one level coarser
+    #: than the finest its last step needed (a run far from theta*, where the
+    #: preconditioner H* is poor, needs the same refinement step after step;
+    #: starting there saves the failed coarse attempts).  A decision of the
+    #: run's own residuals, far from their thresholds (CHORD_FAIL_RTOL).
+    level = [0] * K
     times, losses = [t.clone()], [L.clone()]
     for hk in schedule:
         idx = torch.nonzero(alive).flatten()
         if len(idx) == 0:
             break
         h = torch.full((len(idx),), float(hk), dtype=DTYPE)
-        x, Lx, gx, solved = implicit_step(theta[idx], g[idx], h)
-        for split in range(1, CHORD_SPLITS + 1):        # unsolved runs: the same step in 2^split sub-steps
-            bad = torch.nonzero(~solved).flatten()
-            if len(bad) == 0:
-                break
-            parts = 2 ** split
-            hb = h[bad] / parts
-            xb, gb, ok = theta[idx][bad], g[idx][bad], torch.ones(len(bad), dtype=torch.bool)
-            for _ in range(parts):
-                xb, Lb, gb, okb = implicit_step(xb, gb, hb)
-                ok &= okb
-            x[bad], Lx[bad], gx[bad], solved[bad] = xb, Lb, gb, ok
+        coarse = torch.tensor([level[int(i)] == 0 for i in idx], dtype=torch.bool)
+        x, Lx, gx = theta[idx].clone(), L[idx].clone(), g[idx].clone()
+        solved = torch.zeros(len(idx), dtype=torch.bool)
+        c = torch.nonzero(coarse).flatten()
+        if len(c):
+            x[c], Lx[c], gx[c], solved[c] = implicit_step(theta[idx[c]], g[idx[c]], h[c])
+        for b in range(len(idx)):            # refined or unsolved runs: one at a time
+            if bool(coarse[b]) and bool(solved[b]):
+                continue
+            run = int(idx[b])
+            start = level[run] if not bool(coarse[b]) else 1
+            if start == 0:
+                start = 1
+            xb, Lb, gb, okb, depth = refined_step(theta[run:run + 1], g[run:run + 1], h[b:b + 1], start)
+            x[b], Lx[b], gx[b], solved[b] = xb[0], Lb[0], gb[0], okb[0]
+            level[run] = max(depth - 1, 0)
         theta[idx] = torch.where(solved[:, None], x, theta[idx])
         g[idx] = torch.where(solved[:, None], gx, g[idx])
         L[idx] = torch.where(solved, Lx, L[idx])
