@@ -72,7 +72,7 @@ def run_seeds(protocol: str, cfgs: list[TrainConfig], *, out_dirs: list[str | No
     q = ctx.Queue()
     results: list[dict | None] = [None] * len(cfgs)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
-        futures = {pool.submit(_worker, protocol, c.as_dict(), o, kw): i for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
+        futures = {pool.submit(_worker, protocol, c, o, kw): i for i, (c, o) in enumerate(zip(cfgs, out_dirs))}
         pending = set(futures)
         forwarded, stopped = False, []
         try:
@@ -125,11 +125,13 @@ def _init_worker(q):
     install_for_worker()
 
 
-def _worker(protocol: str, cfg: dict, out_dir, kw: dict) -> dict:
-    """A worker's run: the result with the model replaced by its
-    constructor config and arrays (plain data across the process boundary)."""
+def _worker(protocol: str, cfg: TrainConfig, out_dir, kw: dict) -> dict:
+    """A worker's run of ``cfg`` (received by value: its MDP source, a
+    user's family included, is never looked up by name here): the result
+    with the model replaced by its constructor config and arrays (plain data
+    across the process boundary)."""
     try:
-        res = train_one(protocol, TrainConfig.from_dict(cfg), out_dir=out_dir, progress=_QUEUE.put, **kw)
+        res = train_one(protocol, cfg, out_dir=out_dir, progress=_QUEUE.put, **kw)
     except InputError as e:        # its (field, message) constructor does not survive pickling: send the parts
         return {"input_error": (e.field, str(e).split(": ", 1)[-1])}
     model = res.pop("model")

@@ -33,8 +33,9 @@ from numerics.commands import richness as richness_cmd
 from numerics.commands import train as train_cmd
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
-from numerics.io.config import ArgumentParser, device_from_args, distribution_from_args
+from numerics.io.config import ArgumentParser, device_from_args
 from numerics.io.models import load_weights
+from numerics.io.sources import source_from_args
 from theory import algorithms
 from theory.errors import InputError
 
@@ -161,13 +162,13 @@ def _train(args) -> dict:
 # --------------------------------------------------------------- richness
 
 def _validate_richness(args):
-    distribution_from_args(args)
+    source_from_args(args).distribution()
     if args.bootstrap is not None and args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
 
 
 def _richness(args) -> dict:
-    dist = distribution_from_args(args)
+    dist = source_from_args(args).distribution()
     record = algorithms.get(args.algorithm)
     frames = math.ceil(args.prompts / args.mdps) if args.prompts else args.frames
     bootstrap = args.bootstrap
@@ -186,7 +187,7 @@ def _validate_control(args):
     if args.constructed and (args.weights or args.mlp or args.lstm):
         raise InputError("constructed", "--constructed runs no trained model; drop --weights/--mlp/--lstm")
     if args.env == "random":
-        distribution_from_args(replace_gamma(args))
+        control_cmd.control_source(replace_gamma(args)).distribution()
     elif args.gamma_range:
         raise InputError("gamma-range", "Gymnasium environments take one --gamma")
     if args.seed < 0:
@@ -202,7 +203,7 @@ def _control(args) -> dict:
     device = device_from_args(args)
     if args.env == "random":
         a = replace_gamma(args)
-        dist, gamma = distribution_from_args(a), None
+        dist, gamma = control_cmd.control_source(a).distribution(), None
     else:
         dist, gamma = control_cmd._gym_dist(args), args.gamma
     models = {} if args.constructed else control_cmd.load_models(args, device)

@@ -45,7 +45,7 @@ from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.io.options import COUNT, Folder, Name
-from numerics.io.sources import add_source_options, source_spec
+from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import training as render
 from numerics.render.training import relative
 from theory.errors import InputError
@@ -116,7 +116,10 @@ def _scale(args, key: str):
     return SCALES[args.protocol][key] if v is None else v
 
 
-def config_from_args(args) -> TrainConfig:
+def config_from_args(args, source=None) -> TrainConfig:
+    """The run's configuration; ``source``: the MDP source already resolved
+    from ``args`` (:func:`source_from_args` otherwise)."""
+    source = source_from_args(args) if source is None else source
     if args.checkpoint_every is not None and args.checkpoint_every < 0:
         raise InputError("checkpoint-every", f"must be >= 0, got {args.checkpoint_every}")
     return TrainConfig(algorithm=args.algorithm, states=args.states, actions=args.actions, gamma=args.gamma,
@@ -125,7 +128,7 @@ def config_from_args(args) -> TrainConfig:
                        beta=args.beta, model=args.model, parameterization=args.parameterization, hidden=args.hidden,
                        mdps=_scale(args, "mdps"), frames=_scale(args, "frames"), batch_mdps=_scale(args, "batch_mdps"),
                        lr=_scale(args, "lr"), lr_decay=_scale(args, "lr_decay"), lr_every=_scale(args, "lr_every"),
-                       seed=args.seed, eval_mdps=args.eval_mdps, source=source_spec(args))
+                       seed=args.seed, eval_mdps=args.eval_mdps, source=None if source.is_default else source)
 
 
 def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
@@ -136,8 +139,9 @@ def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
 def run(args) -> int:
     if args.layout == "wang2025":
         return wang_cmd.run_train(args)
-    budget.guard_source(args)
-    cfg = config_from_args(args)
+    source = source_from_args(args)
+    budget.guard_source(source, args)
+    cfg = config_from_args(args, source)
     device = device_from_args(args)
     if args.protocol == "paper":
         check_exact_config(cfg, device)
@@ -186,7 +190,7 @@ def _guard(cfg: TrainConfig, args, workers: int):
     """Exit 2 before training when ``workers`` runs side by side would need
     more memory than ``--max-memory``, or the seeds more time than
     ``--max-time`` (``numerics.analysis.budget``)."""
-    S, A, d, n = cfg.states, cfg.actions, cfg.d, cfg.n
+    (S, A, d), n = cfg.sizes, cfg.n
     if args.protocol == "paper":
         one = budget.exact(cfg.record, cfg.eval_mdps, S, A, d, n, cfg.frames)
     else:
