@@ -24,10 +24,12 @@ import pytest
 import torch
 
 from numerics.analysis.train import TrainConfig
+from numerics.commands import cells
 from numerics.commands.cli import main
 from numerics.io import families
 from numerics.io.mdp_batch import mdp_from_arrays
 from numerics.io.sources import MDPSource
+from theory import algorithms
 from theory.errors import InputError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,3 +143,15 @@ def test_a_users_family_trains_in_two_worker_processes(users_ring, tmp_path, cap
     for one, two in zip(*results):
         assert one["seed"] == two["seed"] and one["final_loss"] == two["final_loss"], (one, two)
         assert np.isfinite(one["final_loss"]) and os.path.exists(two["weights"])
+
+
+def test_a_sweep_cell_draws_from_the_named_family(ring_in_package):
+    """A sweep cell of ``richness`` with ``family = "ring"`` computes on the
+    ring (d = 6), not on the Section 4.1 options (d = 36) it used to fall
+    back to; the same cell without the family does."""
+    sarsa = algorithms.get("sarsa")
+    small = {"mdps": 20, "frames": 10, "bootstrap": 0}
+    for options, d in (({"family": "ring", "ring-states": 3, **small}, 6), ({"states": 3, "actions": 3, **small}, 9)):
+        argv, _ = cells.parse_cell("richness", options)
+        res = cells.run_cell("richness", argv)["result"]
+        assert res["parameters"] == sarsa.spec.index(d).reduced_count(), (options, res["parameters"])

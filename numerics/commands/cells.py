@@ -21,6 +21,7 @@ import tempfile
 
 import torch
 
+from numerics.analysis import budget
 from numerics.analysis.check import run_check
 from numerics.analysis.control import run_control
 from numerics.analysis.exact import check_exact_config
@@ -161,8 +162,14 @@ def _train(args) -> dict:
 
 # --------------------------------------------------------------- richness
 
+def _guarded(source, args):
+    """The cell's MDP source, size-guarded before anything is generated."""
+    budget.guard_source(source, args)
+    return source
+
+
 def _validate_richness(args):
-    source_from_args(args).distribution()
+    _guarded(source_from_args(args), args).distribution()
     if args.bootstrap is not None and args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
 
@@ -187,7 +194,7 @@ def _validate_control(args):
     if args.constructed and (args.weights or args.mlp or args.lstm):
         raise InputError("constructed", "--constructed runs no trained model; drop --weights/--mlp/--lstm")
     if args.env == "random":
-        control_cmd.control_source(replace_gamma(args)).distribution()
+        _guarded(control_cmd.control_source(replace_gamma(args)), args).distribution()
     elif args.gamma_range:
         raise InputError("gamma-range", "Gymnasium environments take one --gamma")
     if args.seed < 0:

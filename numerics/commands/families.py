@@ -26,7 +26,7 @@ from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, 
 from numerics.core.distributions import MDPDistribution
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, positive_int
-from numerics.io.mdp_batch import BatchDistribution, load_mdp_batch, write_mdp_batch
+from numerics.io.mdp_batch import write_mdp_batch
 from numerics.io.options import COUNT, Folder, Name, Path, Text
 from numerics.io.sources import MDPSource, add_source_options, source_from_args
 from numerics.render import families as render
@@ -123,7 +123,7 @@ def run(args) -> int:
         small = MDPDistribution(states=3, actions=2, gamma=0.5, features="dense-shared", feature_seed=args.seed)
         mdp, F = small.sample(args.batch, torch.Generator().manual_seed(args.seed))
         write_mdp_batch(user, mdp, F)
-    umdp, uF = load_mdp_batch(user)
+    users = MDPSource.batch(user).distribution()
     gr = (0.3, 0.95)
     s41 = MDPDistribution(states=args.states, actions=args.actions, gamma=args.gamma, features=args.features,
                           feature_seed=args.seed)
@@ -137,8 +137,8 @@ def run(args) -> int:
          _family("darkroom", gamma=0.9, gamma_range=gr, grid=args.darkroom_grid, features=args.darkroom_features,
                  goals="uniform"),
          f"gamma ~ Unif{gr} per MDP"),
-        (f"user batch {os.path.basename(user)}", BatchDistribution(umdp, uF, user),
-         MDPDistribution(states=umdp.states, actions=umdp.actions, gamma_range=(0.3, 0.7), features="dense"),
+        (f"user batch {os.path.basename(user)}", users,
+         MDPDistribution(states=users.states, actions=users.actions, gamma_range=(0.3, 0.7), features="dense"),
          "fresh dense features per MDP and gamma ~ Unif(0.3, 0.7)"),
     ]
     with progress_bar(total=None, desc="families", disable=args.json) as bar:

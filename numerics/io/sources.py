@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from dataclasses import asdict, dataclass
 
-from numerics.core.distributions import MDPDistribution
+from numerics.core.distributions import Distribution, MDPDistribution
 from numerics.io import families
 from numerics.io.config import distribution_from_args
 from numerics.io.mdp_batch import BatchDistribution, GeneratorDistribution, load_callable, load_mdp_batch
@@ -95,10 +96,11 @@ class MDPSource:
         """A short name for report names: the feature kind, the family, ``batch`` or ``generator``."""
         return dict(self.params)["features"] if self.is_default else self.name if self.kind == "family" else self.kind
 
-    def distribution(self):
+    def distribution(self) -> Distribution:
         """The realised distribution (``MDPDistribution``,
-        ``GeneratorDistribution`` or ``BatchDistribution``), once per process."""
-        return _realise(self)
+        ``GeneratorDistribution`` or ``BatchDistribution``), once per process
+        (a batch file again when it has changed on disk)."""
+        return _realise(self, _stamp(self))
 
     def sample(self, num: int, gen, device=None):
         """``num`` MDPs and their features, ``(MDP, F)``, drawn with ``gen``."""
@@ -174,8 +176,19 @@ class MDPSource:
         raise InputError("source", f"not a source: {d!r}")
 
 
+def _stamp(source: MDPSource):
+    """What tells one version of a batch file from the next (None otherwise)."""
+    if source.kind != "batch":
+        return None
+    try:
+        st = os.stat(source.name)
+    except OSError:
+        return None                          # the load names the file and the problem
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
 @functools.lru_cache(maxsize=8)
-def _realise(source: MDPSource):
+def _realise(source: MDPSource, stamp) -> Distribution:
     if source.kind == "section41":
         return MDPDistribution(**dict(source.params))
     if source.kind == "batch":
