@@ -12,7 +12,10 @@ from numerics.analysis.richness import richness, scaling_tangent
 from numerics.analysis.spectrum import Spectrum
 from numerics.commands.cli import main
 from numerics.core.distributions import MDPDistribution
-from numerics.io.families import boyan_features, darkroom, family_distribution, frozenlake
+from numerics.io.families import family_distribution
+from numerics.io.families.boyan import boyan_features
+from numerics.io.families.darkroom import darkroom
+from numerics.io.families.frozenlake import frozenlake
 from numerics.io.mdp_batch import BatchDistribution, mdp_from_arrays
 from theory.errors import InputError
 

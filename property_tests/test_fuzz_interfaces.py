@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from numerics.analysis.ablation import DISTRIBUTIONS
 from numerics.commands import check as check_command
 from numerics.commands.cli import COMMANDS, main
+from numerics.io import families
 from numerics.io.options import (
     Bytes,
     Choice,
@@ -62,8 +63,10 @@ FUZZ = settings(max_examples=PER_COMMAND, suppress_health_check=[HealthCheck.too
 
 S = ["--states", "2", "--actions", "2", "--context", "2", "--mdps", "2"]
 WANG = ["--layers", "1", "--features-dim", "2"]
-#: the sizes of the named families (numerics/io/sources.py)
-FAM = ["--grid", "2", "--chain-states", "3", "--lake-size", "2"]
+#: the sizes of the named families (their integer parameters, read from the registry
+#: numerics/io/families/), each at max(its minimum, 2)
+FAM = [x for name in families.names()[1:] for prm in families.get(name).params if isinstance(prm.kind, Integer)
+       for x in (prm.option(name), str(max(prm.kind.minimum or 1, 2)))]
 #: a valid, tiny command line per command: every size option is given
 TINY = {
     "check": [*S, "--prompts", "4", *WANG, *FAM],

@@ -14,7 +14,8 @@ from numerics.analysis.hessian import gauss_newton_reduced, sample_prompts, stru
 from numerics.commands.cli import main
 from numerics.core.distributions import MDPDistribution
 from numerics.core.tolerances import KERNEL_RTOL
-from numerics.io.families import darkroom_table, family_distribution
+from numerics.io.families import family_distribution
+from numerics.io.families.darkroom import darkroom_table
 from theory import algorithms
 from theory.errors import InputError
 

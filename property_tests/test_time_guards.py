@@ -28,6 +28,7 @@ import pytest
 
 from numerics.analysis import budget
 from numerics.commands.cli import COMMANDS, build_parser, main
+from numerics.io import families
 from numerics.io.options import Duration, Integer
 from property_tests.test_size_guards import _SCRIPT, _tiny_model
 from theory import algorithms
@@ -57,9 +58,8 @@ NOT_SIZES = {
 #: the option count (a family's size needs its family, a layer count the
 #: Wang layout, ...).
 COMPANIONS = {
-    "--grid": ["--family", "darkroom"],
-    "--chain-states": ["--family", "boyan"],
-    "--lake-size": ["--family", "frozenlake"],
+    **{prm.option(name): ["--family", name] for name in families.names()[1:]     # every family's sizes
+       for prm in families.get(name).params if isinstance(prm.kind, Integer)},
     "--hidden": ["--model", "mlp"],
     "--max-prompts": ["--family", "darkroom", "--solver", "structured"],
 }

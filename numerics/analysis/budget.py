@@ -25,9 +25,7 @@ import os
 from dataclasses import dataclass, field
 
 from numerics.analysis.spectrum import DENSE_EIGH_LIMIT
-from numerics.io.families import family_sizes
-from numerics.io.options import Bytes, Duration
-from numerics.io.sources import family_params
+from numerics.io.options import Bytes, Duration, Integer
 from theory.errors import InputError
 
 F64 = 8
@@ -112,24 +110,24 @@ def mdp_batch(B: int, S: int, A: int, d: int) -> Estimate:
                      .add("features (mdps x states x actions x d)", B * S * A * d * F64)
 
 
-def guard_source(args):
-    """The size guard of the MDP source: one MDP's tables and features (the
-    Section 4.1 options ``--states``/``--actions``, or a named family's
-    ``--grid``, ``--chain-states``, ``--lake-size``) must fit under
-    ``--max-memory`` before anything is generated."""
-    if getattr(args, "mdp_batch", None) or getattr(args, "distribution", None):
+def guard_source(source, args):
+    """The size guard of the MDP source (``numerics.io.sources.MDPSource``):
+    one MDP's tables and features (the Section 4.1 options
+    ``--states``/``--actions``, or a named family's sizes by its own
+    arithmetic) must fit under ``--max-memory`` before anything is
+    generated.  A batch file or a generator is sized once it is read."""
+    sizes = source.sizes()
+    if sizes is None:
         return
-    if getattr(args, "family", "section41") == "section41":
-        if getattr(args, "states", None) is None or getattr(args, "actions", None) is None:
-            return
-        S, A = args.states, args.actions
-        guard(mdp_batch(1, S, A, S * A), max_memory(getattr(args, "max_memory", None)),
-              f"one MDP of {S:,} states x {A:,} actions (d = {S * A:,})", "use smaller --states/--actions")
+    S, A, d = sizes
+    limit = max_memory(getattr(args, "max_memory", None))
+    if source.is_default:
+        guard(mdp_batch(1, S, A, d), limit, f"one MDP of {S:,} states x {A:,} actions (d = {d:,})",
+              "use smaller --states/--actions")
         return
-    S, A, d = family_sizes(args.family, family_params(args))
-    guard(mdp_batch(1, S, A, d), max_memory(getattr(args, "max_memory", None)),
-          f"one MDP of family {args.family} ({S:,} states x {A} actions, d = {d:,})",
-          "use a smaller --grid/--chain-states/--lake-size")
+    flags = [p.option(source.name) for p in source.family.params if isinstance(p.kind, Integer)]
+    guard(mdp_batch(1, S, A, d), limit, f"one MDP of family {source.name} ({S:,} states x {A} actions, d = {d:,})",
+          f"use a smaller {'/'.join(flags) or 'family'}")
 
 
 def frame(record, B: int, n: int, A: int, d: int) -> Estimate:

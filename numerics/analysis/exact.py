@@ -137,7 +137,7 @@ def run_exact(cfg: TrainConfig, state: ExactState, stop_after: int | None = None
     kernel = kernel or K.RUN_MDP[cfg.parameterization]
     gen = torch.Generator()
     gen.set_state(state.gen_state)
-    ws = K.Workspace.new(cfg.states, cfg.actions, cfg.d, cfg.n, state.params.shape[0])
+    ws = K.Workspace.new(*cfg.sizes, cfg.n, state.params.shape[0])
     losses = np.zeros(cfg.frames)
     end = cfg.mdps if stop_after is None else min(cfg.mdps, stop_after)
     t0 = time.perf_counter()
@@ -167,7 +167,7 @@ def warm_up(cfg: TrainConfig, kernel=None):
     is the loop's own (the run's generator is not touched)."""
     state = init_exact(cfg)
     F, T_cdf, R, gamma, w, s0, U = draw_mdp(dataclasses.replace(cfg, frames=1), torch.Generator().manual_seed(0))
-    ws = K.Workspace.new(cfg.states, cfg.actions, cfg.d, cfg.n, state.params.shape[0])
+    ws = K.Workspace.new(*cfg.sizes, cfg.n, state.params.shape[0])
     (kernel or K.RUN_MDP[cfg.parameterization])(
         F, T_cdf, R, gamma, w, s0, U[:0], cfg.epsilon, float(cfg.alpha), state.params, state.exp_avg,
         state.exp_avg_sq, 0.0, cfg.lr, K.ADAM_BETA1, K.ADAM_BETA2, K.ADAM_EPS, np.zeros(0), *ws.arrays())

@@ -132,9 +132,10 @@ def _init_worker(q):
 
 def _worker(protocol: str, cfg: bytes, out_dir, kw: dict) -> dict:
     """A worker's run of the configuration ``cfg`` (:func:`records.dumps`
-    of a :class:`TrainConfig` holding its record): the result with the model
-    replaced by its constructor config and arrays (plain data across the
-    process boundary)."""
+    of a :class:`TrainConfig` holding its record and its MDP source by value:
+    neither the algorithm nor a user's family is looked up by name here):
+    the result with the model replaced by its constructor config and arrays
+    (plain data across the process boundary)."""
     try:
         res = train_one(protocol, records.loads(cfg), out_dir=out_dir, progress=_QUEUE.put, **kw)
     except InputError as e:        # its (field, message) constructor does not survive pickling: send the parts

@@ -42,7 +42,7 @@ from numerics.core.tolerances import DTYPE, WANG_RECOVERY_RTOL
 from numerics.io.checkpoint import load_checkpoint, save_checkpoint
 from numerics.io.models import save_model
 from numerics.io.report import versions
-from numerics.io.sources import distribution_from_spec
+from numerics.io.sources import MDPSource
 from theory import algorithms
 from theory.errors import InputError
 
@@ -86,9 +86,10 @@ class TrainConfig:
     lr_every: int = CPU_SCALE["lr_every"]
     seed: int = 0
     eval_mdps: int = 64
-    #: a non-default MDP source (``numerics.io.sources.source_spec``: a batch
-    #: file, a generator, a family); None: the options above.
-    source: str | None = None
+    #: a non-default MDP source (``numerics.io.sources.MDPSource``: a named
+    #: family, a batch file, a generator), carried by value to worker
+    #: processes; None: the Section 4.1 options above.
+    source: MDPSource | None = None
 
     def __post_init__(self):
         algorithms.get(self.algorithm)   # InputError naming the field for an unknown name
@@ -108,15 +109,23 @@ class TrainConfig:
             raise InputError("epsilon", f"must be in [0, 1], got {self.epsilon}")
         if self.features not in FEATURE_KINDS:
             raise InputError("features", f"unknown {self.features!r}; expected one of {', '.join(FEATURE_KINDS)}")
+        if self.source is not None and (not isinstance(self.source, MDPSource) or self.source.is_default):
+            raise InputError("source", f"expected a family, batch or generator MDPSource (the Section 4.1 options "
+                                       f"are the config's own fields), got {self.source!r}")
         self.distribution()  # validates sizes, gamma
 
-    def distribution(self) -> MDPDistribution:
+    @property
+    def mdp_source(self) -> MDPSource:
+        """Where this run's MDPs come from (``source``, else the Section 4.1 fields)."""
         if self.source is not None:
-            return distribution_from_spec(self.source)
-        return MDPDistribution(states=self.states, actions=self.actions, gamma=self.gamma,
-                               gamma_range=tuple(self.gamma_range) if self.gamma_range else None,
-                               features=self.features, state_features=(self.record.features == "state"),
-                               feature_seed=self.feature_seed)
+            return self.source
+        return MDPSource.section41(MDPDistribution(
+            states=self.states, actions=self.actions, gamma=self.gamma,
+            gamma_range=tuple(self.gamma_range) if self.gamma_range else None, features=self.features,
+            state_features=(self.record.features == "state"), feature_seed=self.feature_seed))
+
+    def distribution(self):
+        return self.mdp_source.distribution()
 
     @property
     def record(self) -> algorithms.Algorithm:
@@ -133,6 +142,13 @@ class TrainConfig:
         return self.distribution().d
 
     @property
+    def sizes(self) -> tuple[int, int, int]:
+        """``(states, actions, d)`` of this run's MDPs (its source's, not
+        the Section 4.1 fields when another source is named)."""
+        dist = self.distribution()
+        return dist.states, dist.actions, dist.d
+
+    @property
     def num_batches(self) -> int:
         return math.ceil(self.mdps / self.batch_mdps)
 
@@ -145,10 +161,11 @@ class TrainConfig:
         return self.lr * self.lr_decay ** ((k * self.batch_mdps) // self.lr_every)
 
     def as_dict(self) -> dict:
-        """Plain data (reports, checkpoints): the algorithm by its name."""
+        """Plain data (reports, weight files, checkpoints): the algorithm by its name."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["algorithm"] = self.record.name
         out["gamma_range"] = list(self.gamma_range) if self.gamma_range else None
+        out["source"] = self.source.as_dict() if self.source is not None else None
         return out
 
     def with_record(self) -> "TrainConfig":
@@ -159,9 +176,12 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "TrainConfig":
+        """The config of :meth:`as_dict` (a family by its registered name)."""
         d = dict(d)
         if d.get("gamma_range") is not None:
             d["gamma_range"] = tuple(d["gamma_range"])
+        if d.get("source") is not None:
+            d["source"] = MDPSource.from_dict(d["source"])
         return TrainConfig(**d)
 
 

@@ -24,6 +24,7 @@ import tempfile
 
 import torch
 
+from numerics.analysis import budget
 from numerics.analysis.check import run_check
 from numerics.analysis.control import run_control
 from numerics.analysis.exact import check_exact_config
@@ -37,8 +38,9 @@ from numerics.commands import train as train_cmd
 from numerics.core.tolerances import STRUCTURE_RECOVERY_RTOL
 from numerics.io.commandline import reproduce_command
 from numerics.io import records as by_value
-from numerics.io.config import ArgumentParser, device_from_args, distribution_from_args
+from numerics.io.config import ArgumentParser, device_from_args
 from numerics.io.models import load_weights
+from numerics.io.sources import source_from_args
 from theory import algorithms
 from theory.errors import InputError
 
@@ -176,14 +178,20 @@ def _train(args) -> dict:
 
 # --------------------------------------------------------------- richness
 
+def _guarded(source, args):
+    """The cell's MDP source, size-guarded before anything is generated."""
+    budget.guard_source(source, args)
+    return source
+
+
 def _validate_richness(args):
-    distribution_from_args(args)
+    _guarded(source_from_args(args), args).distribution()
     if args.bootstrap is not None and args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
 
 
 def _richness(args) -> dict:
-    dist = distribution_from_args(args)
+    dist = source_from_args(args).distribution()
     record = algorithms.get(args.algorithm)
     frames = math.ceil(args.prompts / args.mdps) if args.prompts else args.frames
     bootstrap = args.bootstrap
@@ -202,7 +210,7 @@ def _validate_control(args):
     if args.constructed and (args.weights or args.mlp or args.lstm):
         raise InputError("constructed", "--constructed runs no trained model; drop --weights/--mlp/--lstm")
     if args.env == "random":
-        distribution_from_args(replace_gamma(args))
+        _guarded(control_cmd.control_source(replace_gamma(args)), args).distribution()
     elif args.gamma_range:
         raise InputError("gamma-range", "Gymnasium environments take one --gamma")
     if args.seed < 0:
@@ -218,7 +226,7 @@ def _control(args) -> dict:
     device = device_from_args(args)
     if args.env == "random":
         a = replace_gamma(args)
-        dist, gamma = distribution_from_args(a), None
+        dist, gamma = control_cmd.control_source(a).distribution(), None
     else:
         dist, gamma = control_cmd._gym_dist(args), args.gamma
     models = {} if args.constructed else control_cmd.load_models(args, device)

@@ -41,7 +41,7 @@ from numerics.io.config import add_common, device_from_args, finite_float, posit
 from numerics.io.mdp_file import load_mdp_file
 from numerics.io.models import load_layer_weights, load_preconditioner, load_weights
 from numerics.io.options import Path, Text
-from numerics.io.sources import add_source_options, source_from_args, source_spec
+from numerics.io.sources import add_source_options, source_from_args
 from theory import algorithms
 from theory.errors import InputError
 
@@ -65,10 +65,11 @@ def check_inputs(args):
     cells): ``(record, dist, device, mdp, F, d)``; ``mdp`` and ``F`` are the
     ``--mdp`` file's or None."""
     record = record_from_args(args, kinds=("mdp",))
-    budget.guard_source(args)
-    if args.mdp and source_spec(args):
+    source = source_from_args(args)
+    budget.guard_source(source, args)
+    if args.mdp and not source.is_default:
         raise InputError("mdp", "--mdp and --family / --mdp-batch / --distribution both name the MDPs; give one")
-    dist = source_from_args(args)
+    dist = source.distribution()
     device = device_from_args(args)
     mdp, F = load_mdp_file(args.mdp, device=device) if args.mdp else (None, None)
     if mdp is not None and F is None and (mdp.states, mdp.actions) != (dist.states, dist.actions):

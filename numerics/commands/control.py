@@ -31,7 +31,7 @@ from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, positive_int
 from numerics.io.models import load_lsa, load_model
 from numerics.io.options import Folder, Name, Path, Text
-from numerics.io.sources import add_source_options, source_config, source_from_args, source_spec
+from numerics.io.sources import MDPSource, add_source_options, source_config, source_from_args
 from numerics.render import control as render
 from theory import algorithms
 from theory.errors import InputError
@@ -100,10 +100,9 @@ def run(args) -> int:
         raise InputError("gamma-range", "Gymnasium environments take one --gamma")
     if args.seed < 0:
         raise InputError("seed", f"must be a non-negative integer, got {args.seed}")
-    if args.env != "random" and source_spec(args):
-        raise InputError("env", "--family / --mdp-batch / --distribution replace --env random; give one of them")
-    budget.guard_source(args)
-    dist = source_from_args(args) if args.env == "random" else _gym_dist(args)
+    source = control_source(args)
+    budget.guard_source(source, args)
+    dist = source.distribution() if args.env == "random" else _gym_dist(args)
     models = {} if args.constructed else load_models(args, device)
     if args.env == "random":       # a Gymnasium table's size is known once it is loaded (they are small)
         d = args.feature_dim or dist.d
@@ -134,7 +133,7 @@ def run(args) -> int:
     res["report"] = None
     if not args.no_report:
         name = plain_name(args.name or default_name(args.env, args.algorithm))
-        config = source_config(args, dist) if args.env == "random" else config_of(args)
+        config = source_config(args, source) if args.env == "random" else config_of(args)
         res["report"] = render.write(res, args.out, name, command, config)["md"]
     lines = [f"control {args.env} {args.algorithm}: {args.seeds} seeds x {args.mdps} MDPs, {args.rounds} rounds, "
              f"d = {res['feature_dim']} ({res['seconds']:.1f} s)"]
@@ -150,6 +149,17 @@ def run(args) -> int:
     out = {k: v for k, v in res.items()}
     emit(lines, out, args.json)
     return 0 if res["reproduces_teacher"] else 1
+
+
+def control_source(args) -> MDPSource:
+    """The MDP source of ``--env random`` (any source); for a Gymnasium env,
+    none may be named and the Section 4.1 options only size the default
+    feature dimension."""
+    if args.env == "random":
+        return source_from_args(args)
+    if args.family != "section41" or args.mdp_batch or args.distribution:
+        raise InputError("env", "--family / --mdp-batch / --distribution replace --env random; give one of them")
+    return MDPSource.section41(_gym_dist(args))
 
 
 def _gym_dist(args) -> MDPDistribution:

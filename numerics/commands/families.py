@@ -26,10 +26,9 @@ from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, 
 from numerics.core.distributions import MDPDistribution
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, positive_int
-from numerics.io.families import family_distribution
-from numerics.io.mdp_batch import BatchDistribution, load_mdp_batch, write_mdp_batch
+from numerics.io.mdp_batch import write_mdp_batch
 from numerics.io.options import COUNT, Folder, Name, Path, Text
-from numerics.io.sources import add_source_options, source_from_args
+from numerics.io.sources import MDPSource, add_source_options, source_from_args
 from numerics.render import families as render
 from theory import algorithms
 from theory.errors import InputError
@@ -88,9 +87,10 @@ def _guard_compare(args):
 
 
 def run(args) -> int:
-    budget.guard_source(args)
+    source = source_from_args(args)
+    budget.guard_source(source, args)
     if args.write_batch:
-        dist = source_from_args(args)
+        dist = source.distribution()
         budget.guard(budget.mdp_batch(args.batch, dist.states, dist.actions, dist.d),
                      budget.max_memory(args.max_memory), f"a batch of {args.batch:,} MDPs x {dist.states} states x "
                      f"{dist.actions} actions (d = {dist.d})", "use a smaller --batch or --states/--actions")
@@ -123,23 +123,22 @@ def run(args) -> int:
         small = MDPDistribution(states=3, actions=2, gamma=0.5, features="dense-shared", feature_seed=args.seed)
         mdp, F = small.sample(args.batch, torch.Generator().manual_seed(args.seed))
         write_mdp_batch(user, mdp, F)
-    umdp, uF = load_mdp_batch(user)
+    users = MDPSource.batch(user).distribution()
     gr = (0.3, 0.95)
     s41 = MDPDistribution(states=args.states, actions=args.actions, gamma=args.gamma, features=args.features,
                           feature_seed=args.seed)
     entries = [
         (f"Section 4.1 ({args.states} states, {args.actions} actions, {args.features} features)", s41, None, ""),
-        ("Boyan chain (13 states, Boyan features)", family_distribution("boyan", gamma=0.9, states=13, features="boyan"),
-         family_distribution("boyan", gamma=0.9, gamma_range=gr, states=13, features="random"),
+        ("Boyan chain (13 states, Boyan features)", _family("boyan", gamma=0.9, states=13, features="boyan"),
+         _family("boyan", gamma=0.9, gamma_range=gr, states=13, features="random"),
          f"gamma ~ Unif{gr} per chain and fresh Unif(-1,1)^4 features per chain"),
         (f"Darkroom ({args.darkroom_grid}x{args.darkroom_grid}, {args.darkroom_features} features)",
-         family_distribution("darkroom", gamma=0.9, grid=args.darkroom_grid, features=args.darkroom_features,
-                             goals="uniform"),
-         family_distribution("darkroom", gamma=0.9, gamma_range=gr, grid=args.darkroom_grid,
-                             features=args.darkroom_features, goals="uniform"),
+         _family("darkroom", gamma=0.9, grid=args.darkroom_grid, features=args.darkroom_features, goals="uniform"),
+         _family("darkroom", gamma=0.9, gamma_range=gr, grid=args.darkroom_grid, features=args.darkroom_features,
+                 goals="uniform"),
          f"gamma ~ Unif{gr} per MDP"),
-        (f"user batch {os.path.basename(user)}", BatchDistribution(umdp, uF, user),
-         MDPDistribution(states=umdp.states, actions=umdp.actions, gamma_range=(0.3, 0.7), features="dense"),
+        (f"user batch {os.path.basename(user)}", users,
+         MDPDistribution(states=users.states, actions=users.actions, gamma_range=(0.3, 0.7), features="dense"),
          "fresh dense features per MDP and gamma ~ Unif(0.3, 0.7)"),
     ]
     with progress_bar(total=None, desc="families", disable=args.json) as bar:
@@ -152,3 +151,7 @@ def run(args) -> int:
     lines.append(f"report: {report}")
     emit(lines, dict(rows=res["rows"], report=report), args.json)
     return 0
+
+
+def _family(name: str, **params):
+    return MDPSource.of_family(name, **params).distribution()

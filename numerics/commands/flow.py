@@ -25,8 +25,9 @@ from numerics.analysis.flow import DECAY, DEFAULT_RADII, STEP_MU, flow_experimen
 from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
-from numerics.io.config import add_common, distribution_from_args, finite_float, positive_int
+from numerics.io.config import add_common, finite_float, positive_int
 from numerics.io.options import Folder, Name
+from numerics.io.sources import source_from_args
 from numerics.render import flow as render
 from theory import algorithms
 
@@ -54,7 +55,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    dist = distribution_from_args(args)
+    dist = source_from_args(args).distribution()       # the Section 4.1 options (flow takes no other source)
     name = plain_name(args.name or f"{args.algorithm}-{args.features}-{args.parameterization}")
     record, prompts, limit = algorithms.get(args.algorithm), args.mdps * args.frames, budget.max_memory(args.max_memory)
     what = f"flow at {dist.states} states x {dist.actions} actions (d = {dist.d}), {prompts} prompts,"

@@ -37,7 +37,6 @@ from numerics.core.block import PARAMETERIZATIONS
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, finite_float, positive_int
-from numerics.io.families import pair_labels
 from numerics.io.options import COUNT, Folder, Name
 from numerics.io.sources import add_source_options, source_config, source_from_args
 from numerics.render import richness as render
@@ -93,8 +92,9 @@ def resolve_solver(args, record, dist) -> str:
 
 
 def run(args) -> int:
-    budget.guard_source(args)
-    dist = source_from_args(args)
+    source = source_from_args(args)
+    budget.guard_source(source, args)
+    dist = source.distribution()
     record = algorithms.get(args.algorithm)
     frames = math.ceil(args.prompts / args.mdps) if args.prompts else args.frames
     if args.bootstrap is None:
@@ -102,12 +102,10 @@ def run(args) -> int:
         args.bootstrap = BIG_BOOTSTRAP if big else 20
     if args.bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {args.bootstrap}")
-    kind = args.features if args.family == "section41" and not (args.mdp_batch or args.distribution) else (
-        "batch" if args.mdp_batch else "generator" if args.distribution else args.family)
-    name = plain_name(args.name or f"{args.algorithm}-{kind}-{args.parameterization}")
+    name = plain_name(args.name or f"{args.algorithm}-{source.label}-{args.parameterization}")
     solver = resolve_solver(args, record, dist)
     if solver == "structured":
-        return _run_structured(args, record, dist, name)
+        return _run_structured(args, record, source, name)
     if solver == "dense":
         budget.guard_hessian(record, dist.d, args.mdps * frames, args.context, budget.max_memory(args.max_memory),
                              f"richness at {dist.states} states x {dist.actions} actions (d = {dist.d}), "
@@ -130,7 +128,7 @@ def run(args) -> int:
                        time_limit=args.time_limit)
     check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
-    report = render.write(res, args.out, name, command, source_config(args, dist))
+    report = render.write(res, args.out, name, command, source_config(args, source))
     res["report"] = report
     public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
                                   "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "report")}
@@ -145,9 +143,10 @@ def run(args) -> int:
     return 1 if res["verdict"] == "fails" else 0
 
 
-def _run_structured(args, record, dist, name) -> int:
+def _run_structured(args, record, source, name) -> int:
     """The structured route (numerics.analysis.tabular): a verdict only for an
     adequate sample; exit 3 for 'undersampled' or 'unresolved'."""
+    dist = source.distribution()
     if args.parameterization != "reduced":
         raise InputError("solver", "the structured route handles the reduced parameterization; use --solver dense")
     largest = max(args.prompts or 0, args.max_prompts)
@@ -163,10 +162,10 @@ def _run_structured(args, record, dist, name) -> int:
                                epsilon=args.epsilon, alpha=args.alpha, beta=args.beta, seed=args.seed,
                                bootstrap=args.bootstrap, prompts=args.prompts, max_prompts=args.max_prompts,
                                time_limit=args.time_limit, max_memory=budget.max_memory(args.max_memory),
-                               labels=pair_labels(dist), progress=at_boundary(bar.update))
+                               labels=source.pair_labels(dist.actions), progress=at_boundary(bar.update))
     check_interrupt()
     command = reproduce_command("richness", args, add_arguments)
-    report = render.write_structured(res, args.out, name, command, source_config(args, dist))
+    report = render.write_structured(res, args.out, name, command, source_config(args, source))
     res["report"] = report
     public = {k: res[k] for k in ("parameterization", "parameters", "kernel_dim", "symmetry_dim",
                                   "data_invariance_dim", "nonflat_dim", "mu", "mu_ci95", "verdict", "prompts",

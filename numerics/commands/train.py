@@ -60,7 +60,7 @@ from numerics.io.commandline import reproduce_command
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.io.models import save_weights
 from numerics.io.options import COUNT, Folder, Name
-from numerics.io.sources import add_source_options, source_spec
+from numerics.io.sources import add_source_options, source_from_args
 from numerics.render import training as render
 from numerics.render.training import relative
 from theory import algorithms
@@ -133,9 +133,11 @@ def _scale(args, key: str):
     return SCALES[args.protocol][key] if v is None else v
 
 
-def config_from_args(args, record=None) -> TrainConfig:
-    """The training configuration of the options; ``record`` (a construction
-    file's) travels by value instead of the ``--algorithm`` name."""
+def config_from_args(args, source=None, record=None) -> TrainConfig:
+    """The run's configuration; ``source``: the MDP source already resolved
+    from ``args`` (:func:`source_from_args` otherwise); ``record`` (a
+    construction file's) travels by value instead of the ``--algorithm`` name."""
+    source = source_from_args(args) if source is None else source
     if args.checkpoint_every is not None and args.checkpoint_every < 0:
         raise InputError("checkpoint-every", f"must be >= 0, got {args.checkpoint_every}")
     return TrainConfig(algorithm=args.algorithm if record is None else record, states=args.states, actions=args.actions, gamma=args.gamma,
@@ -144,7 +146,7 @@ def config_from_args(args, record=None) -> TrainConfig:
                        beta=args.beta, model=args.model, parameterization=args.parameterization, hidden=args.hidden,
                        mdps=_scale(args, "mdps"), frames=_scale(args, "frames"), batch_mdps=_scale(args, "batch_mdps"),
                        lr=_scale(args, "lr"), lr_decay=_scale(args, "lr_decay"), lr_every=_scale(args, "lr_every"),
-                       seed=args.seed, eval_mdps=args.eval_mdps, source=source_spec(args))
+                       seed=args.seed, eval_mdps=args.eval_mdps, source=None if source.is_default else source)
 
 
 def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
@@ -156,8 +158,9 @@ def run(args) -> int:
     record = record_from_args(args)
     if record.data == "mrp":
         return run_layer_train(args, record)
-    budget.guard_source(args)
-    cfg = config_from_args(args, record if args.construction else None)
+    source = source_from_args(args)
+    budget.guard_source(source, args)
+    cfg = config_from_args(args, source, record if args.construction else None)
     device = device_from_args(args)
     if args.protocol == "paper":
         check_exact_config(cfg, device)
@@ -206,7 +209,7 @@ def _guard(cfg: TrainConfig, args, workers: int):
     """Exit 2 before training when ``workers`` runs side by side would need
     more memory than ``--max-memory``, or the seeds more time than
     ``--max-time`` (``numerics.analysis.budget``)."""
-    S, A, d, n = cfg.states, cfg.actions, cfg.d, cfg.n
+    (S, A, d), n = cfg.sizes, cfg.n
     if args.protocol == "paper":
         one = budget.exact(cfg.record, cfg.eval_mdps, S, A, d, n, cfg.frames)
     else:

@@ -12,6 +12,7 @@ features ``psi(s)``, d = |S|) the state features are broadcast over actions,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -20,6 +21,28 @@ from numerics.core.tolerances import DTYPE
 from theory.errors import InputError
 
 FEATURE_KINDS = ("dense", "dense-shared", "onehot")
+
+
+class Distribution(Protocol):
+    """What every distribution of MDPs offers the code that draws from it:
+    :class:`MDPDistribution` (below), and the batch file's and the
+    generator's (``numerics.io.mdp_batch``: a named family is a generator),
+    each realised from one ``numerics.io.sources.MDPSource``."""
+
+    states: int
+    actions: int
+    gamma: float | None
+    gamma_range: tuple[float, float] | None
+    features: str
+    state_features: bool
+    feature_seed: int
+
+    @property
+    def d(self) -> int: ...
+
+    def describe(self) -> str: ...
+
+    def sample(self, num: int, gen: torch.Generator, device=None): ...
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,12 @@ class Kind:
     def __repr__(self):            # argparse names the type in some messages
         return self.what
 
+    def __eq__(self, other):       # a value: equal after pickling (a family's parameters carry kinds)
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self):
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
 
 class Integer(Kind):
     def __init__(self, minimum: int | None = None, maximum: int | None = None):
