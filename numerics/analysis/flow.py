@@ -147,6 +147,13 @@ def _unflat(v, shapes):
     return out
 
 
+#: A run's refinement budget: implicit-step attempts it may spend on
+#: bisected sub-steps over the whole flow (a far run needs a few hundred; a
+#: run past the budget stops where it is and is counted as stopped, neither
+#: on nor off M*).  A count of the run's own decisions, so the same on every
+#: machine; it bounds the flow's time where the step needs refining all along.
+REFINE_ATTEMPTS = 1000
+
 #: Steps of the doubling ramp from 1 / lambda_max to h_max at most: 2^64
 #: is beyond any condition number float64 can resolve.
 MAX_RAMP_STEPS = 64
@@ -276,17 +283,27 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
         the step that needs it is refined).  ``(x, L, grad, solved, depth)``,
         ``depth`` the finest level used."""
         half, depth = h / 2, level
-        xa, La, ga, oka = implicit_step(th, g, half)
+        xa, La, ga, oka = attempt(th, g, half)
         if not bool(oka.all()) and level < CHORD_SPLITS:
             xa, La, ga, oka, da = split_step(th, g, half, level + 1)
             depth = max(depth, da)
         if not bool(oka.all()):
             return xa, La, ga, oka, depth
-        xb, Lb, gb, okb = implicit_step(xa, ga, half)
+        xb, Lb, gb, okb = attempt(xa, ga, half)
         if not bool(okb.all()) and level < CHORD_SPLITS:
             xb, Lb, gb, okb, db = split_step(xa, ga, half, level + 1)
             depth = max(depth, db)
         return xb, Lb, gb, okb, depth
+
+    spent = [0]
+
+    def attempt(th, g, h):
+        """:func:`implicit_step` of one run, counted against its budget
+        (over budget: not solved, and the run stops)."""
+        spent[0] += 1
+        if spent[0] > REFINE_ATTEMPTS:
+            return th, torch.full((1,), math.nan, dtype=DTYPE), g, torch.zeros(1, dtype=torch.bool)
+        return implicit_step(th, g, h)
 
     def refined_step(th, g, h, level):
         """One run's step as ``2**level`` equal implicit sub-steps, each
@@ -296,7 +313,7 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
         hs = h / parts
         x, gx, Lx, ok = th, g, None, torch.ones(1, dtype=torch.bool)
         for _ in range(parts):
-            xn, Ln, gn, okn = implicit_step(x, gx, hs)
+            xn, Ln, gn, okn = attempt(x, gx, hs)
             if not bool(okn.all()) and level < CHORD_SPLITS:
                 xn, Ln, gn, okn, dn = split_step(x, gx, hs, level + 1)
                 depth = max(depth, dn)
@@ -314,6 +331,7 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
     #: starting there saves the failed coarse attempts).  A decision of the
     #: run's own residuals, far from their thresholds (CHORD_FAIL_RTOL).
     level = [0] * K
+    budget = [0] * K           # refinement attempts spent, per run
     times, losses = [t.clone()], [L.clone()]
     for hk in schedule:
         idx = torch.nonzero(alive).flatten()
@@ -333,7 +351,9 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
             start = level[run] if not bool(coarse[b]) else 1
             if start == 0:
                 start = 1
+            spent[0] = budget[run]
             xb, Lb, gb, okb, depth = refined_step(theta[run:run + 1], g[run:run + 1], h[b:b + 1], start)
+            budget[run] = spent[0]
             x[b], Lx[b], gx[b], solved[b] = xb[0], Lb[0], gb[0], okb[0]
             level[run] = max(depth - 1, 0)
         theta[idx] = torch.where(solved[:, None], x, theta[idx])
