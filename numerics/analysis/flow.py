@@ -53,7 +53,7 @@ from numerics.core.tolerances import (
 )
 from theory.errors import InputError
 
-DEFAULT_RADII = (0.01, 0.1, 0.3, 1.0, 3.0)
+DEFAULT_RADII = (0.01, 0.1, 0.3, 1.0)
 
 #: The flow runs to time ``DECAY / (2 mu)`` (the slowest mode's loss falls
 #: by exp(-DECAY)) with steps up to ``STEP_MU / mu``.

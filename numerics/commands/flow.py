@@ -46,7 +46,7 @@ def add_arguments(p):
     p.add_argument("--rate-radius", type=finite_float, default=1e-2,
                    help="perturbation radius of the rate runs, relative to |theta*| (1e-2)")
     p.add_argument("--radii", type=finite_float, nargs="+", default=list(DEFAULT_RADII),
-                   help="basin radii, relative to |theta*| (0.01 0.1 0.3 1 3)")
+                   help="basin radii, relative to |theta*| (0.01 0.1 0.3 1)")
     p.add_argument("--trials", type=positive_int, default=8, help="random perturbations per basin radius (8)")
     p.add_argument("--max-steps", type=positive_int, default=400, help="cap on implicit-Euler steps per batch of runs (400)")
     p.add_argument("--name", type=Name(), default=None, help="report name (default: ALGORITHM-FEATURES-PARAMETERIZATION)")
