@@ -40,7 +40,12 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 import sympy as sp
 
