@@ -13,7 +13,7 @@ import torch
 
 from numerics.core import constructions as NC
 from theory import constructions as TC
-from theory.algorithms import get
+from theory.algorithms import get, with_p_sign_flipped
 from theory.symbols import alpha, beta
 
 pytestmark = pytest.mark.mutation
@@ -72,10 +72,14 @@ def test_full_pv_and_constructed_weights_are_zero_outside_the_two_blocks():
 
 def test_a_table_entry_joining_blocks_of_different_sizes_is_refused():
     bad = TC.Construction(p=((("r", "w"), sp.Integer(1)),), v=((("w", "phi"), alpha),))
-    with pytest.raises(ValueError, match=r"P entry \(r, w\) joins blocks of sizes 1 and d$"):
+    with pytest.raises(ValueError, match=r"^algorithm 'sarsa': P entry \(r, w\) joins blocks of sizes 1 and d$"):
         dataclasses.replace(get("sarsa"), construction=bad)
-    with pytest.raises(ValueError, match=r"names 'x', not a row block"):
+    with pytest.raises(ValueError, match=r"^algorithm 'sarsa': P entry \(x, w\) names 'x', not a row block"):
         dataclasses.replace(get("sarsa"), construction=TC.Construction(p=((("x", "w"), 1),), v=()))
+    with pytest.raises(ValueError, match=r"^construction: P entry \(r, w\) joins blocks of sizes 1 and d$"):
+        bad.check_blocks(get("sarsa").layout)                # the default name of what is checked
+    with pytest.raises(ValueError, match=r"^mine: V\[1\] entry \(w, x\) names 'x', not a row block of layout"):
+        TC.Construction(v=((), ((("w", "x"), 1),))).check_blocks(get("sarsa").layout, "mine")
     # the fill itself refuses a non-square block too (a record built without validation)
     rec = get("sarsa")
     object.__setattr__(rec, "construction", bad)
@@ -126,3 +130,34 @@ def test_masks_and_family_members_live_on_the_device_of_the_weights():
     assert P.device.type == "meta" and V.device.type == "meta"
     P2, V2 = NC.symmetry_member(P, V, 2.0, record, d, gen=torch.Generator().manual_seed(1))
     assert P2.device.type == "meta" and V2.device.type == "meta" and P2.shape == (8, 8)
+
+
+def test_flipped_negates_one_entry_of_p_or_of_head_0_s_v():
+    rg = TC.RESIDUAL_GRADIENT
+    assert [c for _, c in rg.p] == [-1, 1, 1, -1]
+    f = rg.flipped()                                          # default: P's (phi, phi) entry
+    assert [k for k, _ in f.p] == [k for k, _ in rg.p] and [c for _, c in f.p] == [1, 1, 1, -1]
+    assert f.v == rg.v and f.preconditioned is True
+    g = rg.flipped(("gphi_next", "phi"))
+    assert [c for _, c in g.p] == [-1, 1, -1, -1] and g.v == rg.v
+    avg = TC.AVERAGE_REWARD.flipped(("y", "r"), table="v")      # head 0's V; head 1 and P untouched
+    assert avg.p == TC.AVERAGE_REWARD.p and avg.v == (((("y", "r"), -1),), ((("y", "y"), 1),))
+    assert TC.AVERAGE_REWARD.flipped(("y", "y"), table="v").v == TC.AVERAGE_REWARD.v
+    rec = get("td-preconditioned")
+    planted = with_p_sign_flipped(rec)
+    assert planted.name == rec.name and planted.spec == rec.spec and planted.construction.v == rec.construction.v
+    assert [c for _, c in planted.construction.p] == [1, 1] and [c for _, c in rec.construction.p] == [-1, 1]
+    assert [c for _, c in with_p_sign_flipped(rec, ("phi", "gphi_next")).construction.p] == [-1, -1]
+
+
+def test_a_construction_takes_one_v_table_as_the_one_head_s_and_stores_tuples():
+    # built here, at test time (the module-level tables are built at import, before any mutant is switched on)
+    one = TC.Construction(p=[(("phi", "w"), -1)], v=((("w", "phi"), alpha),))          # one table of one entry
+    assert one.p == ((("phi", "w"), -1),) and one.v == (((("w", "phi"), alpha),),)
+    assert one.p12 == one.p and one.vbar21 == ((("w", "phi"), alpha),) and one.preconditioned is False
+    two_entries = TC.Construction(v=((("w", "phi"), alpha), (("lam", "g"), beta)))   # one table of two entries
+    assert two_entries.v == (((("w", "phi"), alpha), (("lam", "g"), beta)),) and two_entries.p == ()
+    heads = TC.Construction(v=[[(("y", "r"), 1), (("y", "y"), 2)], [(("y", "y"), 1)]])  # two tables (two heads)
+    assert heads.v == (((("y", "r"), 1), (("y", "y"), 2)), ((("y", "y"), 1),))
+    assert TC.Construction(v=(((("y", "r"), 1),), ((("y", "y"), 1),))).v == (((("y", "r"), 1),), ((("y", "y"), 1),))
+    assert TC.Construction().v == ((),) and TC.Construction(v=()).v == ((),) and TC.Construction().p == ()

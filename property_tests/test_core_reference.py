@@ -17,8 +17,9 @@ from theory import algorithms as A
 from theory import constructions as C
 from theory import rules
 from theory.errors import InputError
-from theory.spec import ACTOR_CRITIC_SPEC, VALUE_SPEC
-from theory.symbols import STEP_SIZES, gamma
+from theory.layout import WANG_AVG_LAYOUT, WANG_LAYOUT, Layout
+from theory.spec import ACTOR_CRITIC_SPEC, VALUE_SPEC, BlockSpec
+from theory.symbols import STEP_SIZES, gamma, lam
 
 pytestmark = pytest.mark.mutation
 
@@ -218,6 +219,11 @@ def test_record_helpers():
     ("behaviour", "greedy", "behaviour 'greedy' not in"),
     ("features", "pixels", "features 'pixels' not in"),
     ("acts_with", "lam", "acts_with 'lam' is not a read-out block"),
+    ("data", "pomdp", r"data 'pomdp' not in \('mdp', 'mrp'\)$"),
+    ("construction", C.Construction(p=C.SARSA.p, v=(C.SARSA.v[0], C.SARSA.v[0])), "2 V tables for 1 heads$"),
+    ("construction", C.Construction(p=C.SARSA.p, v=C.SARSA.v, preconditioned=True),
+     "an mdp record is one unmasked layer with a parameter column and step-size tables"),
+    ("spec", dataclasses.replace(VALUE_SPEC, depth=2), "an mdp record is one unmasked layer"),
 ])
 def test_a_record_with_a_bad_field_is_refused_naming_it(field, value, message):
     with pytest.raises(ValueError, match=f"^algorithm 'sarsa': {message}"):
@@ -258,6 +264,110 @@ def test_a_replaced_paper_record_is_the_one_get_returns():
     finally:
         A._REGISTRY.pop("sarsa")
     assert A.get("sarsa").statement != "alt"
+
+
+def test_wang_s_records_and_what_distinguishes_them():
+    recs = {a.name: a for a in A.evaluation()}
+    assert list(recs) == ["td-preconditioned", "td-lambda", "rg", "avg-reward"] == list(A.names("mrp"))
+    assert len(A.builtin()) == 9 and A.builtin() == A.paper() + A.evaluation() and A.builtin("mrp") == A.evaluation()
+    assert [r.name for r in A.builtin()] == list(A.names())
+    assert {k: r.title for k, r in recs.items()} == {"td-preconditioned": "TD(0) with a preconditioner",
+                                                     "td-lambda": "TD(lambda)", "rg": "residual gradient",
+                                                     "avg-reward": "average-reward TD"}
+    assert {k: (r.rule, r.construction) for k, r in recs.items()} == {
+        "td-preconditioned": (rules.semi_gradient, C.TD_PRECONDITIONED), "td-lambda": (rules.td_lambda, C.TD_PRECONDITIONED),
+        "rg": (rules.residual_gradient, C.RESIDUAL_GRADIENT), "avg-reward": (rules.average_reward, C.AVERAGE_REWARD)}
+    assert recs["td-preconditioned"].statement == "w_{l+1} = w_l + (1/n) C_l sum_j (r_j + gamma w_l.phi'_j - w_l.phi_j) phi_j"
+    assert recs["td-lambda"].statement == ("w_{l+1} = w_l + (1/n) C_l sum_i delta_i(w_l) e_i, e_i = lambda e_{i-1} + "
+                                           "phi_i, e_{-1} = 0")
+    assert recs["rg"].statement == "w_{l+1} = w_l + (1/n) C_l sum_j delta_j(w_l) (phi_j - gamma phi'_j)"
+    assert recs["avg-reward"].statement == ("w_{l+1} = w_l + (1/n) C_l sum_j (r_j - rbar_j + w_l.phi'_j - w_l.phi_j) "
+                                            "phi_j, rbar_j = mean(r_0..r_j)")
+    for r in recs.values():
+        assert (r.data, r.features, r.behaviour, r.acts_with, r.steps, r.theorem, r.next_rule, r.constants) == (
+            "mrp", "state", "uniform", None, ("C",), "Wang et al. (ICLR 2025)", "taken", ())
+        assert (r.spec.depth, r.spec.mask, r.spec.tied, r.spec.writes, r.spec.kind) == (3, "context", True, None,
+                                                                                        "linear")
+    for k in ("td-preconditioned", "td-lambda", "rg"):
+        r = recs[k]
+        assert r.layout is WANG_LAYOUT and r.spec.heads == (None,) and r.notes == ()
+        assert r.context == (("phi", 1, "phi"), ("gphi_next", gamma, "phi_next"), ("r", 1, "r"))
+        assert r.spec.decay == (lam if k == "td-lambda" else 0) and r.uses_lambda == (k == "td-lambda")
+        assert r.discounted and not r.centered and r.carried == "r" and r.readout_sign == -1
+    assert recs["td-lambda"].spec.decay is lam
+    avg = recs["avg-reward"]
+    assert avg.layout is WANG_AVG_LAYOUT and avg.spec.heads == ("running-mean", None) and avg.spec.decay == 0
+    assert avg.context == (("phi", 1, "phi"), ("phi_next", 1, "phi_next"), ("r", 1, "r"), ("y", 1, "zero"))
+    assert avg.centered and not avg.discounted and not avg.uses_lambda and avg.carried == "y" and avg.readout_sign == 1
+    assert avg.notes == (
+        "Two heads share P: head 1 reads the reward row through the running-mean operator R on the value side ((Z R)[:, j] "
+        "= mean of columns 0..j minus column j), head 2 reads row y; both write row y. This is their AVGREWTDLayer; it "
+        "equals the one-head TD(0) construction with gamma = 1 on a prompt whose reward row already holds r_j - rbar_j "
+        "(checked numerically).",)
+    assert [r.direction for r in recs.values()] == ["phi", "trace", "residual", "phi"]
+    assert A.evaluation() == A.evaluation() and A.get("rg") == recs["rg"]
+
+
+def test_spec_at_chooses_the_depth_the_tying_the_decay_and_the_mask():
+    lam_rec, td = A.get("td-lambda"), A.get("td-preconditioned")
+    assert lam_rec.spec_at() == lam_rec.spec and lam_rec.spec_at().decay is lam
+    s = lam_rec.spec_at(5, tied=False, lam_value=0.25)
+    assert (s.depth, s.tied, s.decay, s.mask, s.layout, s.heads) == (5, False, 0.25, "context", WANG_LAYOUT, (None,))
+    untied = dataclasses.replace(td, spec=dataclasses.replace(td.spec, depth=2, tied=False))
+    assert (untied.spec_at().depth, untied.spec_at().tied) == (2, False)
+    assert (untied.spec_at(4).depth, untied.spec_at(4).tied) == (4, False)
+    assert (untied.spec_at(tied=True).depth, untied.spec_at(tied=True).tied) == (2, True)
+    assert td.spec_at(lam_value=0.25).decay == 0                     # no decay to replace
+    none = lam_rec.spec_at(mask="none")
+    assert (none.mask, none.decay, none.depth) == ("none", 0, 3)
+    assert lam_rec.spec_at(mask="context").decay is lam and lam_rec.spec_at(mask="context", lam_value=0.5).decay == 0.5
+
+
+def _layout_with_params(readout, name="with-params"):
+    return Layout(name=name, context=WANG_LAYOUT.context, params=(("one", 1), ("w", "d")), readout=readout,
+                  query=("phi",))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(acts_with="r"), "an mrp record evaluates; acts_with must be None"),
+    (dict(rule=rules.actor_critic), "an mrp record's teacher must be one of semi-gradient, td-lambda, "
+                                    "residual-gradient, average-reward$"),
+    (dict(construction=C.Construction(p=C.TD_PRECONDITIONED.p, v=C.TD_PRECONDITIONED.v)),
+     r"an mrp record's P is preconditioned \(coef \* C\^T blocks\)$"),
+    (dict(spec="writes-phi"), "carried row 'r' must be a written block$"),
+    (dict(spec="carried-one"), "carried row 'one' must be a written block$"),
+    (dict(construction=C.Construction(p=((("phi", "w"), 1),), v=((("r", "r"), 1),), preconditioned=True),
+          spec="params"), r"P entry \(phi, w\) must join two d-blocks$"),
+    (dict(construction=C.Construction(p=((("r", "r"), 1),), v=((("r", "r"), 1),), preconditioned=True)),
+     r"P entry \(r, r\) must join two d-blocks$"),
+    (dict(construction=C.Construction(p=C.TD_PRECONDITIONED.p, v=((("r", "one"), 1),), preconditioned=True),
+          spec="params"), r"V entry \(r, one\) must join two 1-blocks$"),
+    (dict(construction=C.Construction(p=C.TD_PRECONDITIONED.p, v=((("phi", "phi"), 1),), preconditioned=True)),
+     r"V entry \(phi, phi\) must join two 1-blocks$"),
+])
+def test_an_mrp_record_is_refused_naming_what_it_lacks(change, message):
+    rec = A.get("td-preconditioned")
+    specs = {"writes-phi": dataclasses.replace(rec.spec, writes=("phi",)),
+             "carried-one": BlockSpec(_layout_with_params((("one", -1),)), depth=3, mask="context"),
+             "params": BlockSpec(_layout_with_params((("r", -1),)), depth=3, mask="context")}
+    if "spec" in change:
+        change = {**change, "spec": specs[change["spec"]]}
+    with pytest.raises(ValueError, match=f"^algorithm 'td-preconditioned': {message}"):
+        dataclasses.replace(rec, **change)
+
+
+def test_an_mrp_record_may_name_what_its_layers_write_and_carry_parameter_rows():
+    rec = A.get("td-preconditioned")
+    assert dataclasses.replace(rec, spec=dataclasses.replace(rec.spec, writes=("r",))).spec.writes == ("r",)
+    spec = BlockSpec(_layout_with_params((("r", -1),)), depth=3, mask="context")
+    assert not spec.layout.has_parameter_column and dataclasses.replace(rec, spec=spec).carried == "r"
+    # the Liang & Lai form (a parameter column read after `one`) is not an mrp layout
+    with pytest.raises(ValueError, match="^algorithm 'td': an mrp record reads one signed entry of the last column$"):
+        dataclasses.replace(A.get("td"), data="mrp")
+    two = BlockSpec(Layout(name="two", context=WANG_LAYOUT.context, readout=(("r", -1), ("phi", 1)), query=("phi",)),
+                    depth=3, mask="context")
+    with pytest.raises(ValueError, match="^algorithm 'td-preconditioned': an mrp record reads one signed entry"):
+        dataclasses.replace(rec, spec=two)
 
 
 # ---- magnitudes of the teacher's terms (the rounding bound of check) ----

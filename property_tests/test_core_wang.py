@@ -109,6 +109,41 @@ def test_prompt_lives_on_the_device_of_the_window_and_reads_the_recipe_in_any_or
     assert torch.equal(evaluation_prompt(zero_first, win), evaluation_prompt(rec, win))
 
 
+def test_prompt_evaluates_a_coefficient_of_gamma_in_float64_from_a_float32_discount():
+    # a record's context coefficient may be any expression in gamma: it is evaluated in float64 from the window's
+    # discount whatever the discount's dtype (float32 here: 0.3f is 0.30000001192...), never rounded to float32
+    rec = algorithms.get("td-preconditioned")
+    sq = dataclasses.replace(rec, context=(("phi", 1, "phi"), ("gphi_next", gamma ** 2, "phi_next"), ("r", 1, "r")))
+    win = _windows()
+    g32 = torch.tensor([0.3, 0.7], dtype=torch.float32)
+    Z = evaluation_prompt(sq, Windows(win.phi, win.phi_next, win.r, win.phi_q, g32))
+    assert Z.dtype == F64
+    for b in range(2):
+        g = float(g32[b])                                     # the float32 value, exactly, as a Python float
+        for j in range(4):
+            for k in range(2):
+                assert Z[b, 2 + k, j].item() == g ** 2 * win.phi_next[b, j, k].item()
+            assert Z[b, 4, j].item() == win.r[b, j].item() and Z[b, 0, j].item() == win.phi[b, j, 0].item()
+
+
+def test_a_coefficient_of_gamma_is_built_in_the_dtype_and_on_the_device_of_the_discounts():
+    g = torch.tensor([0.5, 0.25], dtype=F64)
+    c = _per_prompt(gamma ** 2, g)
+    assert c.dtype == F64 and c.tolist() == [0.25, 0.0625]
+    assert _per_prompt(gamma ** 2, torch.tensor([0.5], dtype=torch.float32)).dtype == torch.float32
+
+    # a GPU window's discounts live on the GPU, and a coefficient built on the CPU would not multiply its rows; the
+    # tier has no GPU: a stand-in holding the CPU values that says it lives on the meta device shows where it is put
+    class OnMeta:
+        dtype, device = F64, torch.device("meta")
+
+        def __iter__(self):
+            return iter(g)
+
+    on_meta = _per_prompt(gamma ** 2, OnMeta())
+    assert on_meta.device.type == "meta" and on_meta.dtype == F64 and on_meta.shape == (2,)
+
+
 def test_readout_is_the_signed_carried_entry_of_the_last_column():
     Z = torch.arange(2 * 5 * 3, dtype=F64).reshape(2, 5, 3)
     assert readout_entry(algorithms.get("td-preconditioned").layout, Z).tolist() == [-Z[0, 4, 2].item(), -Z[1, 4, 2].item()]
