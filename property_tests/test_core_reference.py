@@ -224,6 +224,14 @@ def test_record_helpers():
     ("construction", C.Construction(p=C.SARSA.p, v=C.SARSA.v, preconditioned=True),
      "an mdp record is one unmasked layer with a parameter column and step-size tables"),
     ("spec", dataclasses.replace(VALUE_SPEC, depth=2), "an mdp record is one unmasked layer"),
+    ("construction", C.Construction(p=C.SARSA.p, v=((("one", "r"), C.alpha),)),
+     r"V entry \(one, r\) must join a read-out row block to a context column block"),
+    ("construction", C.Construction(p=C.SARSA.p + ((("phi", "phi"), 1),), v=C.SARSA.v),
+     r"P entry \(phi, phi\) must join a context row block to a parameter column block"),
+    ("construction", C.Construction(p=C.SARSA.p + ((("w", "w"), 1),), v=C.SARSA.v),
+     r"P entry \(w, w\) must join a context row block"),
+    ("construction", C.Construction(p=C.SARSA.p, v=((("w", "w"), C.alpha),)),
+     r"V entry \(w, w\) must join a read-out row block to a context column block"),
 ])
 def test_a_record_with_a_bad_field_is_refused_naming_it(field, value, message):
     with pytest.raises(ValueError, match=f"^algorithm 'sarsa': {message}"):

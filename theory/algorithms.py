@@ -86,6 +86,18 @@ class Algorithm:
         if self.data not in DATA:
             raise ValueError(f"algorithm {self.name!r}: data {self.data!r} not in {DATA}")
         self.construction.check_blocks(lay, f"algorithm {self.name!r}")
+        if self.data == "mdp":   # Lemma C.1 reads P12 (context rows x parameter columns) and Vbar21 (read-out rows x context)
+            ctx = {b for b, _ in lay.context}
+            par = {b for b, _ in lay.params}
+            for (rb, cb), _ in self.construction.p:
+                if rb not in ctx or cb not in par:
+                    raise ValueError(f"algorithm {self.name!r}: P entry ({rb}, {cb}) must join a context row block "
+                                     f"to a parameter column block (Lemma C.1 reads P12 only)")
+            for table in self.construction.v:
+                for (rb, cb), _ in table:
+                    if rb not in par - {"one"} or cb not in ctx:
+                        raise ValueError(f"algorithm {self.name!r}: V entry ({rb}, {cb}) must join a read-out row "
+                                         f"block to a context column block (Lemma C.1 reads Vbar21 only)")
         if len(self.construction.v) != len(self.spec.heads):
             raise ValueError(f"algorithm {self.name!r}: {len(self.construction.v)} V tables for "
                              f"{len(self.spec.heads)} heads")
