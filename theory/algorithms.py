@@ -106,7 +106,7 @@ class Algorithm:
         if sorted(filled) != sorted(ctx_blocks):
             raise ValueError(f"algorithm {self.name!r}: context recipe fills {filled}, layout has {ctx_blocks}")
         for b, coef, q in self.context:
-            if sp.sympify(coef).free_symbols - {gamma}:
+            if sp.sympify(coef, strict=True).free_symbols - {gamma}:   # strict: never parses a string
                 raise ValueError(f"algorithm {self.name!r}: block {b!r}'s coefficient {coef} may depend on gamma only")
             if q not in QUANTITIES:
                 raise ValueError(f"algorithm {self.name!r}: block {b!r} holds unknown quantity {q!r}; "

@@ -156,7 +156,7 @@ def p12_vbar21(record, d: int, subs: dict | None = None):
     """
     lay, ctx, par, read = _offsets(record, d)
     c = record.construction
-    value = (lambda e: sp.sympify(e).subs(subs)) if subs else sp.sympify
+    value = (lambda e: sp.sympify(e, strict=True).subs(subs)) if subs else (lambda e: sp.sympify(e, strict=True))
     return (_fill(c.p12, ctx, par, lay.m(d), lay.p(d), value),
             _fill(c.vbar21, read, ctx, lay.q(d), lay.m(d), value))
 
@@ -188,7 +188,7 @@ def numeric_blocks(record, d: int, steps: dict[str, float]):
         for (rb, cb), coef in table:
             r0, r1 = roff[rb]
             c0, _ = coff[cb]
-            v = float(sp.sympify(coef).subs(subs))
+            v = float(sp.sympify(coef, strict=True).subs(subs))
             for k in range(r1 - r0):
                 M[r0 + k][c0 + k] = v
         return M

@@ -348,9 +348,7 @@ def _run_flow(sample, blocks, spec, t_end, h_max, max_steps, progress):
             if bool(coarse[b]) and bool(solved[b]):
                 continue
             run = int(idx[b])
-            start = level[run] if not bool(coarse[b]) else 1
-            if start == 0:
-                start = 1
+            start = max(level[run], 1)             # a coarse run that failed starts at halves
             spent[0] = budget[run]
             xb, Lb, gb, okb, depth = refined_step(theta[run:run + 1], g[run:run + 1], h[b:b + 1], start)
             budget[run] = spent[0]
