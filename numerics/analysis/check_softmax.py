@@ -25,9 +25,10 @@ Per window and layer ``l``:
   for the token shift), against the bound of the magnitudes entering layer
   ``l``: the carried ``|v|``, the step's terms ``alpha sum_k K |delta_k|`` with
   ``|delta_k| = |r_k| + gamma |v(s_k)| + |v(s_{k-1})|`` at the depth of its
-  sums (``n + D``), the same terms times the score magnitude ``G_j = max_k
-  |phi(s_k)| . |phi(s_j)|`` at depth ``2 D + 6`` (the relative error of
-  ``exp`` of a rounded score), and the block's layer on absolute values.
+  sums (``n + D``), the same terms times the score magnitude ``G_j = max_k``
+  of ``|phi(s_k)| . |phi(s_j)|`` (the reference's) and ``(|Z|^T |A| |Z|)_{kj}``
+  (the block's) at depth ``2 D + 6`` (the relative error of ``exp`` of a
+  rounded score), and the block's layer on absolute values.
 
 A layer whose bound is not small against its step's terms is undecidable;
 values past ``DIVERGENCE_RATIO`` times the window's size diverge.
@@ -154,9 +155,11 @@ class SoftmaxCheckResult:
 
 
 def block_layers(record, sw: SoftmaxWindows, layers: int, tied: bool, alphas, weights=None, mask=None):
-    """``(Zs, mags, spec)``: the prompt after every layer (``(L+1) x B x D x
-    (n+1)``), the block's layers on absolute values (the magnitudes entering
-    each entry), and the specification run."""
+    """``(Zs, mags, scores, spec)``: the prompt after every layer (``(L+1) x B
+    x D x (n+1)``), the block's layers on absolute values (the magnitudes
+    entering each entry), the largest score magnitude ``|Z|^T |A| |Z|`` over
+    the keys of each query column (``(L+1) x B x (n+1)``, zero at layer 0) and
+    the specification run."""
     spec = record.spec_at(layers, tied, mask=mask)
     d = sw.F.shape[-1]
     gammas = sw.gamma
@@ -172,7 +175,10 @@ def block_layers(record, sw: SoftmaxWindows, layers: int, tied: bool, alphas, we
         per = [(A, V) if spec.tied else (A[k], V[k]) for k in range(layers)]
         mags = torch.stack([Z0.abs()] + [layer(spec, *per[k], Zs[k], d, magnitudes=True, gamma=gammas)
                                          for k in range(layers)])
-    return Zs, mags, spec
+        # the scores' magnitudes |Z|^T |A| |Z| of each layer, largest over the keys: what exp's argument is rounded to
+        scores = torch.stack([torch.zeros_like(Z0[:, 0, :])] + [
+            (Zs[k].abs().transpose(-1, -2) @ per[k][0].abs() @ Zs[k].abs()).amax(-2) for k in range(layers)])
+    return Zs, mags, scores, spec
 
 
 def check_softmax(algorithm, sw: SoftmaxWindows, alphas, *, layers: int, tied: bool, weights=None,
@@ -191,8 +197,8 @@ def check_softmax(algorithm, sw: SoftmaxWindows, alphas, *, layers: int, tied: b
     if len(alphas) != layers:
         raise InputError("alpha", f"expected {layers} steps (one per layer), got {len(alphas)}")
     reference = REF.weighted_softmax_td if reference is None else reference
-    Zs, mags, spec = block_layers(record, sw, layers, tied, alphas, weights, mask)
-    Zn, Mn = Zs.numpy(), mags.numpy()
+    Zs, mags, scores, spec = block_layers(record, sw, layers, tied, alphas, weights, mask)
+    Zn, Mn, Gn = Zs.numpy(), mags.numpy(), scores.numpy()
     B, D, cols = Zn.shape[1:]
     n, d = cols - 1, sw.F.shape[-1]
     off = record.layout.offsets("rows", d)
@@ -223,7 +229,7 @@ def check_softmax(algorithm, sw: SoftmaxWindows, alphas, *, layers: int, tied: b
                                                   "exactly")
         Kc = ref.kernel[st, :].T                                   # n x (n+1): K(s_k, s_j), key column k
         feats = F[st]                                              # (n+1) x d
-        G = (np.abs(feats) @ np.abs(feats[:n]).T).max(-1)          # (n+1): max_k |phi(s_k)| . |phi(s_j)|
+        G_ref = (np.abs(feats) @ np.abs(feats[:n]).T).max(-1)      # (n+1): max_k |phi(s_k)| . |phi(s_j)|
         size = max(float(np.abs(F).max()), float(np.abs(r).max()) if n else 0.0)
         want_c = ref.v[:, st]                                      # (L+1) x (n+1)
         want_t = np.concatenate([g * ref.v[:, st[1:]], np.zeros((layers + 1, 1))], -1)
@@ -245,7 +251,7 @@ def check_softmax(algorithm, sw: SoftmaxWindows, alphas, *, layers: int, tied: b
                 prop = a * (Kc.T @ (np.abs(Dt[l - 1][:n]) + np.abs(Dc[l - 1][:n]))) + np.abs(Dc[l - 1]) \
                     + np.abs(Dc[l])
                 bc = rounding_bound([(Mn[l, b, cur, :], k_block), (np.abs(want_c[l - 1]) + incr, k_step),
-                                     (incr * G, k_exp), (prop, k_prop)])
+                                     (incr * np.maximum(G_ref, Gn[l, b]), k_exp), (prop, k_prop)])
                 if token_shift:
                     Rt = Dt[l] - g * _shift(Dc[l])
                     bt = rounding_bound([(g * np.abs(_shift(got_c[l])), 2), (np.abs(want_t[l]), 2),
@@ -317,7 +323,7 @@ def tabular_case(record, mrps: int, states: int, n: int, layers: int, gamma: flo
     over windows, layers and columns; the weight of a non-matching state is
     ``exp(-tau)`` relative to a match."""
     mdp, sw = draw(kind, mrps, states, states, n, gamma, gen, case="tabular", tau=tau)
-    Zs, _, _ = block_layers(record, sw, layers, tied, alphas)
+    Zs = block_layers(record, sw, layers, tied, alphas)[0]
     cur = record.layout.offsets("rows", states)[record.carried][0]
     worst_abs, worst_rel = 0.0, 0.0
     for b in range(mrps):
@@ -357,7 +363,7 @@ def linear_case(record, mrps: int, states: int, d: int, n: int, layers: int, gam
     errs = {"centered": [], "symmetric": []}
     for eps in eps_values:
         sw = softmax_windows(mdp, eps * psi, S)
-        Zs, _, _ = block_layers(record, sw, layers, tied, alphas)
+        Zs = block_layers(record, sw, layers, tied, alphas)[0]
         cur = record.layout.offsets("rows", d)[record.carried][0]
         worst = {"centered": 0.0, "symmetric": 0.0}
         for b in range(mrps):

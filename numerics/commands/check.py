@@ -179,7 +179,7 @@ def add_layer_check_arguments(p):
     s.add_argument("--tau", type=finite_float, default=CS.TABULAR_TAU,
                    help=f"the tabular case's tau ({CS.TABULAR_TAU:g})")
     s.add_argument("--eps", type=finite_float, default=0.1, help="the linear case's feature scale of the check (0.1)")
-    mark_defaults(p, tuple(CHECK_DEFAULTS) + ("layers",))
+    mark_defaults(p, tuple(CHECK_DEFAULTS) + ("layers", "mask"))
 
 
 def _preconditioners(args, d, layers, alpha, gen):
@@ -238,7 +238,8 @@ def _check_command(cfg) -> str:
 def _softmax_config(args, record) -> dict:
     cfg = _check_config(args, record)
     cfg.update(untied=args.untied, case=args.case, tau=args.tau if args.case == "tabular" else None,
-               eps=args.eps if args.case == "linear" else None)
+               eps=args.eps if args.case == "linear" else None,
+               mask=str(pick(args, "mask", record.spec.mask)))      # a file's own mask unless --mask is given
     if args.preconditioner != "identity":
         raise InputError("preconditioner", "a softmax record's step is --alpha (untied: --untied), not a "
                                            "preconditioner")
