@@ -333,13 +333,13 @@ TIME_ENV_VAR = "ICRL_MAX_TIME"
 #:   control    the closed loop: ``control --constructed --seeds 4 --mdps 100 --rounds 200``
 #:   layers     the layer-by-layer (mrp) records: ``check --algorithm td-preconditioned`` (40 layers, n = 100, 3,000 MRPs)
 #:   softmax    the softmax records' check: the reference's per-state Python loop, one inner iteration per
-#:              (MRP, layer, state, context column): ``check --algorithm softmax-td --layers 40`` (n = 100, 30 MRPs,
-#:              1.2 million iterations in 1.6 s, measured on the project's 2 cores; set at 5e5 per second)
+#:              (MRP, layer, state, context column): ``check --algorithm softmax-td --layers 40 --mdps 100``
+#:              (n = 100, d = 9: 3.4 CPU s; benchmarks/time_guards.py check-softmax)
 #: The benchmark prints estimate / measured per command (all within 0.5 to 2
 #: when set); the first run of a process adds imports and numba loading
 #: (STARTUP_SECONDS).
 THROUGHPUT = {"check": 3.0e9, "batched": 1.6e9, "dense": 2.0e9, "flow": 6.0e8, "compiled": 9.0e8, "control": 1.2e9,
-              "layers": 1.0e8, "softmax": 5.0e5}
+              "layers": 1.0e8, "softmax": 1.5e6}
 
 #: Start-up every estimate includes (imports, numba loading: the first
 #: ``check`` of a process took 1.8 s more than the next): seconds.
