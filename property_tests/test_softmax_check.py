@@ -249,3 +249,29 @@ def test_a_bad_softmax_file_is_one_line_naming_the_field(tmp_path, capsys, text,
     path.write_text(text)
     rc, out, err = _run(["check", "--construction", str(path), *SMALL], capsys)
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"error: {field}" in err, err
+
+
+def test_a_step_off_by_one_part_in_a_billion_fails():
+    """The bound is not vacuous: weights with alpha (1 + 1e-9) against the
+    reference's alpha fail at layer 1 (the step's own terms are about 1, the
+    bound about 1e-14)."""
+    g = torch.Generator().manual_seed(2)
+    mdp, sw = CS.draw("random", 4, 8, 5, 50, 0.9, g)
+    for name in ("softmax-td", "softmax-td-shift"):
+        weights = softmax_weights(A.get(name), 5, [1.0 + 1e-9] * 3, 0.9)
+        res = CS.check_softmax(name, sw, [1.0] * 3, layers=3, tied=True, weights=weights)
+        assert res.verdict == "fails" and res.counterexample["layer"] == 1
+        assert res.counterexample["abs_error"] > 100 * res.counterexample["bound"]
+
+
+def test_the_two_forms_agree_lemma_1_and_the_same_seed_gives_the_same_numbers(capsys):
+    g = torch.Generator().manual_seed(4)
+    mdp, sw = CS.draw("random", 5, 9, 4, 40, 0.8, g)
+    outs = [CS.block_layers(A.get(name), sw, 10, True, [1.0] * 10)[0] for name in ("softmax-td", "softmax-td-shift")]
+    rows = slice(4, 7)                                            # r, target, current
+    assert torch.allclose(outs[0][:, :, rows], outs[1][:, :, rows], rtol=0, atol=1e-13)
+    runs = [_json(_run(["check", "--algorithm", "softmax-td-shift", "--untied", *SMALL], capsys)[1])
+            for _ in range(2)]
+    for r in runs:
+        r.pop("seconds")
+    assert runs[0] == runs[1]

@@ -310,7 +310,7 @@ def run_softmax_check(args, record) -> int:
                                  tied=not cfg["untied"])
     out = res.as_dict() | {"layout": record.layout.name, "seconds": round(time.perf_counter() - t0, 3),
                            "weights": cfg["weights"], "command": _softmax_command(cfg), "config": cfg,
-                           "special_case": special}
+                           "special_case": special, "theorem": record.theorem, "statement": record.statement}
     src = cfg["weights"] or f"construction ({record.theorem})"
     steps = (f"alpha = {cfg['alpha']:g}" if tied and not cfg["untied"] else
              f"alpha_l from {min(alphas):.3g} to {max(alphas):.3g}")
