@@ -275,3 +275,14 @@ def test_the_two_forms_agree_lemma_1_and_the_same_seed_gives_the_same_numbers(ca
     for r in runs:
         r.pop("seconds")
     assert runs[0] == runs[1]
+
+
+def test_a_write_into_the_reward_row_is_an_untouched_entry_that_changed():
+    g = torch.Generator().manual_seed(0)
+    mdp, sw = CS.draw("random", 3, 6, 3, 10, 0.9, g)
+    Aw, V = softmax_weights(A.get("softmax-td"), 3, [1.0] * 2, 0.9)
+    V[0, 3, 5] = 0.5                                              # head 1 writes the current value into the reward row
+    res = CS.check_softmax("softmax-td", sw, [1.0] * 2, layers=2, tied=True, weights=(Aw, V))
+    c = res.counterexample
+    assert res.verdict == "fails" and c["quantity"] == "untouched" and c["row"] == 3 and c["layer"] == 2
+    assert c["abs_error"] > 0 and res.errors["untouched"] == float("inf")

@@ -223,8 +223,9 @@ def check_softmax(algorithm, sw: SoftmaxWindows, alphas, *, layers: int, tied: b
             failed = True
             errors["untouched"] = math.inf
             if cex is None or l < cex["layer"]:
+                got_u, want_u = float(Zn[l, b, others[ri], col]), float(Zn[0, b, others[ri], col])
                 cex = dict(prompt=b, layer=l, quantity="untouched", row=others[ri], column=col, state=st[col],
-                           got=float(Zn[l, b, others[ri], col]), want=float(Zn[0, b, others[ri], col]), bound=0.0,
+                           got=got_u, want=want_u, abs_error=abs(got_u - want_u), bound=0.0,
                            gamma=g, n=n, d=d, why="a feature or reward entry changed; such entries are compared "
                                                   "exactly")
         Kc = ref.kernel[st, :].T                                   # n x (n+1): K(s_k, s_j), key column k

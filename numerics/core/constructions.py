@@ -16,6 +16,8 @@ from numerics.core.block import embed_reduced
 from numerics.core.tolerances import DTYPE
 from theory.constructions import numeric_blocks, numeric_entries, numeric_tables
 from theory.errors import InputError
+from theory.symbols import alpha as ALPHA
+from theory.symbols import gamma as GAMMA
 
 
 def constructed_blocks(record, d: int, steps: dict, dtype=DTYPE, device=None):
@@ -92,7 +94,6 @@ def softmax_weights(record, d: int, alphas, gamma: float, tied: bool = True):
     and ``gamma`` substituted.  ``alphas``: one step per layer (``L``); tied:
     they must be equal and the weights are ``D x D`` (``V``: ``heads x D x D``
     with several heads), untied: one per layer (``L x ...``)."""
-    from theory.symbols import alpha as ALPHA, gamma as GAMMA
     alphas = [float(a) for a in alphas]
     if tied and any(a != alphas[0] for a in alphas):
         raise InputError("alpha", "tied layers need one alpha for every layer")
