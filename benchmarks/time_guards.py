@@ -46,6 +46,9 @@ def cases(tmp: str):
     yield ("check-wang2025", ["check", "--algorithm", "td-preconditioned", "--mdps", "3000", "--layers", "40", "--context", "100",
                               "--features-dim", "3", "--states", "10"],
            budget.layer_check_work(3000, 10, 3, 100, 40))
+    yield ("check-softmax", ["check", "--algorithm", "softmax-td", "--mdps", "100", "--layers", "40", "--context", "100",
+                             "--features-dim", "9", "--states", "10"],
+           budget.softmax_check_work(100, 10, 9, 100, 40))
 
 
 def main_():
