@@ -82,7 +82,7 @@ def test_a_wrong_entry_is_refused_by_check_and_prove_with_a_counterexample(tmp_p
     ({'["phi", "phi", "-1"]': '["phi", "r", "-1"]'}, "construction.record"),
     ({"depth = 2": 'depth = "two"'}, "construction.block.depth"),
     ({'mask = "context"': 'mask = "causal"'}, "construction.block"),
-    ({'kind = "linear"': 'kind = "softmax"'}, "construction.block"),
+    ({'kind = "linear"': 'kind = "softmax"'}, "construction.record"),   # a softmax block with a batch-TD teacher
     ({'heads = ["identity"]': 'heads = ["identity", "identity"]'}, "construction.record"),
     ({"[weights]": "colour = 3\n[weights]"}, "construction.block.colour"),
     ({"preconditioned = true": "preconditioned = true\nQ = []"}, "construction.weights.Q"),

@@ -163,7 +163,8 @@ def test_reference_update_computes_in_float64_whatever_arrays_it_is_given():
 def test_the_paper_s_records_and_what_distinguishes_them():
     recs = {a.name: a for a in A.paper()}
     assert list(recs) == ["sarsa", "expected-sarsa", "q-learning", "actor-critic", "td"] == list(A.names("mdp"))
-    assert list(A.names()) == list(recs) + ["td-preconditioned", "td-lambda", "rg", "avg-reward"]
+    assert list(A.names()) == list(recs) + ["td-preconditioned", "td-lambda", "rg", "avg-reward", "softmax-td",
+                                            "softmax-td-shift"]
     assert {k: r.next_rule for k, r in recs.items()} == {"sarsa": "taken", "expected-sarsa": "expected",
                                                          "q-learning": "greedy", "actor-critic": "taken",
                                                          "td": "taken"}
@@ -276,8 +277,9 @@ def test_a_replaced_paper_record_is_the_one_get_returns():
 
 def test_wang_s_records_and_what_distinguishes_them():
     recs = {a.name: a for a in A.evaluation()}
-    assert list(recs) == ["td-preconditioned", "td-lambda", "rg", "avg-reward"] == list(A.names("mrp"))
-    assert len(A.builtin()) == 9 and A.builtin() == A.paper() + A.evaluation() and A.builtin("mrp") == A.evaluation()
+    assert list(recs) == ["td-preconditioned", "td-lambda", "rg", "avg-reward"] == list(A.names("mrp"))[:4]
+    assert len(A.builtin()) == 11 and A.builtin() == A.paper() + A.evaluation() + A.softmax()
+    assert A.builtin("mrp") == A.evaluation() + A.softmax()
     assert [r.name for r in A.builtin()] == list(A.names())
     assert {k: r.title for k, r in recs.items()} == {"td-preconditioned": "TD(0) with a preconditioner",
                                                      "td-lambda": "TD(lambda)", "rg": "residual gradient",

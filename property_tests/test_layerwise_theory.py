@@ -28,7 +28,7 @@ from theory.layout import WANG_LAYOUT
 from theory.spec import BlockSpec
 from theory.symbols import lam
 
-NAMES = algorithms.names("mrp")
+NAMES = tuple(a for a in algorithms.names("mrp") if algorithms.get(a).spec.kind == "linear")   # Wang et al.'s
 
 
 @functools.lru_cache(maxsize=None)

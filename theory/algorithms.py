@@ -48,9 +48,9 @@ import sympy as sp
 from theory import constructions as C
 from theory import rules
 from theory.errors import InputError
-from theory.layout import WANG_AVG_LAYOUT, WANG_LAYOUT
+from theory.layout import WANG_AVG_LAYOUT, WANG_LAYOUT, XIE_LAYOUT
 from theory.spec import ACTOR_CRITIC_SPEC, VALUE_SPEC, BlockSpec
-from theory.symbols import STEP_SIZES, gamma, lam
+from theory.symbols import STEP_SIZES, alpha, gamma, lam
 
 #: What a context block may hold (``zero``: a row that starts at 0, written by the layers).
 QUANTITIES = ("phi", "phi_next", "r", "g", "one", "zero")
@@ -129,6 +129,9 @@ class Algorithm:
         lay = self.spec.layout
         if self.acts_with is not None:
             raise ValueError(f"algorithm {self.name!r}: an mrp record evaluates; acts_with must be None")
+        if self.spec.kind == "softmax":
+            self._check_softmax()
+            return
         if self.rule not in rules.BATCH_TD:
             raise ValueError(f"algorithm {self.name!r}: an mrp record's teacher must be one of "
                              f"{', '.join(rules.rule_name(r) for r in rules.BATCH_TD)}")
@@ -148,9 +151,51 @@ class Algorithm:
                 if sizes.get(rb) != 1 or sizes.get(cb) != 1:
                     raise ValueError(f"algorithm {self.name!r}: V entry ({rb}, {cb}) must join two 1-blocks")
 
+    def _check_softmax(self):
+        """A softmax record (Xie et al. 2026): its teacher is a kernel-weighted
+        TD rule (:data:`theory.rules.KERNEL_TD`), its weights ``(A, V)`` sit in
+        the ``(P, V)`` tables (plain entries, no preconditioner: the step is
+        ``alpha``), it reads one entry of the last column, and that entry's
+        row is a context row that starts at zero (the values ``v_0 = 0``)."""
+        lay = self.spec.layout
+        if self.rule not in rules.KERNEL_TD:
+            raise ValueError(f"algorithm {self.name!r}: a softmax record's teacher must be one of "
+                             f"{', '.join(rules.rule_name(r) for r in rules.KERNEL_TD)}")
+        if len(lay.readout) != 1 or lay.has_parameter_column or lay.params:
+            raise ValueError(f"algorithm {self.name!r}: a softmax record reads one signed entry of the last column "
+                             f"of a prompt without parameter rows")
+        holds = {b: q for b, _, q in self.context}
+        if holds.get(self.carried) != "zero":
+            raise ValueError(f"algorithm {self.name!r}: the read-out row {self.carried!r} must start at zero "
+                             f"(quantity 'zero': the values v_0 = 0)")
+        if self.construction.preconditioned:
+            raise ValueError(f"algorithm {self.name!r}: a softmax record's A and V are plain tables "
+                             f"(preconditioned = false)")
+        sizes = dict(lay.context)
+        for table in self.construction.v:
+            for (rb, cb), _ in table:
+                if sizes.get(rb) != 1 or sizes.get(cb) != 1:
+                    raise ValueError(f"algorithm {self.name!r}: V entry ({rb}, {cb}) must join two 1-blocks")
+        if self.steps != ("alpha",):
+            raise ValueError(f"algorithm {self.name!r}: a softmax record's step is alpha, got {self.steps}")
+
     @property
     def layout(self):
         return self.spec.layout
+
+    @property
+    def form(self) -> str | None:
+        """A softmax record's form (Xie et al.'s Theorem 1): ``two-head`` (a
+        second head whose attention is shifted to the successor column),
+        ``one-head`` (one head and the token shift of Lemma 1), ``other``;
+        None for the linear kind."""
+        if self.spec.kind != "softmax":
+            return None
+        if self.spec.heads == (None, "successor") and self.spec.post is None:
+            return "two-head"
+        if self.spec.heads == (None,) and self.spec.post == "token-shift":
+            return "one-head"
+        return "other"
 
     def exact_hp(self, steps: dict | None = None) -> dict:
         """``hp`` for the rule in exact arithmetic: the step sizes (symbols
@@ -180,12 +225,17 @@ class Algorithm:
     # ---- layer-by-layer (mrp) records --------------------------------------
     @property
     def direction(self) -> str:
-        """What ``delta_j`` multiplies in the batch step (``phi``, ``trace``, ``residual``)."""
+        """What ``delta_j`` multiplies in the batch step (``phi``, ``trace``,
+        ``residual``; ``kernel`` for a softmax record: the kernel weight)."""
+        if self.rule in rules.KERNEL_TD:
+            return "kernel"
         return rules.BATCH_TD[self.rule][0]
 
     @property
     def centered(self) -> bool:
         """True when ``delta_j`` uses ``r_j - rbar_j`` (average-reward TD)."""
+        if self.rule in rules.KERNEL_TD:
+            return False
         return rules.BATCH_TD[self.rule][1]
 
     @property
@@ -304,6 +354,58 @@ def _avg_reward() -> Algorithm:
                "whose reward row already holds r_j - rbar_j (checked numerically).",))
 
 
+#: Xie et al. (2026)'s prompt Z_0 = [X; R; 0; 0]: features, rewards, and the two value-memory rows at zero.
+_XIE_CONTEXT = (("phi", sp.Integer(1), "phi"), ("r", sp.Integer(1), "r"), ("target", sp.Integer(1), "zero"),
+                ("current", sp.Integer(1), "zero"))
+#: Theorem 1's row alpha [1, 1, -1] on (reward, target, current): the TD error r + gamma v(s') - v(s), times alpha.
+_TD_ERROR_ROW = (("r", sp.Integer(1)), ("target", sp.Integer(1)), ("current", sp.Integer(-1)))
+#: Theorem 1's A = diag(I_d, 0, 0, 0): the attention scores are the feature inner products g(s_j, s_i).
+SOFTMAX_A = ((("phi", "phi"), sp.Integer(1)),)
+SOFTMAX_STATEMENT = "v_{l+1}(s_j) = v_l(s_j) + alpha sum_k delta_k K(s_{k-1}, s_j)"
+SOFTMAX_CITATION = "Xie, Liu, Chen, Liu, Chandra, Zhang (2026), arXiv 2605.07333"
+
+
+def softmax_construction(form: str) -> C.Construction:
+    """Theorem 1's ``(A, V)`` as tables: ``A = diag(I, 0)``; the current row
+    of head 1 is ``alpha [1, 1, -1]`` on (reward, target, current); with two
+    heads, head 2 (attention shifted to the successor) writes ``gamma alpha
+    [1, 1, -1]`` into the target row, keeping ``target_j = gamma
+    current_{j+1}``.  ``form``: ``one-head`` or ``two-head``."""
+    head1 = tuple((("current", cb), alpha * c) for cb, c in _TD_ERROR_ROW)
+    if form == "one-head":
+        return C.Construction(p=SOFTMAX_A, v=(head1,))
+    head2 = tuple((("target", cb), gamma * alpha * c) for cb, c in _TD_ERROR_ROW)
+    return C.Construction(p=SOFTMAX_A, v=(head1, head2))
+
+
+def softmax_spec(form: str, depth: int = 3) -> BlockSpec:
+    """The block of Theorem 1: softmax layers with the additive query mask;
+    ``two-head`` (the second head's attention times ``Pi``) or ``one-head``
+    plus Lemma 1's token shift."""
+    heads, post = ((None, "successor"), None) if form == "two-head" else ((None,), "token-shift")
+    return BlockSpec(XIE_LAYOUT, depth=depth, mask="context", kind="softmax", heads=heads, post=post)
+
+
+def _softmax(name, form, theorem, title, notes):
+    return Algorithm(name=name, title=title, spec=softmax_spec(form), construction=softmax_construction(form),
+                     context=_XIE_CONTEXT, rule=rules.weighted_softmax_td, data="mrp", features="state",
+                     behaviour="uniform", acts_with=None, steps=("alpha",), theorem=f"{theorem}, {SOFTMAX_CITATION}",
+                     statement=SOFTMAX_STATEMENT, notes=notes)
+
+
+def _softmax_td() -> Algorithm:
+    return _softmax("softmax-td", "two-head", "Theorem 1", "weighted softmax TD (two heads)",
+                    ("Two heads share A; head 2's attention is right-multiplied by the shift Pi ((S Pi)[:, j] = "
+                     "S[:, j+1]), so the target row holds gamma v(s_{j+1}) after every layer (our reading of Theorem "
+                     "1; docs/xie2026.md).",))
+
+
+def _softmax_td_shift() -> Algorithm:
+    return _softmax("softmax-td-shift", "one-head", "Lemma 1", "weighted softmax TD (one head, token shift)",
+                    ("One head, then Lemma 1's parameter-free token shift U Z + W Z Pi: the target row becomes gamma "
+                     "times the successor's current value (our reading; docs/xie2026.md).",))
+
+
 #: The built-in records by name, in report order: each record is built when
 #: it is asked for (a few microseconds), never at import, so that nothing about
 #: a record is fixed before the code that builds it runs (mutation testing
@@ -311,7 +413,7 @@ def _avg_reward() -> Algorithm:
 _BUILTIN = {"sarsa": _sarsa, "expected-sarsa": _expected_sarsa, "q-learning": _q_learning,
                    "actor-critic": _actor_critic, "td": _td,
                    "td-preconditioned": _td_preconditioned, "td-lambda": _td_lambda, "rg": _rg,
-                   "avg-reward": _avg_reward}
+                   "avg-reward": _avg_reward, "softmax-td": _softmax_td, "softmax-td-shift": _softmax_td_shift}
 
 #: Names accepted for one release under ``--layout wang2025`` (deprecated): the old name of Wang et al.'s TD(0)
 #: record, which now is ``td-preconditioned`` (``td`` names Liang & Lai's TD(0)).
@@ -334,8 +436,13 @@ def paper() -> tuple[Algorithm, ...]:
 
 
 def evaluation() -> tuple[Algorithm, ...]:
-    """Wang et al.'s algorithms (the built-in ``mrp`` records), in report order."""
-    return builtin("mrp")
+    """Wang et al.'s algorithms (the built-in ``mrp`` records of the linear kind), in report order."""
+    return tuple(r for r in builtin("mrp") if r.spec.kind == "linear")
+
+
+def softmax() -> tuple[Algorithm, ...]:
+    """Xie et al.'s (2026) algorithms (the built-in records of the softmax kind), in report order."""
+    return tuple(r for r in builtin("mrp") if r.spec.kind == "softmax")
 
 
 def register(record: Algorithm, replace: bool = False) -> Algorithm:

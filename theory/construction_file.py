@@ -31,6 +31,28 @@ A file describes a linear construction completely::
     [mdp]                                  # data = "mdp" only (defaults as in theory.algorithms)
     next_rule = "taken"; behaviour = "epsilon-greedy"; features = "state-action"; acts_with = "w"
 
+A softmax construction (Xie et al. 2026; examples/construction-softmax-td.toml)::
+
+    name = "my-softmax"
+    [block]
+    kind = "softmax"                       # the softmax layer kind (theory.spec)
+    form = "two-head"                      # two-head (heads identity + successor) | one-head (+ Lemma 1's token shift)
+    shift = 1                              # the offset of Pi (1: the successor column)
+    mask = "context"                       # additive -inf on the query's key row | none
+    depth = 3; tied = true
+
+    [weights]                              # A in the slot of P; one V table per head
+    A = [["phi", "phi", "1"]]
+    V = [[["current", "r", "alpha"], ["current", "target", "alpha"], ["current", "current", "-alpha"]],
+         [["target", "r", "gamma*alpha"], ["target", "target", "gamma*alpha"], ["target", "current", "-gamma*alpha"]]]
+
+For ``kind = "softmax"`` the defaults are Theorem 1's: ``data = "mrp"``,
+``teacher = "weighted-softmax-td"``, the layout ``[phi; r; target; current]``
+(``theory.layout.XIE_LAYOUT``) and its recipe (features, rewards, two rows at
+zero), ``steps = ["alpha"]``; each may still be given.  ``form`` sets
+``heads`` and the post map (give one of ``form`` and ``heads``; ``heads``
+may name ``successor``, and ``post = "token-shift"`` the map).
+
 Coefficients are exact: integers, or strings in the exact grammar of
 :mod:`theory.parse` over ``alpha``, ``beta``, ``gamma`` (never ``eval`` nor
 ``sympify`` of user text).  Every problem is :class:`InputError` naming the
@@ -53,14 +75,18 @@ from theory import rules
 from theory.algorithms import Algorithm
 from theory.constructions import Construction
 from theory.errors import InputError
-from theory.layout import Layout
+from theory.layout import XIE_LAYOUT, Layout
 from theory.parse import parse_exact
 from theory.spec import BlockSpec
 from theory.symbols import lam
 
 TOP = {"name", "data", "teacher", "title", "statement", "theorem", "notes", "steps", "layout", "block", "recipe",
        "weights", "mdp"}
-HEADS = {"identity": None, "running-mean": "running-mean"}
+HEADS = {"identity": None, "running-mean": "running-mean", "successor": "successor"}
+#: The two forms of Xie et al.'s Theorem 1: (heads, post map).
+FORMS = {"two-head": (("identity", "successor"), None), "one-head": (("identity",), "token-shift")}
+#: Theorem 1's recipe: features, rewards, the target and current rows at zero.
+SOFTMAX_RECIPE = [["phi", "1", "phi"], ["r", "1", "r"], ["target", "1", "zero"], ["current", "1", "zero"]]
 
 
 def _field(name):
@@ -125,14 +151,31 @@ def _layout(doc: dict, name: str) -> Layout:
         raise InputError(_field("layout"), str(e)) from None
 
 
-def _spec(doc: dict, layout: Layout) -> BlockSpec:
+def _block(doc: dict) -> dict:
     blk = doc.get("block", {})
     if not isinstance(blk, dict):
         raise InputError(_field("block"), "expected a table")
-    _known(blk, ("kind", "depth", "tied", "mask", "decay", "heads", "writes"), "block")
+    return blk
+
+
+def _spec(doc: dict, layout: Layout) -> BlockSpec:
+    blk = _block(doc)
+    _known(blk, ("kind", "depth", "tied", "mask", "decay", "heads", "writes", "form", "shift", "post"), "block")
     decay = blk.get("decay", 0)
     decay = lam if decay == "lambda" else _exact(decay, "block.decay")
     heads = blk.get("heads", ["identity"])
+    post = blk.get("post")
+    if "form" in blk:
+        if blk["form"] not in FORMS:
+            raise InputError(_field("block.form"), f"expected one of {', '.join(FORMS)}, got {blk['form']!r}")
+        if "heads" in blk or "post" in blk:
+            raise InputError(_field("block.form"), "give form, or heads and post, not both")
+        heads, post = list(FORMS[blk["form"]][0]), FORMS[blk["form"]][1]
+    shift = blk.get("shift", 1)
+    if isinstance(shift, bool) or not isinstance(shift, int):
+        raise InputError(_field("block.shift"), f"expected int, got {shift!r}")
+    if post is not None and not isinstance(post, str):
+        raise InputError(_field("block.post"), f"expected a string, got {post!r}")
     if not isinstance(heads, list) or any(h not in HEADS for h in heads):
         raise InputError(_field("block.heads"), f"expected a list of {', '.join(HEADS)}, got {heads!r}")
     writes = blk.get("writes")
@@ -144,7 +187,8 @@ def _spec(doc: dict, layout: Layout) -> BlockSpec:
     try:
         return BlockSpec(layout, depth=blk.get("depth", 1), tied=blk.get("tied", True), mask=blk.get("mask", "none"),
                          writes=None if writes is None else tuple(writes), decay=0 if decay == 0 else decay,
-                         heads=tuple(HEADS[h] for h in heads), kind=blk.get("kind", "linear"))
+                         heads=tuple(HEADS[h] for h in heads), kind=blk.get("kind", "linear"), post=post,
+                         shift=shift)
     except ValueError as e:
         raise InputError(_field("block"), str(e)) from None
 
@@ -157,11 +201,14 @@ def record_from_dict(doc: dict, source: str = "construction") -> Algorithm:
     if unknown:
         raise InputError(_field(sorted(unknown)[0]), f"unknown key; expected {', '.join(sorted(TOP))}")
     name = _need(doc, "name", str)
+    softmax = _block(doc).get("kind") == "softmax"
+    if softmax:                                   # Theorem 1's defaults (module docstring)
+        doc = {"data": "mrp", "teacher": "weighted-softmax-td", "recipe": SOFTMAX_RECIPE, "steps": ["alpha"], **doc}
     data = doc.get("data", "mdp")
     teacher = _need(doc, "teacher", str)
     if teacher not in rules.RULES:
         raise InputError(_field("teacher"), f"unknown rule {teacher!r}; expected one of {', '.join(rules.RULES)}")
-    layout = _layout(doc, name)
+    layout = XIE_LAYOUT if softmax and "layout" not in doc else _layout(doc, name)
     spec = _spec(doc, layout)
     recipe = _need(doc, "recipe", list)
     context = []
@@ -170,14 +217,15 @@ def record_from_dict(doc: dict, source: str = "construction") -> Algorithm:
             raise InputError(_field(f"recipe[{i}]"), f"expected [block, coefficient, quantity], got {item!r}")
         context.append((item[0], _exact(item[1], f"recipe[{i}]"), item[2]))
     w = _need(doc, "weights", dict)
-    _known(w, ("preconditioned", "P", "V"), "weights")
+    first = "A" if softmax else "P"                # a softmax file names its key-query form A (Xie et al.)
+    _known(w, ("preconditioned", first, "V"), "weights")
     heads_v = _need(w, "V", list, "weights")
     if not heads_v or not all(isinstance(t, list) for t in heads_v):
         raise InputError(_field("weights.V"), "expected one list of entries per head")
     pre = w.get("preconditioned", False)
     if not isinstance(pre, bool):
         raise InputError(_field("weights.preconditioned"), f"expected true or false, got {pre!r}")
-    con = Construction(p=_table(_need(w, "P", list, "weights"), "weights.P"),
+    con = Construction(p=_table(_need(w, first, list, "weights"), f"weights.{first}"),
                        v=tuple(_table(t, f"weights.V[{h}]") for h, t in enumerate(heads_v)), preconditioned=pre)
     mdp = doc.get("mdp", {})
     if not isinstance(mdp, dict) or set(mdp) - {"next_rule", "behaviour", "features", "acts_with"}:

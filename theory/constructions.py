@@ -208,3 +208,26 @@ def numeric_tables(record, d: int):
     P = [(off[rb][0], off[cb][0], float(coef)) for (rb, cb), coef in c.p]
     Vs = [[(off[rb][0], off[cb][0], float(coef)) for (rb, cb), coef in table] for table in c.v]
     return P, Vs, int(record.layout.D(d))
+
+
+def numeric_entries(record, d: int, subs: dict):
+    """``(P entries, [V entries per head], D)`` of a plain (not
+    preconditioned) construction on a layout without parameter rows, each
+    entry ``(r0, c0, size, value)``: ``value * I`` on the ``size x size``
+    block at ``(r0, c0)``, the coefficient evaluated with ``subs`` (symbol ->
+    number: the step ``alpha`` and ``gamma``).  How ``numerics`` realises a
+    softmax record's ``(A, V)`` (every entry read off the tables)."""
+    off = record.layout.offsets("rows", d)
+    c = record.construction
+
+    def entries(table):
+        out = []
+        for (rb, cb), coef in table:
+            value = sp.sympify(coef, strict=True).subs(subs)
+            if value.free_symbols:
+                raise ValueError(f"construction: coefficient {coef} of ({rb}, {cb}) needs a value for "
+                                 f"{sorted(map(str, value.free_symbols))}")
+            out.append((off[rb][0], off[cb][0], off[rb][1] - off[rb][0], float(value)))
+        return out
+
+    return entries(c.p), [entries(t) for t in c.v], int(record.layout.D(d))

@@ -152,3 +152,13 @@ WANG_AVG_LAYOUT = Layout(
     readout=(("y", 1),),
     query=("phi",),
 )
+
+#: Xie et al. (2026), THEORY.md section 10: Z_0 = [X; R; 0; 0], column j = [phi(s_j); r_{j+1}; target; current]
+#: (the two value-memory rows start at zero and are rewritten by every layer), query column [phi(s_n); 0; 0; 0];
+#: the read-out is the current value of the last column (v(s_n)).
+XIE_LAYOUT = Layout(
+    name="xie2026",
+    context=(("phi", "d"), ("r", 1), ("target", 1), ("current", 1)),
+    readout=(("current", 1),),
+    query=("phi",),
+)

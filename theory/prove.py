@@ -75,6 +75,8 @@ def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
     for the construction, every d).
     """
     record = algorithms.get(algorithm)
+    if record.spec.kind == "softmax":
+        raise InputError("algorithm", f"{record.name!r}: prove of the softmax kind is not wired yet (issue 21)")
     if record.data == "mrp":
         if weights is not None:
             raise InputError("weights", f"{record.name!r} is proven as a construction (its P in C^T blocks for every "

@@ -43,6 +43,9 @@ class Quantities:
     one: object = None
     trace: object = None
     rbar: object = None
+    kernel: object = None
+    v: object = None
+    v_next: object = None
 
 
 def semi_gradient(t, theta, hp, ops):
@@ -86,9 +89,29 @@ def average_reward(t, theta, hp, ops):
     return {"w": (hp["alpha"], ops.scale(delta, t.phi))}
 
 
+def weighted_softmax_td(t, theta, hp, ops):
+    """Weighted softmax TD (Xie et al. 2026, THEORY.md section 10), the term
+    of context transition ``k`` in the update of one evaluated state ``s_j``:
+    ``delta_k = r_k + gamma v(s_k) - v(s_{k-1})`` (``t.v_next``, ``t.v`` the
+    current values at ``s_k``, ``s_{k-1}``) times the kernel weight
+    ``t.kernel = K(s_{k-1}, s_j) = exp g(s_j, s_{k-1}) / sum_m exp g(s_j,
+    s_{m-1})`` (``g`` the feature inner product).  The step is
+    ``v(s_j) + alpha sum_k delta_k K(s_{k-1}, s_j)``: the kernel is
+    normalised, so there is no ``1/n``.  The values live on states, not in a
+    parameter vector (``theta`` is unused): the teacher of the softmax
+    layer kind, applied once per layer (``numerics.reference_softmax``)."""
+    delta = t.r + t.gamma * t.v_next - t.v
+    return {"current": (hp["alpha"], ops.scale(delta, t.kernel))}
+
+
 #: Every rule by the name a construction file gives it (``teacher = "..."``).
 RULES = {"semi-gradient": semi_gradient, "actor-critic": actor_critic, "td-lambda": td_lambda,
-         "residual-gradient": residual_gradient, "average-reward": average_reward}
+         "residual-gradient": residual_gradient, "average-reward": average_reward,
+         "weighted-softmax-td": weighted_softmax_td}
+
+#: The kernel-weighted evaluation rules (records of the softmax layer kind on MRP windows): the rule and the
+#: kernel it weighs the TD errors with.  A softmax record's teacher must be one of these, and only a softmax record's.
+KERNEL_TD = {weighted_softmax_td: "softmax"}
 
 #: The batch-TD form of the evaluation rules (records on MRP windows): ``(direction, centered)``, what the
 #: independent loop (``numerics.reference.batch_td_loop``) and the layer-by-layer proofs read.

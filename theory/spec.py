@@ -37,13 +37,28 @@ from dataclasses import dataclass
 from theory.layout import ACTOR_CRITIC_LAYOUT, VALUE_LAYOUT, Layout
 
 MASKS = ("none", "context")
-#: Layer kinds.  ``linear``: the linear self-attention layer above.  A new
-#: kind (THEORY.md section 10: ``softmax`` with an additive mask) is a new
-#: value here plus its layer in ``numerics.core.block``; the other fields keep
-#: their meaning (a softmax layer reads ``mask`` as additive).
-LAYER_KINDS = ("linear",)
+#: Layer kinds.  ``linear``: the linear self-attention layer above.
+#: ``softmax``: Xie et al.'s (2026) softmax attention layer with an additive
+#: mask (THEORY.md section 10; :class:`BlockSpec`, ``kind``), its layer in
+#: ``numerics.core.block`` (which calls ``numerics.core.softmax``).  A kind is
+#: a new value here plus its layer there; the other fields keep their meaning
+#: (a softmax layer reads ``mask`` as additive).
+LAYER_KINDS = ("linear", "softmax")
 #: Value-side column operators a head may apply (None: the identity).
-VALUE_MIXES = (None, "running-mean")
+#: ``running-mean`` (linear kind): ``(H R)[:, j]`` is the mean of columns
+#: ``0..j`` minus column ``j``.  ``successor`` (softmax kind): the head's
+#: attention is right-multiplied by the shift ``Pi`` (``(X Pi)[:, j] =
+#: X[:, j + shift]``, zero past the end), so column ``j`` receives what the
+#: head computes for column ``j + shift`` (Xie et al.'s second head).
+VALUE_MIXES = (None, "running-mean", "successor")
+#: Value mixes each layer kind accepts.
+KIND_MIXES = {"linear": (None, "running-mean"), "softmax": (None, "successor")}
+#: Parameter-free maps applied after each layer (None: none).  ``token-shift``
+#: (softmax kind; Xie et al.'s Lemma 1): ``Z <- U Z + W Z Pi``, the ``target``
+#: row becomes ``gamma`` times the ``current`` row of the column ``shift`` to
+#: the right (zero past the end), every other row kept; the layout must have
+#: row blocks ``target`` and ``current`` of size 1.
+POST_MAPS = (None, "token-shift")
 
 
 def block_equation(H, P, V, cols, mask=None, mixes=(None,)):
@@ -139,7 +154,18 @@ class BlockSpec:
       heads: one value-side column operator per head (:data:`VALUE_MIXES`);
         the heads share ``P``, and ``V`` gets a head axis when there are
         several.
-      kind: the layer kind (:data:`LAYER_KINDS`; ``linear``).
+      kind: the layer kind (:data:`LAYER_KINDS`).  ``linear``: the layer of
+        the module docstring.  ``softmax`` (Xie et al. 2026, THEORY.md section
+        10): ``Z + sum_h V_h Z S R_h`` with ``S = softmax(Z^T P Z + M)`` over
+        each column (keys down a column; ``P`` holds their ``A``), ``R_h``
+        the head's mix (None or ``successor``), then the ``post`` map; the
+        ``context`` mask is read as additive: ``-inf`` on the query's key row
+        (the last column is never a source), ``none`` no mask; no decay, no
+        ``1/n`` (the softmax normalises).
+      post: the parameter-free map after each layer (:data:`POST_MAPS`).
+      shift: the offset of the shift ``Pi`` that ``successor`` and
+        ``token-shift`` use (1: the successor column; 0 or 2 are planted
+        faults).
     """
 
     layout: Layout
@@ -150,6 +176,8 @@ class BlockSpec:
     decay: object = 0
     heads: tuple = (None,)
     kind: str = "linear"
+    post: str | None = None
+    shift: int = 1
 
     def __post_init__(self):
         if self.kind not in LAYER_KINDS:
@@ -167,6 +195,24 @@ class BlockSpec:
             raise ValueError(f"spec: heads must be a non-empty tuple of {VALUE_MIXES}, got {self.heads!r}")
         if self.has_decay and self.mask != "context":
             raise ValueError(f"spec: a mask decay ({self.decay!r}) needs mask 'context', got {self.mask!r}")
+        bad = [h for h in self.heads if h not in KIND_MIXES[self.kind]]
+        if bad:
+            raise ValueError(f"spec: a {self.kind} layer takes head mixes {KIND_MIXES[self.kind]}, got {bad[0]!r}")
+        if self.post not in POST_MAPS:
+            raise ValueError(f"spec: unknown post map {self.post!r}; expected one of {POST_MAPS}")
+        if not isinstance(self.shift, int) or isinstance(self.shift, bool) or self.shift < 0:
+            raise ValueError(f"spec: shift must be a non-negative integer, got {self.shift!r}")
+        if self.kind == "softmax":
+            if self.has_decay:
+                raise ValueError(f"spec: a softmax layer has no mask decay, got {self.decay!r}")
+            if self.writes is not None:
+                raise ValueError("spec: a softmax layer writes what its V writes (writes must be absent)")
+        elif self.post is not None or self.shift != 1:
+            raise ValueError(f"spec: post map and shift belong to the softmax kind, not {self.kind!r}")
+        if self.post == "token-shift":
+            sizes = dict(self.layout.context + self.layout.params)
+            if sizes.get("target") != 1 or sizes.get("current") != 1:
+                raise ValueError("spec: the token shift needs row blocks 'target' and 'current' of size 1")
 
     @property
     def has_decay(self) -> bool:
@@ -180,8 +226,8 @@ class BlockSpec:
     def lemma_c1(self) -> bool:
         """True for the single-layer, unmasked block with a parameter column
         (Liang & Lai eq. 1): the read-out is Lemma C.1's."""
-        return (self.depth == 1 and self.mask == "none" and self.writes is None and self.heads == (None,)
-                and self.layout.has_parameter_column)
+        return (self.kind == "linear" and self.depth == 1 and self.mask == "none" and self.writes is None
+                and self.heads == (None,) and self.layout.has_parameter_column)
 
     def D(self, d):
         return self.layout.D(d)

@@ -290,6 +290,18 @@ def layer_check(mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
                           2 * mrps * (layers + 2) * D * (n + 1) * F64)
 
 
+def softmax_check(mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
+    """``check`` of a softmax record: one window per MRP (its tables and
+    features) and every layer's ``(d + 3) x (n + 1)`` prompt, twice (the
+    block and its magnitudes), plus the reference's kernel and values."""
+    D = d + 3
+    return Estimate().add("MRPs and features (mrps x states x (2 states + d))", mrps * S * (2 * S + d) * F64) \
+                     .add("prompts of every layer (2 x mrps x (layers + 1) x D x (context + 1))",
+                          2 * mrps * (layers + 1) * D * (n + 1) * F64) \
+                     .add("attention of one layer (mrps x (context + 1)^2), the reference's kernel",
+                          2 * mrps * (n + 1) * (n + 1) * F64 + S * n * F64)
+
+
 def layer_train(seeds: int, steps: int, eval_mrps: int, S: int, d: int, n: int, layers: int) -> Estimate:
     """``train`` of an mrp record: every seed's window of ``steps`` sliding
     prompts through ``layers`` layers with autograd's saved tensors, and the
@@ -320,11 +332,14 @@ TIME_ENV_VAR = "ICRL_MAX_TIME"
 #:   compiled   the compiled exact Algorithm 1: ``train --protocol paper --mdps 20``
 #:   control    the closed loop: ``control --constructed --seeds 4 --mdps 100 --rounds 200``
 #:   layers     the layer-by-layer (mrp) records: ``check --algorithm td-preconditioned`` (40 layers, n = 100, 3,000 MRPs)
+#:   softmax    the softmax records' check: the reference's per-state Python loop, one inner iteration per
+#:              (MRP, layer, state, context column): ``check --algorithm softmax-td --layers 40`` (n = 100, 30 MRPs,
+#:              1.2 million iterations in 1.6 s, measured on the project's 2 cores; set at 5e5 per second)
 #: The benchmark prints estimate / measured per command (all within 0.5 to 2
 #: when set); the first run of a process adds imports and numba loading
 #: (STARTUP_SECONDS).
 THROUGHPUT = {"check": 3.0e9, "batched": 1.6e9, "dense": 2.0e9, "flow": 6.0e8, "compiled": 9.0e8, "control": 1.2e9,
-              "layers": 1.0e8}
+              "layers": 1.0e8, "softmax": 5.0e5}
 
 #: Start-up every estimate includes (imports, numba loading: the first
 #: ``check`` of a process took 1.8 s more than the next): seconds.
@@ -473,6 +488,14 @@ def layer_check_work(mrps: int, S: int, d: int, n: int, layers: int) -> Work:
     D = 2 * d + 1
     return Work().add("layers (mrps x layers x D^2 x context)", 4.0 * mrps * layers * D * D * (n + 1)
                       + float(mrps) * S ** 3, "layers")
+
+
+def softmax_check_work(mrps: int, S: int, d: int, n: int, layers: int) -> Work:
+    """``check`` of a softmax record: the reference's per-state loop (one
+    Python iteration per MRP, layer, state and context column) and the
+    check's per-layer NumPy work."""
+    return Work().add("reference (mrps x layers x states x context), per-state Python loops",
+                      float(mrps) * layers * (S * (n + 1) + 4 * (n + 1) + 200), "softmax")
 
 
 def layer_train_work(seeds: int, steps: int, minibatches: int, eval_mrps: int, S: int, d: int, n: int,

@@ -21,7 +21,10 @@ td-lambda, rg, avg-reward, or an mrp construction file): every entry the
 construction must keep is compared exactly, the carried row and the read-out
 one layer at a time against that layer's rounding bound, and an iteration
 that diverges (values past 1e6 times the window's size) exits 1 naming the
-layer where it starts.
+layer where it starts.  A softmax record (Xie et al. 2026: softmax-td,
+softmax-td-shift, or a construction file of kind softmax): every layer's value
+rows against weighted softmax TD by an independent per-state reference, the
+same verdicts (docs/check.md, Softmax records).
 """
 from __future__ import annotations
 
@@ -33,13 +36,14 @@ import time
 
 import torch
 
+from numerics.analysis import check_softmax as CS
 from numerics.analysis.check import check_against_loop, draw_windows, random_preconditioners, run_check
 from numerics.commands.cli import add_max_memory, emit, progress_bar
 from numerics.commands.records import add_record_arguments, mark_defaults, pick, record_from_args
 from numerics.core.tolerances import ARGMAX_TIE_RTOL, DECIDABLE_RTOL, DTYPE, FAILS, HOLDS, UNDECIDABLE
 from numerics.io.config import add_common, device_from_args, finite_float, positive_int
 from numerics.io.mdp_file import load_mdp_file
-from numerics.io.models import load_layer_weights, load_preconditioner, load_weights
+from numerics.io.models import load_layer_weights, load_preconditioner, load_softmax_weights, load_weights
 from numerics.io.options import Path, Text
 from numerics.io.sources import add_source_options, source_from_args
 from theory import algorithms
@@ -80,6 +84,8 @@ def check_inputs(args):
 
 def run(args) -> int:
     record = record_from_args(args)
+    if record.spec.kind == "softmax":
+        return run_softmax_check(args, record)
     if record.data == "mrp":
         return run_layer_check(args, record)
     record, dist, device, mdp, F, d = check_inputs(args)
@@ -161,7 +167,19 @@ def add_layer_check_arguments(p):
                    help="the block's mask: context (theirs: the query is never a key or value) or none (context)")
     g.add_argument("--mrp", choices=("random", "boyan"), default="random",
                    help="random MRPs (Dirichlet rows, Unif(-1,1) rewards) or their Boyan chain (random)")
-    mark_defaults(p, tuple(CHECK_DEFAULTS) + ("layers",))
+    s = p.add_argument_group("softmax records (--algorithm softmax-td, softmax-td-shift or a construction file of kind "
+                             "softmax; Xie et al. 2026; the defaults above apply, the step is --alpha)")
+    s.add_argument("--untied", action="store_true",
+                   help="one step per layer, alpha_l = alpha exp(0.3 g_l), g_l standard normal from --seed, and one "
+                        "(A, V) per layer (default: tied, alpha every layer)")
+    s.add_argument("--case", choices=CS.CASES, default="general",
+                   help="features: general (Unif(-1,1)^d), tabular (sqrt(tau) e_s, d = states; also compared with "
+                        "batch tabular TD) or linear (eps Unif(-1,1)^d; also the error against linear TD over eps = "
+                        "0.4 .. 0.05 and its slope) (general)")
+    s.add_argument("--tau", type=finite_float, default=CS.TABULAR_TAU,
+                   help=f"the tabular case's tau ({CS.TABULAR_TAU:g})")
+    s.add_argument("--eps", type=finite_float, default=0.1, help="the linear case's feature scale of the check (0.1)")
+    mark_defaults(p, tuple(CHECK_DEFAULTS) + ("layers", "mask"))
 
 
 def _preconditioners(args, d, layers, alpha, gen):
@@ -174,6 +192,9 @@ def _preconditioners(args, d, layers, alpha, gen):
 
 
 def _check_config(args, record) -> dict:
+    if record.spec.kind == "linear" and (args.untied or args.case != "general"):
+        raise InputError("untied" if args.untied else "case", "--untied and --case are for softmax records (a linear "
+                                                               "record's untied layers: --preconditioner random)")
     cfg = {k: pick(args, k, v) for k, v in CHECK_DEFAULTS.items()}
     cfg.update(algorithm=record.name, construction=getattr(args, "construction", None),
                layers=pick(args, "layers", record.spec.depth), features_dim=args.features_dim, seed=args.seed,
@@ -212,6 +233,123 @@ def _check_command(cfg) -> str:
     if cfg["weights"]:
         parts += ["--weights", cfg["weights"]]
     return shlex.join(str(x) for x in parts)
+
+
+def _softmax_config(args, record) -> dict:
+    cfg = _check_config(args, record)
+    cfg.update(untied=args.untied, case=args.case, tau=args.tau if args.case == "tabular" else None,
+               eps=args.eps if args.case == "linear" else None,
+               mask=str(pick(args, "mask", record.spec.mask)))      # a file's own mask unless --mask is given
+    if args.preconditioner != "identity":
+        raise InputError("preconditioner", "a softmax record's step is --alpha (untied: --untied), not a "
+                                           "preconditioner")
+    if cfg["gamma_range"]:
+        raise InputError("gamma-range", "a softmax construction holds gamma in its weights; give one --gamma")
+    if args.case == "tabular":
+        if not (0 < args.tau <= 700):
+            raise InputError("tau", f"must be in (0, 700] (exp(tau) finite), got {args.tau}")
+        cfg["features_dim"] = cfg["states"]
+    if args.case == "linear" and not (0 < args.eps <= 1):
+        raise InputError("eps", f"must be in (0, 1], got {args.eps}")
+    if not cfg["alpha"] > 0:
+        raise InputError("alpha", f"must be positive, got {cfg['alpha']}")
+    return cfg
+
+
+def _softmax_command(cfg) -> str:
+    parts = ["icrl-verify", "check", *(["--construction", cfg["construction"]] if cfg["construction"] else
+                                       ["--algorithm", cfg["algorithm"]]),
+             "--layers", cfg["layers"], "--context", cfg["context"], "--states", cfg["states"], "--mdps", cfg["mdps"],
+             "--alpha", cfg["alpha"], "--gamma", cfg["gamma"], "--seed", cfg["seed"], "--mrp", cfg["mrp"]]
+    if cfg["case"] != "tabular":
+        parts += ["--features-dim", cfg["features_dim"]]
+    if cfg["case"] != "general":
+        parts += ["--case", cfg["case"]] + (["--tau", cfg["tau"]] if cfg["case"] == "tabular" else
+                                            ["--eps", cfg["eps"]])
+    if cfg["untied"]:
+        parts.append("--untied")
+    if cfg["mask"] != "context":
+        parts += ["--mask", cfg["mask"]]
+    if cfg["features"] != "dense":
+        parts += ["--features", cfg["features"]]
+    if cfg["weights"]:
+        parts += ["--weights", cfg["weights"]]
+    return shlex.join(str(x) for x in parts)
+
+
+def run_softmax_check(args, record) -> int:
+    """``check`` of a softmax record: every layer's value rows against weighted
+    softmax TD (``numerics.analysis.check_softmax``)."""
+    cfg = _softmax_config(args, record)
+    d, L, n, B, S = cfg["features_dim"], cfg["layers"], cfg["context"], cfg["mdps"], cfg["states"]
+    what = f"check of {B} MRPs x {S} states, d = {d}, n = {n}, {L} layers"
+    shrink = "use fewer --mdps or smaller --states/--features-dim/--context/--layers"
+    budget.guard(budget.softmax_check(B, S, d, n, L), budget.max_memory(args.max_memory), what + ",", shrink)
+    extra = 1 if args.case == "general" else 1 + len(CS.LINEAR_EPS) if args.case == "linear" else 2
+    budget.guard_time(budget.softmax_check_work(B * extra, S, d, n, L), budget.max_time(args.max_time), what, shrink)
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    alphas = CS.untied_alphas(L, cfg["alpha"], gen) if cfg["untied"] else [float(cfg["alpha"])] * L
+    weights, tied = None, not cfg["untied"]
+    if cfg["weights"]:
+        A, V, tied = load_softmax_weights(cfg["weights"], record, d, L)
+        weights = (A, V)
+    t0 = time.perf_counter()
+    mdp, sw = CS.draw(cfg["mrp"], B, S, d, n, cfg["gamma"], gen, case=args.case, tau=args.tau,
+                      shared_features=cfg["features"] == "dense-shared")
+    if args.case == "linear":
+        sw = CS.softmax_windows(mdp, args.eps * sw.F, sw.states)
+    with progress_bar(total=B, desc=f"check {record.name}", disable=args.json) as bar:
+        res = CS.check_softmax(record, sw, alphas, layers=L, tied=tied, weights=weights, mask=cfg["mask"],
+                               progress=bar.update)
+    special = None
+    if args.case == "tabular":
+        special = CS.tabular_case(record, B, S, n, L, cfg["gamma"], alphas, gen, kind=cfg["mrp"], tau=args.tau,
+                                  tied=not cfg["untied"])
+    elif args.case == "linear":
+        special = CS.linear_case(record, B, S, d, n, L, cfg["gamma"], alphas, gen, kind=cfg["mrp"],
+                                 tied=not cfg["untied"])
+    out = res.as_dict() | {"layout": record.layout.name, "seconds": round(time.perf_counter() - t0, 3),
+                           "weights": cfg["weights"], "command": _softmax_command(cfg), "config": cfg,
+                           "special_case": special}
+    src = cfg["weights"] or f"construction ({record.theorem})"
+    steps = (f"alpha = {cfg['alpha']:g}" if tied and not cfg["untied"] else
+             f"alpha_l from {min(alphas):.3g} to {max(alphas):.3g}")
+    lines = [f"check {record.name}: {res.prompts} windows of {cfg['mrp']} MRPs ({S} states), L = {L} "
+             f"{'tied' if res.tied else 'untied'} layers ({res.form or 'softmax'}), n = {n}, d = {d}, mask {res.mask}, "
+             f"features {args.case}",
+             f"weights: {src}; teacher: {L} iterations of weighted softmax TD ({steps}) by an independent "
+             f"per-state reference",
+             f"max relative error (current and target rows after every layer) = {res.max_rel_error:.3e}; each "
+             f"layer's own error at most {res.worst_error_over_bound:.3g} of its rounding bound; features and "
+             f"rewards compared exactly (docs/check.md, Softmax records)",
+             WANG_VERDICT_LINES[res.verdict].replace("batch TD", "weighted softmax TD")]
+    if special is not None and special["case"] == "tabular":
+        lines.append(f"tabular case (tau = {special['tau']:g}, exp(-tau) = {special['non_match_weight']:.2g}): the "
+                     f"block against batch tabular TD, max relative error {special['max_rel_error']:.3e} "
+                     f"({'within' if special['holds'] else 'ABOVE'} {special['rtol']:g})")
+    elif special is not None:
+        c, s_ = special["centered"], special["symmetric"]
+        lines.append(f"linear case (eps = {', '.join(f'{e:g}' for e in special['eps'])}): error against linear TD "
+                     f"with features [1; eps psi], direction [1; eps (psi - mean)]: "
+                     f"{', '.join(f'{e:.2e}' for e in c['max_abs_error'])}, slope {c['slope']:.3f} "
+                     f"({'O(eps^4)' if special['holds'] else 'NOT O(eps^4)'}); with centred features on both "
+                     f"sides: slope {s_['slope']:.3f}")
+    if res.divergence:
+        v = res.divergence
+        lines.append(f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: values "
+                     f"{v['magnitude']:.3g} > {v['ratio_bound']:g} x the window's size {v['window_size']:.3g})")
+    if res.counterexample:
+        c = res.counterexample
+        lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {c['quantity']} row "
+                     f"{c['row']}, column {c['column']} (state {c['state']}): block {c['got']:.17g}, reference "
+                     f"{c['want']:.17g} (bound {c['bound']:.3g}; {c['why']}); reproduce: {out['command']}")
+    elif res.undecidable_example and res.verdict != "diverges":
+        u = res.undecidable_example
+        lines.append(f"not decidable on {res.undecidable} quantities: window {u['prompt']}, layer {u['layer']}, "
+                     f"rounding bound {u['bound']:.3e} vs the step's terms {u['signal']:.3e}; {u['suggestion']}")
+    emit(lines, out, args.json)
+    special_ok = special is None or special["holds"]
+    return 0 if res.holds and special_ok else 1
 
 
 def run_layer_check(args, record) -> int:

@@ -75,7 +75,9 @@ def add_arguments(p):
 def _records(args):
     if str(args.algorithm) == "all" and not args.construction:
         kinds = ("mrp",) if args.layout == "wang2025" else ("mdp", "mrp")
-        return [algorithms.get(a) for a in algorithms.names() if algorithms.get(a).data in kinds]
+        # the softmax kind's proofs are wired by issue 21's prove step (until then prove refuses them, one line)
+        return [algorithms.get(a) for a in algorithms.names() if algorithms.get(a).data in kinds
+                and algorithms.get(a).spec.kind == "linear"]
     return [record_from_args(args)]
 
 

@@ -156,6 +156,9 @@ def default_name(cfg: TrainConfig, protocol: str = "minibatch") -> str:
 
 def run(args) -> int:
     record = record_from_args(args)
+    if record.spec.kind == "softmax":
+        raise InputError("algorithm", f"{record.name!r} is a softmax record; train does not run the softmax kind yet "
+                                      f"(issue 21, Theorem 3)")
     if record.data == "mrp":
         return run_layer_train(args, record)
     source = source_from_args(args)

@@ -1,5 +1,7 @@
-"""The linear self-attention block (paper eq. 1; THEORY.md sections 3, 9),
-driven by a block specification (``theory.spec.BlockSpec``).
+"""The self-attention block (paper eq. 1; THEORY.md sections 3, 9, 10),
+driven by a block specification (``theory.spec.BlockSpec``).  One forward
+for every layer kind: ``linear`` below, ``softmax`` (Xie et al. 2026) through
+``numerics.core.softmax`` (:func:`softmax_layer`).
 
 One layer: ``H + (1/n) W (V H) M (H^T P H)`` (``M`` the mask over columns,
 ``W`` the written rows; with several heads ``sum_h (V_h H) R_h M``);
@@ -19,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from numerics.core import softmax as SM
 from numerics.core.tolerances import DTYPE
 from theory.spec import BlockSpec, Index
 
@@ -60,15 +63,53 @@ def running_mean(cols: int, like: torch.Tensor) -> torch.Tensor:
     return R - torch.eye(cols, dtype=like.dtype, device=like.device)
 
 
+def softmax_layer(spec: BlockSpec, A: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int,
+                  magnitudes: bool = False, gamma=None) -> torch.Tensor:
+    """One layer of the ``softmax`` kind (Xie et al. 2026; ``theory.spec``):
+    ``H + sum_h V_h H S R_h`` with ``S = softmax(H^T A H + M)`` over each
+    column (``numerics.core.softmax.attention``; ``M``: ``-inf`` on the
+    query's key row under the ``context`` mask), ``R_h`` the identity or, for
+    a ``successor`` head, the shift ``Pi`` by ``spec.shift``; then the
+    ``post`` map (``token-shift``: the layout's ``target`` row becomes
+    ``gamma`` times its ``current`` row ``spec.shift`` columns to the right;
+    ``gamma`` a number or one per prompt).
+
+    ``magnitudes``: the same layer on ``|V|``, ``|H|`` (and ``|gamma|``) with
+    the attention of the actual scores (``S >= 0``): every entry is the sum
+    of the magnitudes of the terms that enter it."""
+    S = SM.attention(H, A, mask=spec.mask == "context")
+    if magnitudes:
+        V, H = V.abs(), H.abs()
+    heads = (V,) if len(spec.heads) == 1 else tuple(V[..., h, :, :] for h in range(len(spec.heads)))
+    out = H
+    for Vh, mix in zip(heads, spec.heads):
+        VS = Vh @ H @ S
+        if mix == "successor":
+            VS = VS @ SM.shift_matrix(H.shape[-1], H, spec.shift)
+        out = out + VS
+    if spec.post == "token-shift":
+        if gamma is None:
+            raise ValueError("softmax_layer: the token shift needs gamma")
+        off = spec.layout.offsets("rows", d)
+        g = torch.as_tensor(gamma, dtype=H.dtype, device=H.device)
+        out = SM.token_shift(out, g.abs() if magnitudes else g, d, spec.shift, target=off["target"][0],
+                             current=off["current"][0])
+    return out
+
+
 def layer(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int,
-          magnitudes: bool = False) -> torch.Tensor:
+          magnitudes: bool = False, gamma=None) -> torch.Tensor:
     """One layer of ``spec`` on ``H`` (``B x D x (n+1)``); ``V`` is ``D x D``, or
-    ``heads x D x D`` when the specification has several heads.
+    ``heads x D x D`` when the specification has several heads.  A ``softmax``
+    layer is :func:`softmax_layer` (``P`` holds its ``A``; ``gamma`` for the
+    token shift); the linear layer ignores ``gamma``.
 
     ``magnitudes``: the same layer on the absolute values of ``P``, ``V``,
     ``H`` and of the mixing operators (the running mean), so that every entry
     is the sum of the magnitudes of the terms that enter it (what its
     rounding error scales with; ``numerics.core.tolerances``)."""
+    if spec.kind == "softmax":
+        return softmax_layer(spec, P, V, H, d, magnitudes=magnitudes, gamma=gamma)
     n = H.shape[-1] - 1
     if magnitudes:
         P, V, H = P.abs(), V.abs(), H.abs()
@@ -104,20 +145,22 @@ def _layer_weights(spec: BlockSpec, P, V, k: int):
     return (P, V) if spec.tied else (P[k], V[k])
 
 
-def forward(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+def forward(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int, gamma=None) -> torch.Tensor:
     """Every layer of ``spec`` in turn; ``P``: ``D x D`` (tied) or
-    ``L x D x D`` (untied); ``V``: :meth:`theory.spec.BlockSpec.value_shape`."""
+    ``L x D x D`` (untied); ``V``: :meth:`theory.spec.BlockSpec.value_shape`;
+    ``gamma``: the token shift's (softmax kind), else unused."""
     for k in range(spec.depth):
-        H = layer(spec, *_layer_weights(spec, P, V, k), H, d)
+        H = layer(spec, *_layer_weights(spec, P, V, k), H, d, gamma=gamma)
     return H
 
 
-def forward_layers(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int) -> torch.Tensor:
+def forward_layers(spec: BlockSpec, P: torch.Tensor, V: torch.Tensor, H: torch.Tensor, d: int,
+                   gamma=None) -> torch.Tensor:
     """``H_0, H_1, ..., H_L`` (the prompt after each layer), stacked as
     ``(L+1) x B x D x (n+1)``: the same layers as :func:`forward`."""
     out = [H]
     for k in range(spec.depth):
-        H = layer(spec, *_layer_weights(spec, P, V, k), H, d)
+        H = layer(spec, *_layer_weights(spec, P, V, k), H, d, gamma=gamma)
         out.append(H)
     return torch.stack(out)
 

@@ -14,7 +14,7 @@ import torch
 
 from numerics.core.block import embed_reduced
 from numerics.core.tolerances import DTYPE
-from theory.constructions import numeric_blocks, numeric_tables
+from theory.constructions import numeric_blocks, numeric_entries, numeric_tables
 from theory.errors import InputError
 
 
@@ -84,3 +84,33 @@ def preconditioned_weights(record, C: torch.Tensor):
         heads.append(V)
     V = heads[0] if len(heads) == 1 else torch.stack(heads, dim=-3)
     return P, V
+
+
+def softmax_weights(record, d: int, alphas, gamma: float, tied: bool = True):
+    """``(A, V)`` of a softmax record's construction (Xie et al. 2026), read
+    off its tables (``theory.constructions.numeric_entries``) with ``alpha``
+    and ``gamma`` substituted.  ``alphas``: one step per layer (``L``); tied:
+    they must be equal and the weights are ``D x D`` (``V``: ``heads x D x D``
+    with several heads), untied: one per layer (``L x ...``)."""
+    from theory.symbols import alpha as ALPHA, gamma as GAMMA
+    alphas = [float(a) for a in alphas]
+    if tied and any(a != alphas[0] for a in alphas):
+        raise InputError("alpha", "tied layers need one alpha for every layer")
+
+    def one(a):
+        Pt, Vts, D = numeric_entries(record, d, {ALPHA: a, GAMMA: float(gamma)})
+        A = torch.zeros(D, D, dtype=DTYPE)
+        for r0, c0, size, v in Pt:
+            A[r0:r0 + size, c0:c0 + size] += v * torch.eye(size, dtype=DTYPE)
+        heads = []
+        for table in Vts:
+            V = torch.zeros(D, D, dtype=DTYPE)
+            for r0, c0, size, v in table:
+                V[r0:r0 + size, c0:c0 + size] += v * torch.eye(size, dtype=DTYPE)
+            heads.append(V)
+        return A, heads[0] if len(heads) == 1 else torch.stack(heads)
+
+    if tied:
+        return one(alphas[0])
+    pairs = [one(a) for a in alphas]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

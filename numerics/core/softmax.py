@@ -91,15 +91,19 @@ def attention(Z: torch.Tensor, A: torch.Tensor, mask: bool = True) -> torch.Tens
     return torch.softmax(scores, dim=-2)
 
 
-def token_shift(Z: torch.Tensor, gamma, d: int, offset: int = 1) -> torch.Tensor:
+def token_shift(Z: torch.Tensor, gamma, d: int, offset: int = 1, target: int | None = None,
+                current: int | None = None) -> torch.Tensor:
     """Lemma 1's parameter-free map ``U Z + W Z Pi``: the target row becomes
     ``gamma`` times the current row of the column ``offset`` to the right
     (zero past the end); every other row is kept.  ``gamma``: a number or one
-    per prompt (``B``)."""
+    per prompt (``B``).  ``target``, ``current``: the two rows (default: this
+    module's layout, :func:`rows`; the block passes its layout's)."""
     R = rows(d)
+    t = R["target"] if target is None else target
+    c = R["current"] if current is None else current
     g = torch.as_tensor(gamma, dtype=Z.dtype, device=Z.device).reshape(-1, 1)
     out = Z.clone()
-    out[:, R["target"], :] = g * (Z[:, R["current"], :] @ shift_matrix(Z.shape[-1], Z, offset))
+    out[:, t, :] = g * (Z[:, c, :] @ shift_matrix(Z.shape[-1], Z, offset))
     return out
 
 

@@ -483,3 +483,15 @@ NEAR_ORACLE_LEVEL = 0.9
 #: with the dense mu that the tests ask for; CG for ``H^+`` uses the same
 #: relative tolerance.
 MATRIX_FREE_RTOL = 1e-8
+
+
+# ---- softmax records' special cases (issue 21; docs/check.md, "Softmax records") -----------------------------
+#: The tabular case (features ``sqrt(tau) e_s``, ``tau = 40``): the block against batch tabular TD, relative to
+#: ``max(1, |v|)``.  The kernel of a non-matching state weighs ``exp(-40) = 4e-18``, below float64's resolution;
+#: what is left is the rounding of ``L`` layers of sums over ``n <= 100`` terms (measured: 2e-16 at L = 3, n = 100),
+#: so 1e-12 leaves room for L = 40 without hiding a kernel off by ``exp(-tau)`` at ``tau <= 25`` (3e-11 and up).
+SOFTMAX_TABULAR_RTOL = 1e-12
+#: The linear case: the error of the block against linear TD with value features ``[1; eps psi]`` and direction
+#: ``[1; eps (psi - psibar)]`` must fall as ``eps^4`` (the kernel's expansion ``1 + eps^2 x + O(eps^4)``); the
+#: fitted log-log slope over ``eps = 0.4 .. 0.05`` must be within this of 4 (measured 4.005).
+SOFTMAX_LINEAR_SLOPE_ATOL = 0.5

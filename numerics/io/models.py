@@ -176,6 +176,29 @@ def load_layer_weights(path: str, record, d: int, layers: int):
     return _finite(arrays["P"], "weights.P"), _finite(arrays["V"], "weights.V"), tied
 
 
+def load_softmax_weights(path: str, record, d: int, layers: int):
+    """``(A, V, tied)`` of a softmax record from ``path`` (arrays ``A`` and
+    ``V``, Xie et al.'s names: ``A`` of shape ``(D, D)`` (tied layers) or ``(L,
+    D, D)`` (untied), ``V`` the same with a head axis before the last two for
+    the two-head form); ``tied`` read from ``A``'s shape."""
+    arrays = load_npz(path, "weights")
+    missing = [k for k in ("A", "V") if k not in arrays]
+    if missing:
+        raise InputError("weights", f"{path} lacks array(s) {', '.join(missing)}; a softmax record's weights are "
+                                    f"A and V")
+    A = arrays["A"]
+    if A.ndim not in (2, 3):
+        raise InputError("weights.A", f"expected shape (D, D) (tied) or (L, D, D) (untied), got {A.shape}")
+    tied = A.ndim == 2
+    spec = record.spec_at(layers, tied)
+    for k, shape in (("A", spec.weight_shape(d)), ("V", spec.value_shape(d))):
+        if arrays[k].shape != tuple(shape):
+            kind = "tied" if tied else f"untied, L = {layers}"
+            raise InputError(f"weights.{k}", f"expected shape {tuple(shape)} ({kind}, d = {d}, layout "
+                                             f"{record.layout.name}), got {arrays[k].shape}")
+    return _finite(arrays["A"], "weights.A"), _finite(arrays["V"], "weights.V"), tied
+
+
 def load_preconditioner(path: str, d: int, layers: int):
     """``(C, tied)`` from an ``.npz`` with array ``C`` of shape ``(d, d)`` (one
     for every layer) or ``(L, d, d)``; ``C`` returned as ``(L, d, d)``."""
