@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 from sympy import BlockMatrix, Identity, KroneckerDelta, MatrixSymbol, Sum, ZeroMatrix
@@ -488,6 +489,7 @@ def counterexample(form: str, weights, opts=None, prompts=(CEX, CEX2)):
     return _counterexample_with(lambda Z, W, f, g=gamma: literal_layer(Z, W, f, g=g, **opts), form, weights, prompts)
 
 
+@lru_cache(maxsize=None)
 def refuse_fault(form: str, fault: str) -> dict:
     """One planted fault through the general proof and an exact counterexample."""
     if fault == "A":
@@ -527,35 +529,52 @@ ASSUMES = [
 ]
 
 
+@lru_cache(maxsize=None)
+def _general_parts():
+    """The form-independent general proofs, computed once per process (they are exact and take seconds)."""
+    return (prove_scores(), {f: prove_layer(f) for f in FORMS}, prove_softmax_sum(), prove_shift(),
+            prove_lemma_1(), prove_lemma_1(general_prompt=True), prove_base_case())
+
+
+@lru_cache(maxsize=None)
+def _concrete_parts(concrete: tuple):
+    return tuple({"d": dd, "n": nn, "layers": L, "form": f, "ok": concrete_ok(dd, nn, L, f)}
+                 for dd, nn, L in concrete for f in FORMS)
+
+
+def sizes_text(conc) -> str:
+    """The concrete sizes checked, by number of layers: ``L = 1 at d <= 3, n <= 5; ...``."""
+    if not conc:
+        return "no concrete size"
+    out = []
+    for L in sorted({c["layers"] for c in conc}):
+        at = [c for c in conc if c["layers"] == L]
+        out.append(f"L = {L}{' untied' if L > 1 else ''} at d <= {max(c['d'] for c in at)}, "
+                   f"n <= {max(c['n'] for c in at)}")
+    return "; ".join(out) + " (both forms)"
+
+
 def prove(form: str = "two-head", concrete=CONCRETE_FAST) -> dict:
     """Theorem 1 (in ``form``) and Lemma 1, with the planted faults; the full
     result (:func:`summary` is its JSON)."""
     _check_form(form)
     t0 = time.perf_counter()
-    scores = prove_scores()
-    layer = {f: prove_layer(f) for f in FORMS}
-    softmax_sum = prove_softmax_sum()
-    shift = prove_shift()
-    lemma = prove_lemma_1()
-    lemma_general = prove_lemma_1(general_prompt=True)
-    base = prove_base_case()
-    conc = [{"d": dd, "n": nn, "layers": L, "form": f, "ok": concrete_ok(dd, nn, L, f)}
-            for dd, nn, L in concrete for f in FORMS]
-    faults = [refuse_fault(form, f) for f in FAULTS]
+    scores, layer, softmax_sum, shift, lemma, lemma_general, base = _general_parts()
+    conc = [dict(c) for c in _concrete_parts(tuple(concrete))]
+    faults = [dict(refuse_fault(form, f)) for f in FAULTS]
     entry_ok = softmax_sum == 0 and all(v == 0 for v in shift.values())
     t1_ok = scores == 0 and layer[form] == 0 and entry_ok and base == 0
     l1_ok = lemma == 0 and layer["one-head"] == 0 and layer["two-head"] == 0
     conc_ok = all(c["ok"] for c in conc)
-    sizes = sorted({(c["d"], c["n"], c["layers"]) for c in conc})
-    dmax, nmax, lmax = (max(s[i] for s in sizes) for i in range(3)) if sizes else (0, 0, 0)
+    checked = sizes_text(conc)
     covers = {"d": "every d >= 1 (block matrices of symbolic size)",
               "n": "every n >= 1 (block matrices of symbolic size; the softmax and shift entrywise as sums over a "
                    "symbolic index)",
               "layers": "every L >= 1, tied or untied (per-layer step alpha_l): base case and induction",
               "gamma": "every gamma", "alpha": "every step size (a free symbol)",
               "prompts": "every prompt carrying some v (features, rewards, values arbitrary)",
-              "concrete": f"independently, explicit matrices with SymPy's exp at d <= {dmax}, n <= {nmax}, "
-                          f"L <= {lmax} untied: {'all zero' if conc_ok else 'SOME NONZERO'}"}
+              "concrete": f"independently, explicit matrices with SymPy's exp, {checked}: "
+                          f"{'all zero' if conc_ok else 'SOME NONZERO'}"}
     theorem_1 = {"proven": bool(t1_ok and conc_ok), "form": form,
                  "statement": "one layer maps the prompt carrying v (memory rows gamma v(s_{j+1}), v(s_j)) to the "
                               "prompt carrying v+ = one iteration of weighted softmax TD with step alpha, every "
@@ -583,8 +602,8 @@ def prove(form: str = "two-head", concrete=CONCRETE_FAST) -> dict:
                 f"iteration of weighted softmax TD (Theorem 1), one head plus the token shift equals two heads on "
                 f"every prompt carrying a value function (Lemma 1), and L layers are L iterations, tied or untied; "
                 f"exact algebra with the exponentials exp(g) as positive symbols, a column softmax and the query's "
-                f"key masked; independently checked with explicit matrices and SymPy's exp at d <= {dmax}, "
-                f"n <= {nmax}, L <= {lmax}; planted faults refused "
+                f"key masked; independently checked with explicit matrices and SymPy's exp, {checked}; "
+                f"planted faults refused "
                 f"{sum(f['general_refused'] and f['concrete_refused'] for f in faults)}/{len(faults)}.")
     residual = None
     if not proven:
