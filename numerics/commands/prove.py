@@ -24,6 +24,15 @@ Without --weights, each algorithm's specific parts are proven too (the
 softmax score is grad log pi; expected SARSA's and Q-learning's phi+; TD(0)
 with state features): JSON key "lemmas".
 
+Softmax records (kind softmax: softmax-td, softmax-td-shift, or a
+--construction file of kind softmax; Xie et al. 2026): Theorem 1 (one layer
+is one iteration of weighted softmax TD) and Lemma 1 (one head plus the
+token shift equals two heads) proven for every d and n, with the base case
+and induction over L tied or untied layers; JSON keys theorem_1 and lemma_1
+({proven, covers, assumes}), faults, concrete, sentence.  A file whose
+weights, mask or shift differ from the construction exits 1 with an exact
+counterexample (docs/theory.md, "Softmax attention").
+
 Writes reports/proofs/ALGORITHM.md (or ALGORITHM-STEM.md with --weights):
 the derivation step by step in LaTeX.  Exit 0 proven, 1 the weights do not
 implement the update (residual printed), 2 malformed input.
