@@ -38,6 +38,7 @@ from theory import concrete as C
 from theory import counterexample as CEX
 from theory import layerwise
 from theory import lemmas as LEM
+from theory import softmax
 from theory import symbolic as S
 from theory.constructions import full_pv
 from theory.errors import InputError
@@ -75,8 +76,12 @@ def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
     for the construction, every d).
     """
     record = algorithms.get(algorithm)
-    if record.spec.kind == "softmax":
-        raise InputError("algorithm", f"{record.name!r}: prove of the softmax kind is not wired yet (issue 21)")
+    if record.spec.kind == "softmax":   # Xie et al. (2026): theory.softmax (Theorem 1, Lemma 1)
+        if weights is not None or alpha is not None or beta is not None:
+            raise InputError("weights" if weights is not None else "alpha",
+                             f"{record.name!r} is proven as a construction with a free step per layer; give other "
+                             f"weights as a construction file (--construction)")
+        return softmax.prove_record(record)
     if record.data == "mrp":
         if weights is not None:
             raise InputError("weights", f"{record.name!r} is proven as a construction (its P in C^T blocks for every "
@@ -94,11 +99,15 @@ def prove(algorithm, weights=None, alpha=None, beta=None) -> dict:
 
 def report_name(res: dict) -> str:
     """``<algorithm>`` or ``<algorithm>-<weights file stem>``."""
+    if res.get("kind") == "softmax":
+        return res["algorithm"]
     return res["algorithm"] if res.get("weights") is None else f"{res['algorithm']}-{_stem(res['weights'])}"
 
 
 def summary(res: dict, report: str | None = None) -> dict:
     """The JSON of a proof result."""
+    if res.get("kind") == "softmax":
+        return softmax.summary(res, report)
     if res.get("data") == "mrp":
         return layerwise.summary(res, report)
     return {"algorithm": res["algorithm"], "general": res["general"], "concrete": res["concrete"],
@@ -324,6 +333,8 @@ def _tex(s):
 def render(res: dict, header: str = "") -> str:
     """The Markdown report of a proof result; ``header`` (the reproducing
     command, configuration and versions) goes under the title."""
+    if res.get("kind") == "softmax":
+        return softmax.render(res, header)
     if res.get("data") == "mrp":
         return layerwise.render(res, header)
     alg, record = res["algorithm"], res["record"]

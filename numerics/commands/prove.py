@@ -24,6 +24,15 @@ Without --weights, each algorithm's specific parts are proven too (the
 softmax score is grad log pi; expected SARSA's and Q-learning's phi+; TD(0)
 with state features): JSON key "lemmas".
 
+Softmax records (kind softmax: softmax-td, softmax-td-shift, or a
+--construction file of kind softmax; Xie et al. 2026): Theorem 1 (one layer
+is one iteration of weighted softmax TD) and Lemma 1 (one head plus the
+token shift equals two heads) proven for every d and n, with the base case
+and induction over L tied or untied layers; JSON keys theorem_1 and lemma_1
+({proven, covers, assumes}), faults, concrete, sentence.  A file whose
+weights, mask or shift differ from the construction exits 1 with an exact
+counterexample (docs/theory.md, "Softmax attention").
+
 Writes reports/proofs/ALGORITHM.md (or ALGORITHM-STEM.md with --weights):
 the derivation step by step in LaTeX.  Exit 0 proven, 1 the weights do not
 implement the update (residual printed), 2 malformed input.
@@ -42,6 +51,7 @@ from numerics.io.options import Exact, Folder, Path
 from numerics.io.report import run_header
 from theory import algorithms
 from theory import prove as P
+from theory import softmax as SM
 from theory import stacked
 from theory.errors import InputError
 from theory.parse import parse_step
@@ -75,9 +85,9 @@ def add_arguments(p):
 def _records(args):
     if str(args.algorithm) == "all" and not args.construction:
         kinds = ("mrp",) if args.layout == "wang2025" else ("mdp", "mrp")
-        # the softmax kind's proofs are wired by issue 21's prove step (until then prove refuses them, one line)
+        # --layout wang2025 (deprecated) names Wang et al.'s records: the linear kind only
         return [algorithms.get(a) for a in algorithms.names() if algorithms.get(a).data in kinds
-                and algorithms.get(a).spec.kind == "linear"]
+                and (args.layout != "wang2025" or algorithms.get(a).spec.kind == "linear")]
     return [record_from_args(args)]
 
 
@@ -93,6 +103,10 @@ def run(args) -> int:
     with progress_bar(total=len(records), desc="prove", disable=args.json) as bar:
         for record in records:
             alg = record.name
+            if record.spec.kind == "softmax":   # Xie et al. (2026): Theorem 1 and Lemma 1 (theory.softmax)
+                results.append(_prove_softmax(args, record, a, b, lines))
+                bar.update(1)
+                continue
             res = P.prove(record, weights=args.weights, alpha=a, beta=b)
             if args.construction:
                 command = shlex.join(["icrl-verify", "prove", "--construction", str(args.construction)])
@@ -126,6 +140,33 @@ def run(args) -> int:
     obj = results[0] if len(results) == 1 else {"algorithms": results, "all_proven": ok}
     emit(lines, obj, args.json)
     return 0 if ok else 1
+
+
+def _prove_softmax(args, record, a, b, lines) -> dict:
+    """One softmax record (kind ``softmax``): :func:`theory.softmax.prove_record`,
+    its report and JSON; appends the human-readable lines."""
+    if args.weights or a is not None or b is not None:
+        raise InputError("weights" if args.weights else "alpha",
+                         f"{record.name!r} is proven with a free step per layer; other weights go in a construction "
+                         f"file (--construction FILE.toml with kind = \"softmax\")")
+    res = SM.prove_record(record)
+    if args.construction:
+        command = shlex.join(["icrl-verify", "prove", "--construction", str(args.construction)])
+    else:
+        command = shlex.join(["icrl-verify", "prove", "--algorithm", record.name])
+    report = os.path.join(args.out, record.name + ".md")
+    atomic_write(report, SM.render(res, run_header(command, config_of(args) | {"algorithm": record.name})))
+    r = SM.summary(res, report)
+    t1, l1 = r["theorem_1"]["proven"], r["lemma_1"]["proven"]
+    refused = sum(f["general_refused"] and f["concrete_refused"] for f in r["faults"])
+    lines.append(f"prove {record.name}: {'PROVEN' if r['general'] else 'NOT PROVEN'} (Theorem 1: "
+                 f"{'proven' if t1 else 'not proven'}; Lemma 1: {'proven' if l1 else 'not proven'}"
+                 + (f"; planted faults refused {refused}/{len(r['faults'])}" if r["faults"] else "")
+                 + f") in {r['seconds']:.1f} s; report {report}")
+    lines.append(f"  {r['sentence']}")
+    if r["counterexample"]:
+        lines.append(f"  counterexample: {r['counterexample']} (JSON: counterexample)")
+    return r
 
 
 def _layer_lines(name, r, res) -> list[str]:
