@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from numerics.analysis import budget
 from numerics.core import softmax as sm
 from numerics.core.mdp import MDP
 from numerics.core.mrp import random_mrps, stationary_distribution
@@ -622,6 +623,27 @@ def verdict(*, grad_norm: float, grad_se: float, grad_scale: float, lam_min: flo
     return {"verdict": "holds" if not reasons else "fails", "gradient_zero": grad_ok, "gradient_tolerance": grad_tol,
             "hessian_psd": hess_ok, "hessian_tolerance": hess_tol, "no_lower_loss": witness is None,
             "witness": None if witness is None else witness["name"], "reasons": reasons}
+
+
+# =========================================================================== time guard
+def work(cfg: TrainConfig) -> budget.Work:
+    """Multiply-adds of :func:`experiment` (kind ``layers``): per reading and
+    depth, prompt-layers (each ``~(n+1)^2`` for the attention's row products)
+    of the Adam steps (starts side by side), the L-BFGS iterations (~1.5
+    evaluations each, every start and the descent), the gradient and Hessian
+    at the construction (~4 p forward passes) and the held-out evaluations;
+    one multiply-add per prompt-layer and ``(n+1)^2`` matched the quick run
+    (29 CPU s measured, 31 s estimated, 2026-12-08, this 2-core machine)."""
+    cols2 = (cfg.n + 1) ** 2
+    w = budget.Work()
+    for L in cfg.layers:
+        p = per_layer(cfg.d, cfg.form) * (1 if cfg.tied else L)
+        per = float(cfg.mrps) * L * cols2
+        w.add("Adam (steps x starts x MRPs x layers x (n+1)^2)", 1.0 * cfg.steps * cfg.inits * per, "layers")
+        w.add("L-BFGS (iterations x starts x MRPs x layers x (n+1)^2)", 1.5 * cfg.polish * (cfg.inits + 1) * per,
+              "layers")
+        w.add("gradient and Hessian (p x MRPs x layers x (n+1)^2)", 4.0 * p * per + 3.0 * cfg.inits * per, "layers")
+    return w.scaled(len(cfg.readings))
 
 
 # =========================================================================== one experiment
