@@ -411,7 +411,7 @@ def gradient_stats(theta: torch.Tensor, s: Sample, reading: str, layers: int, fo
     def per_prompt(t):
         return fast_losses(t.reshape(Lp, -1), s, reading, layers, form, tied, K)
 
-    J = torch.func.jacfwd(per_prompt)(theta.reshape(-1))          # N x p
+    J = torch.func.jacrev(per_prompt)(theta.reshape(-1))          # N x p
     g = J.mean(0)
     cov_trace = float(J.var(0, unbiased=True).sum())
     return {"grad": g, "norm": float(g.norm()), "se": math.sqrt(cov_trace / J.shape[0]), "per_prompt": J}
@@ -425,24 +425,22 @@ def hessian(theta: torch.Tensor, s: Sample, reading: str, layers: int, form: str
     def mean_loss(t):
         return fast_losses(t.reshape(Lp, -1), s, reading, layers, form, tied, K).mean()
 
-    H = torch.func.hessian(mean_loss)(theta.reshape(-1))
+    H = torch.func.jacrev(torch.func.jacrev(mean_loss))(theta.reshape(-1))     # reverse over reverse
     return (H + H.T) / 2
 
 
 def curvature_se(theta: torch.Tensor, u: torch.Tensor, s: Sample, reading: str, layers: int, form: str,
                  tied: bool) -> float:
     """Standard error of ``u^T H u`` under resampling of the prompts: the
-    per-prompt second directional derivatives (forward over forward)."""
+    per-prompt second directional derivatives (reverse over reverse; torch's
+    forward mode warns at import under the tests' warnings-as-errors)."""
     Lp = 1 if tied else layers
     K = feature_kernel(s.X)
 
     def along(x):
         return fast_losses((theta.reshape(-1) + x * u).reshape(Lp, -1), s, reading, layers, form, tied, K)
 
-    def first(x):
-        return torch.func.jvp(along, (x,), (torch.ones_like(x),))[1]
-
-    second = torch.func.jvp(first, (torch.zeros((), dtype=DTYPE),), (torch.ones((), dtype=DTYPE),))[1]
+    second = torch.func.jacrev(torch.func.jacrev(along))(torch.zeros((), dtype=DTYPE))
     return float(second.std(unbiased=True) / math.sqrt(second.numel()))
 
 
@@ -598,7 +596,8 @@ def verdict(*, grad_norm: float, grad_se: float, grad_scale: float, lam_min: flo
     Hessian eigenvalue is above ``-(SIGMAS se + ROUNDING_RTOL lambda_max)``
     and (3) no candidate (a trained start, the family's best member) has a
     held-out loss below ``J*`` by more than ``SIGMAS`` paired standard errors
-    plus ``ROUNDING_RTOL J*``.  ``candidates``: dicts with ``name``,
+    plus ``ROUNDING_RTOL J*`` (a candidate whose loss is not finite is
+    skipped; a gradient or eigenvalue that is not finite fails).  ``candidates``: dicts with ``name``,
     ``heldout_loss``, ``heldout_star`` (the construction's on the same
     prompts) and ``diff_se``.  ``holds`` iff all three; else ``fails`` with
     the reasons and the witness (the candidate furthest below)."""
@@ -608,6 +607,8 @@ def verdict(*, grad_norm: float, grad_se: float, grad_scale: float, lam_min: flo
     hess_ok = lam_min >= -hess_tol
     witness, worst = None, 0.0
     for cnd in candidates:
+        if not math.isfinite(cnd["heldout_loss"]):                     # a diverged start is no witness
+            continue
         gap = cnd["heldout_star"] - cnd["heldout_loss"]                 # > 0: the candidate is lower
         tol = SIGMAS * cnd["diff_se"] + ROUNDING_RTOL * abs(cnd["heldout_star"])
         if not (gap <= tol) and (witness is None or gap > worst):
@@ -654,11 +655,13 @@ def paired(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_case(cfg: TrainConfig, reading: str, layers: int, train_s: Sample, held: Sample, sym_A: torch.Tensor,
-             gen: torch.Generator, progress=None) -> dict:
-    """Gradient, Hessian, training and verdict for one reading and depth."""
+             gen: torch.Generator, progress=None, star: torch.Tensor | None = None) -> dict:
+    """Gradient, Hessian, training and verdict for one reading and depth, at
+    the construction (or at ``star``, ``Lp x P``: the point tested, e.g. a
+    planted fault)."""
     d, form, tied = cfg.d, cfg.form, cfg.tied
     Lp = 1 if tied else layers
-    star = construction_theta(d, cfg.gamma, form, Lp)
+    star = construction_theta(d, cfg.gamma, form, Lp) if star is None else star
     sym = symmetry_basis(sym_A, d, form, Lp)
     # the construction, through forward_layers (reported) and the fast path (checked against it)
     block_star = block_losses(star, train_s, reading, layers, form, tied)
