@@ -105,6 +105,23 @@ def test_hessian_equals_finite_differences_through_forward_layers():
         assert float((H2 - fd).abs().max()) > 1e-3 * float(H.abs().max())
 
 
+def test_per_prompt_curvature_averages_to_the_hessian():
+    """The per-prompt second directional derivatives (whose spread gives
+    lambda_min's standard error) average to u^T H u; along another direction
+    they do not (planted fault)."""
+    cfg = small()
+    s, _, g = drawn(cfg)
+    theta = st.construction_theta(cfg.d, cfg.gamma, cfg.form)
+    H = st.hessian(theta, s, "neu", 3, cfg.form, True)
+    u = torch.randn(H.shape[0], generator=g, dtype=torch.float64)
+    u = u / u.norm()
+    mean, se = st.curvature(theta, u, s, "neu", 3, cfg.form, True)
+    assert abs(mean - float(u @ H @ u)) <= 1e-10 * float(H.abs().max())
+    assert se > 0
+    w = torch.roll(u, 1)
+    assert abs(st.curvature(theta, w, s, "neu", 3, cfg.form, True)[0] - float(u @ H @ u)) > 1e-6 * float(H.abs().max())
+
+
 def test_gradient_equals_autograd_through_forward_layers():
     cfg = small()
     s, _, g = drawn(cfg)

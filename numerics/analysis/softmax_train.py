@@ -113,6 +113,8 @@ class TrainConfig:
             raise InputError("tau", f"must be a positive number, got {self.tau!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InputError("lr", f"must be a positive number, got {self.lr!r}")
+        if self.mrps < 2:
+            raise InputError("mrps", f"must be at least 2 (standard errors are over prompts), got {self.mrps}")
         if self.states < 2:
             raise InputError("states", f"must be at least 2, got {self.states}")
         if self.features == "onehot" and self.d != self.states:
@@ -401,47 +403,58 @@ def distances(theta: torch.Tensor, d: int, gamma: float, form: str, layers_p: in
 
 
 # =========================================================================== derivatives
+def _one_prompt_loss(reading: str, layers: int, form: str, tied: bool, gamma: float, Lp: int):
+    """The loss of one prompt as a function of ``(theta flat, X, r, vpi_q, K)``
+    (the prompt's own tensors, no batch axis): for ``torch.func.vmap`` over
+    prompts, so per-prompt derivatives hold one prompt's graph at a time."""
+    def f(theta, X, r, vpi_q, K):
+        one = Sample(None, X[None], r[None], vpi_q[None], None, gamma, None)
+        return fast_losses(theta.reshape(Lp, -1), one, reading, layers, form, tied, K[None])[0]
+    return f
+
+
 def gradient_stats(theta: torch.Tensor, s: Sample, reading: str, layers: int, form: str, tied: bool) -> dict:
     """Mean gradient of the per-prompt losses (fast path; ``theta`` flat),
     its norm and the standard error of that norm under resampling of the
     prompts, ``sqrt(tr Cov / N)``."""
     Lp = 1 if tied else layers
-    K = feature_kernel(s.X)
-
-    def per_prompt(t):
-        return fast_losses(t.reshape(Lp, -1), s, reading, layers, form, tied, K)
-
-    J = torch.func.jacrev(per_prompt)(theta.reshape(-1))          # N x p
+    f = _one_prompt_loss(reading, layers, form, tied, s.gamma, Lp)
+    J = torch.func.vmap(torch.func.grad(f), in_dims=(None, 0, 0, 0, 0))(
+        theta.reshape(-1), s.X, s.r, s.vpi_q, feature_kernel(s.X))                  # N x p
     g = J.mean(0)
     cov_trace = float(J.var(0, unbiased=True).sum())
     return {"grad": g, "norm": float(g.norm()), "se": math.sqrt(cov_trace / J.shape[0]), "per_prompt": J}
 
 
 def hessian(theta: torch.Tensor, s: Sample, reading: str, layers: int, form: str, tied: bool) -> torch.Tensor:
-    """Hessian of the mean loss in the masked coordinates (fast path; ``p x p``)."""
+    """Hessian of the mean loss in the masked coordinates (fast path; ``p x p``;
+    reverse over reverse: torch's forward mode warns at import under the
+    tests' warnings-as-errors)."""
     Lp = 1 if tied else layers
     K = feature_kernel(s.X)
 
     def mean_loss(t):
         return fast_losses(t.reshape(Lp, -1), s, reading, layers, form, tied, K).mean()
 
-    H = torch.func.jacrev(torch.func.jacrev(mean_loss))(theta.reshape(-1))     # reverse over reverse
+    H = torch.func.jacrev(torch.func.jacrev(mean_loss))(theta.reshape(-1))
     return (H + H.T) / 2
 
 
-def curvature_se(theta: torch.Tensor, u: torch.Tensor, s: Sample, reading: str, layers: int, form: str,
-                 tied: bool) -> float:
-    """Standard error of ``u^T H u`` under resampling of the prompts: the
-    per-prompt second directional derivatives (reverse over reverse; torch's
-    forward mode warns at import under the tests' warnings-as-errors)."""
+def curvature(theta: torch.Tensor, u: torch.Tensor, s: Sample, reading: str, layers: int, form: str,
+              tied: bool) -> tuple[float, float]:
+    """``u^T H u`` and its standard error under resampling of the prompts,
+    from the per-prompt second directional derivatives ``d^2/dx^2
+    loss_i(theta + x u)``."""
     Lp = 1 if tied else layers
-    K = feature_kernel(s.X)
+    f = _one_prompt_loss(reading, layers, form, tied, s.gamma, Lp)
+    base = theta.reshape(-1)
 
-    def along(x):
-        return fast_losses((theta.reshape(-1) + x * u).reshape(Lp, -1), s, reading, layers, form, tied, K)
+    def second(X, r, vpi_q, K):
+        along = lambda x: f(base + x * u, X, r, vpi_q, K)              # noqa: E731
+        return torch.func.grad(torch.func.grad(along))(torch.zeros((), dtype=DTYPE))
 
-    second = torch.func.jacrev(torch.func.jacrev(along))(torch.zeros((), dtype=DTYPE))
-    return float(second.std(unbiased=True) / math.sqrt(second.numel()))
+    c = torch.func.vmap(second)(s.X, s.r, s.vpi_q, feature_kernel(s.X))
+    return float(c.mean()), float(c.std(unbiased=True) / math.sqrt(c.numel()))
 
 
 def block_gradient(theta: torch.Tensor, s: Sample, reading: str, layers: int, form: str, tied: bool) -> torch.Tensor:
@@ -635,16 +648,36 @@ def work(cfg: TrainConfig) -> budget.Work:
     at the construction (~4 p forward passes) and the held-out evaluations;
     one multiply-add per prompt-layer and ``(n+1)^2`` matched the quick run
     (29 CPU s measured, 31 s estimated, 2026-12-08, this 2-core machine)."""
-    cols2 = (cfg.n + 1) ** 2
-    w = budget.Work()
+    cols2 = float(cfg.n + 1) ** 2
+    w = budget.Work().add("MRPs and features (2 samples x mrps x states^2 (states + d))",
+                          2.0 * cfg.mrps * cfg.states ** 2 * (cfg.states + cfg.d), "layers")
     for L in cfg.layers:
         p = per_layer(cfg.d, cfg.form) * (1 if cfg.tied else L)
-        per = float(cfg.mrps) * L * cols2
+        per = float(cfg.mrps) * L * cols2 * max(1.0, cfg.d / 8.0)
         w.add("Adam (steps x starts x MRPs x layers x (n+1)^2)", 1.0 * cfg.steps * cfg.inits * per, "layers")
         w.add("L-BFGS (iterations x starts x MRPs x layers x (n+1)^2)", 1.5 * cfg.polish * (cfg.inits + 1) * per,
               "layers")
         w.add("gradient and Hessian (p x MRPs x layers x (n+1)^2)", 4.0 * p * per + 3.0 * cfg.inits * per, "layers")
     return w.scaled(len(cfg.readings))
+
+
+def memory(cfg: TrainConfig) -> budget.Estimate:
+    """Bytes of the largest tensors held at once: the Adam step's graph
+    (starts x MRPs x (n+1)^2 attention weights and scores per distinct
+    attention, the memory rows per layer), the Hessian's reverse-over-reverse
+    graph (p copies of one mean-loss graph) and the two samples."""
+    F = 8.0
+    cols = cfg.n + 1
+    out = budget.Estimate().add("samples (2 x mrps x (n+1) x (d + 4))", 2 * F * cfg.mrps * cols * (cfg.d + 4))
+    worst_train = worst_hess = 0.0
+    for L in cfg.layers:
+        attn = 1 if cfg.tied else L
+        graph = F * cfg.mrps * (3.0 * attn * cols * cols + 8.0 * L * cols)
+        p = per_layer(cfg.d, cfg.form) * (1 if cfg.tied else L)
+        worst_train = max(worst_train, cfg.inits * graph)
+        worst_hess = max(worst_hess, (p + 2) * graph)
+    return out.add("Adam graph (starts x MRPs x (n+1)^2 per attention)", worst_train) \
+              .add("Hessian graph (p x MRPs x (n+1)^2 per attention)", worst_hess)
 
 
 # =========================================================================== one experiment
@@ -672,7 +705,7 @@ def run_case(cfg: TrainConfig, reading: str, layers: int, train_s: Sample, held:
     H = hessian(star, train_s, reading, layers, form, tied)
     lam, U = torch.linalg.eigh(H)
     u_min = U[:, 0]
-    lam_se = curvature_se(star, u_min, train_s, reading, layers, form, tied)
+    _, lam_se = curvature(star, u_min, train_s, reading, layers, form, tied)
     hv_block = block_hvp(star, u_min, train_s, reading, layers, form, tied)
     lam_max = float(lam.abs().max())
     flat = (lam.abs() <= FLAT_RTOL * max(lam_max, 1e-300))

@@ -22,7 +22,7 @@ verdict per reading and depth (holds / fails, with the witness).
 
 Writes DIR/NAME.md, .json and .png (loss curves and Hessian spectra),
 atomically.  Exit 0 when every verdict holds, 1 when one fails, 2 on bad
-input or a job above --max-time.  The default is a quick run (well under a
+input or a job above --max-memory or --max-time.  The default is a quick run (well under a
 minute on one core); --full a larger sample and budget.
 """
 from __future__ import annotations
@@ -31,11 +31,11 @@ import os
 
 from numerics.analysis import budget
 from numerics.analysis import softmax_train as st
-from numerics.commands.cli import add_max_time, at_boundary, config_of, emit, plain_name, progress_bar
+from numerics.commands.cli import add_max_memory, at_boundary, config_of, emit, plain_name, progress_bar
 from numerics.core.runtime import check_interrupt
 from numerics.io.commandline import reproduce_command
 from numerics.io.config import finite_float, positive_int
-from numerics.io.options import COUNT, SEED, Folder, Name
+from numerics.io.options import COUNT, SEED, Folder, Name, Path
 from numerics.render import softmax_train as render
 
 #: --full: the sample and budget of the full run (docs/xie2026.md).
@@ -62,6 +62,8 @@ def add_arguments(p):
     g.add_argument("--gamma", type=finite_float, default=q.gamma, help=f"discount ({q.gamma})")
     g.add_argument("--tau", type=finite_float, default=q.tau, help=f"squared feature norm ({q.tau})")
     g.add_argument("--seed", type=SEED, default=q.seed, help=f"random seed ({q.seed})")
+    g.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
+                   help="read options from a TOML file (keys: the long option names; flags override)")
     t = p.add_argument_group("training")
     t.add_argument("--inits", type=positive_int, default=q.inits, help=f"random starts ({q.inits})")
     t.add_argument("--steps", type=positive_int, default=None, help=f"Adam steps ({q.steps}; --full {FULL['steps']})")
@@ -75,7 +77,7 @@ def add_arguments(p):
     o.add_argument("--out", type=Folder(), metavar="DIR", default=os.path.join("reports", "xie2026"),
                    help="report folder (reports/xie2026)")
     o.add_argument("--name", type=Name(), default=None, help="report name (theorem3-FORM[-untied][-full])")
-    add_max_time(o)
+    add_max_memory(o)
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
 
 
@@ -94,6 +96,9 @@ def run(args) -> int:
     cfg = config_from_args(args)
     name = plain_name(args.name or f"theorem3-{cfg.form}" + ("-untied" if not cfg.tied else "")
                       + ("-full" if args.full else ""))
+    budget.guard(st.memory(cfg), budget.max_memory(args.max_memory),
+                 f"softmax-train ({cfg.mrps} MRPs, {cfg.inits} starts, n = {cfg.n})",
+                 "use fewer --mrps/--inits/--layers or a smaller --context")
     budget.guard_time(st.work(cfg), budget.max_time(args.max_time),
                       f"softmax-train ({len(cfg.readings)} readings x {len(cfg.layers)} depths, {cfg.mrps} MRPs, "
                       f"{cfg.inits} starts)", "use fewer --mrps/--inits/--steps/--polish/--layers or a smaller --context")
