@@ -86,8 +86,8 @@ class TrainConfig:
     features: str = "random"
     seed: int = 0
     inits: int = 10
-    steps: int = 100
-    polish: int = 60
+    steps: int = 80
+    polish: int = 40
     lr: float = 0.05
 
     def __post_init__(self):
