@@ -132,6 +132,20 @@ def test_gradient_equals_autograd_through_forward_layers():
         assert float((a - b).abs().max()) <= 1e-10 * max(1.0, float(b.abs().max()))
 
 
+def test_full_gradient_on_the_mask_equals_the_masked_gradient():
+    """The unmasked gradient restricted to the masked entries has the norm of
+    the masked-class gradient (two computations: the full (V, A) through
+    forward_layers, the masked parameters through the fast path)."""
+    for form in sm.FORMS:
+        cfg = small(form=form)
+        s, _, g = drawn(cfg)
+        theta = st.construction_theta(cfg.d, cfg.gamma, form)
+        full = st.full_gradient(theta, s, "neu", 3, form, True)
+        masked = st.gradient_stats(theta, s, "neu", 3, form, True)["norm"]
+        assert abs(full["masked"] - masked) <= 1e-10 * max(masked, 1e-300)
+        assert full["off_mask"] > 0 and full["norm"] >= full["masked"]
+
+
 def test_softmax_symmetries_of_one_hot_features_leave_the_block_unchanged():
     """One-hot features: every phi_i . 1 is sqrt(tau), so A + 1 w^T adds
     w . phi_j to column j's scores: d flat directions, and the block's output

@@ -466,6 +466,36 @@ def block_gradient(theta: torch.Tensor, s: Sample, reading: str, layers: int, fo
     return g
 
 
+def full_gradient(theta: torch.Tensor, s: Sample, reading: str, layers: int, form: str, tied: bool) -> dict:
+    """Gradient of the mean loss on the full, unmasked class (every entry of
+    ``V`` and ``A``, autograd through ``forward_layers``) at the point
+    ``theta`` unpacks to: its norm, the part on the masked entries, the part
+    off them and the largest off-mask entry (``(which, layer, row, col)``)."""
+    d = s.X.shape[-1]
+    Lp = 1 if tied else layers
+    pairs = [unpack(theta[k], d, form) for k in range(Lp)]
+    Vs = [p[0].detach().clone().requires_grad_(True) for p in pairs]
+    As = [p[1].detach().clone().requires_grad_(True) for p in pairs]
+    V, A = (Vs[0], As[0]) if tied else (Vs, As)
+    Z = sm.forward_layers(s.Z0, V, A, layers=layers, form=form, gamma=s.gamma, d=d, tied=tied)[-1]
+    loss = prompt_losses(sm.values(Z, d), s, reading).mean()
+    grads = torch.autograd.grad(loss, [*Vs, *As])
+    masks = [unpack(torch.ones_like(theta[0]), d, form) for _ in range(Lp)]
+    on = off = 0.0
+    worst, where = 0.0, None
+    for k, (gV, gA) in enumerate(zip(grads[:Lp], grads[Lp:])):
+        for name, g, m in (("V", gV, masks[k][0]), ("A", gA, masks[k][1])):
+            on += float((g * m).pow(2).sum())
+            o = g * (1 - m)
+            off += float(o.pow(2).sum())
+            i = int(o.abs().argmax())
+            if float(o.abs().reshape(-1)[i]) > worst:
+                worst = float(o.abs().reshape(-1)[i])
+                where = (name, k, *[int(x) for x in torch.unravel_index(torch.tensor(i), o.shape)])
+    return {"norm": math.sqrt(on + off), "masked": math.sqrt(on), "off_mask": math.sqrt(off),
+            "largest_off_mask": worst, "largest_off_mask_at": where}
+
+
 def block_hvp(theta: torch.Tensor, u: torch.Tensor, s: Sample, reading: str, layers: int, form: str,
               tied: bool) -> torch.Tensor:
     """``H u`` by double backward through ``forward_layers``."""
@@ -702,6 +732,7 @@ def run_case(cfg: TrainConfig, reading: str, layers: int, train_s: Sample, held:
     J_star = float(block_star.mean())
     gs = gradient_stats(star, train_s, reading, layers, form, tied)
     g_block = block_gradient(star, train_s, reading, layers, form, tied)
+    full = full_gradient(star, train_s, reading, layers, form, tied)
     H = hessian(star, train_s, reading, layers, form, tied)
     lam, U = torch.linalg.eigh(H)
     u_min = U[:, 0]
@@ -761,7 +792,7 @@ def run_case(cfg: TrainConfig, reading: str, layers: int, train_s: Sample, held:
         "reading": reading, "layers": layers, "form": form, "tied": tied, "parameters": star.numel(),
         "loss_star": J_star, "heldout_star": float(held_star.mean()),
         "grad_norm": gs["norm"], "grad_se": gs["se"], "grad_relative": gs["norm"] * float(star.norm()) / max(J_star, 1e-300),
-        "grad": gs["grad"], "fast_vs_block_loss": float((fast_star - block_star).abs().max()),
+        "grad": gs["grad"], "full_gradient": full, "fast_vs_block_loss": float((fast_star - block_star).abs().max()),
         "fast_vs_block_grad": float((gs["grad"] - g_block).abs().max()),
         "hessian_eigenvalues": lam, "lam_min": float(lam[0]), "lam_min_se": lam_se, "lam_max": lam_max,
         "lam_min_vector": u_min, "flat_count": int(flat.sum()), "symmetries": sym.shape[0],

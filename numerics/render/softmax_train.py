@@ -113,6 +113,11 @@ def write(res: dict, out_dir: str, name: str, command: str, config: dict) -> str
                   + ("" if c["symmetries_explain_flat"] is None else
                      f" (smallest cosine between the flat space and the symmetries: {c['symmetries_explain_flat']:.3g})")
                   + f"; loss change along them through forward_layers: {c['symmetry_loss_change']:.2g}.",
+                  f"- Full, unmasked class (every entry of V and A, through forward_layers): |grad| "
+                  f"{c['full_gradient']['norm']:.3g}, of which {c['full_gradient']['masked']:.3g} on the masked "
+                  f"entries and {c['full_gradient']['off_mask']:.3g} off them (largest off-mask entry "
+                  f"{c['full_gradient']['largest_off_mask']:.3g} at {c['full_gradient']['largest_off_mask_at']}: "
+                  f"(matrix, layer, [head,] row, column), rows 0..d-1 phi, d reward, d+1 target, d+2 current).",
                   f"- Fast path vs forward_layers at the construction: loss {c['fast_vs_block_loss']:.2g}, gradient "
                   f"{c['fast_vs_block_grad']:.2g}, Hessian-vector product {c['fast_vs_block_hvp']:.2g} (max abs).",
                   f"- Descent from the construction (L-BFGS): train {c['descent']['train_loss']:.6g}, held-out "
