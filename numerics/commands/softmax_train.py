@@ -22,8 +22,8 @@ verdict per reading and depth (holds / fails, with the witness).
 
 Writes DIR/NAME.md, .json and .png (loss curves and Hessian spectra),
 atomically.  Exit 0 when every verdict holds, 1 when one fails, 2 on bad
-input or a job above --max-memory or --max-time.  The default is a quick run (well under a
-minute on one core); --full a larger sample and budget.
+input or a job above --max-memory or --max-time.  The default is a quick
+run (about 30 CPU s); --full a larger sample and budget (about 3 CPU min).
 """
 from __future__ import annotations
 
