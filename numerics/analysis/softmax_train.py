@@ -35,7 +35,7 @@ Hessian-vector product, the worst disagreement reported).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -44,25 +44,13 @@ from numerics.core import softmax as sm
 from numerics.core.mdp import MDP
 from numerics.core.mrp import random_mrps, stationary_distribution
 from numerics.core.tolerances import DTYPE
+from numerics.core.tolerances import SOFTMAX_FLAT_RTOL as FLAT_RTOL
+from numerics.core.tolerances import SOFTMAX_ROUNDING_RTOL as ROUNDING_RTOL
+from numerics.core.tolerances import SOFTMAX_SIGMAS as SIGMAS
 from theory.errors import InputError
 
 READINGS = ("neu", "value")
 FEATURE_KINDS = ("random", "onehot")
-
-#: Sampling tolerance of the verdict: a quantity estimated on the fixed
-#: sample is "zero" (gradient), "non-negative" (Hessian eigenvalue) or "not
-#: below" (loss difference) when within this many standard errors.
-SIGMAS = 3.0
-
-#: Rounding part of every verdict tolerance, relative to the quantity's scale
-#: (the loss ``J*``, the gradient scale ``J* / |theta*|``, ``lambda_max``):
-#: far above float64 rounding of these small programs (~1e-14), far below
-#: any difference a reading decides on.
-ROUNDING_RTOL = 1e-9
-
-#: An eigenvalue of the Hessian is "flat" when below this relative to
-#: ``lambda_max`` in absolute value (reported, with the observed gap).
-FLAT_RTOL = 1e-7
 
 #: Draws of MRPs per rejection round when sampling MRPs that satisfy
 #: Assumption 5.1, and the most rounds before giving up.
@@ -791,7 +779,8 @@ def run_case(cfg: TrainConfig, reading: str, layers: int, train_s: Sample, held:
     return {
         "reading": reading, "layers": layers, "form": form, "tied": tied, "parameters": star.numel(),
         "loss_star": J_star, "heldout_star": float(held_star.mean()),
-        "grad_norm": gs["norm"], "grad_se": gs["se"], "grad_relative": gs["norm"] * float(star.norm()) / max(J_star, 1e-300),
+        "grad_norm": gs["norm"], "grad_se": gs["se"],
+        "grad_relative": gs["norm"] * float(star.norm()) / max(J_star, 1e-300),
         "grad": gs["grad"], "full_gradient": full, "fast_vs_block_loss": float((fast_star - block_star).abs().max()),
         "fast_vs_block_grad": float((gs["grad"] - g_block).abs().max()),
         "hessian_eigenvalues": lam, "lam_min": float(lam[0]), "lam_min_se": lam_se, "lam_max": lam_max,

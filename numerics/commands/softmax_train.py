@@ -70,7 +70,8 @@ def add_arguments(p):
     t.add_argument("--polish", type=COUNT, default=None,
                    help=f"L-BFGS iterations after Adam, and for the descent from the construction ({q.polish}; "
                         f"--full {FULL['polish']})")
-    t.add_argument("--lr", type=finite_float, default=q.lr, help=f"Adam's first step size, decaying to 1/100 of it ({q.lr})")
+    t.add_argument("--lr", type=finite_float, default=q.lr,
+                   help=f"Adam's first step size, decaying to 1/100 of it ({q.lr})")
     t.add_argument("--full", action="store_true",
                    help="the full run: --mrps {mrps} --steps {steps} --polish {polish} unless given".format(**FULL))
     o = p.add_argument_group("output")
@@ -101,7 +102,8 @@ def run(args) -> int:
                  "use fewer --mrps/--inits/--layers or a smaller --context")
     budget.guard_time(st.work(cfg), budget.max_time(args.max_time),
                       f"softmax-train ({len(cfg.readings)} readings x {len(cfg.layers)} depths, {cfg.mrps} MRPs, "
-                      f"{cfg.inits} starts)", "use fewer --mrps/--inits/--steps/--polish/--layers or a smaller --context")
+                      f"{cfg.inits} starts)",
+                      "use fewer --mrps/--inits/--steps/--polish/--layers or a smaller --context")
     total = len(cfg.readings) * len(cfg.layers) * (cfg.steps + cfg.inits)
     with progress_bar(total=total, desc="softmax-train", disable=args.json, unit="step") as bar:
         res = st.experiment(cfg, progress=at_boundary(bar.update))

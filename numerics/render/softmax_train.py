@@ -94,7 +94,8 @@ def write(res: dict, out_dir: str, name: str, command: str, config: dict) -> str
               f"after {cfg['steps']} Adam steps and {cfg['polish']} L-BFGS iterations, L-BFGS descent from the "
               f"construction, the family's best member) has a held-out loss below the construction's by more than "
               f"{SIGMAS:g} paired standard errors + {ROUNDING_RTOL:g} J*.  Standard errors are over prompts.", "",
-              "| reading | L | J* (train / held-out) | abs grad (se) | abs grad abs theta*/J* | lambda_min (se) | lambda_max "
+              "| reading | L | J* (train / held-out) | abs grad (se) | abs grad abs theta*/J* | lambda_min (se) "
+              "| lambda_max "
               "| best start: train / held-out | family best (c, alpha): held-out | descent: held-out | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in res["cases"]:
@@ -111,7 +112,8 @@ def write(res: dict, out_dir: str, name: str, command: str, config: dict) -> str
         lines += [f"- {c['parameters']} parameters; Hessian eigenvalues flat (below {FLAT_RTOL:g} lambda_max): "
                   f"{c['flat_count']}; exact softmax symmetries: {c['symmetries']}"
                   + ("" if c["symmetries_explain_flat"] is None else
-                     f" (smallest cosine between the flat space and the symmetries: {c['symmetries_explain_flat']:.3g})")
+                     " (smallest cosine between the flat space and the symmetries: "
+                     f"{c['symmetries_explain_flat']:.3g})")
                   + f"; loss change along them through forward_layers: {c['symmetry_loss_change']:.2g}.",
                   f"- Full, unmasked class (every entry of V and A, through forward_layers): |grad| "
                   f"{c['full_gradient']['norm']:.3g}, of which {c['full_gradient']['masked']:.3g} on the masked "
@@ -121,7 +123,8 @@ def write(res: dict, out_dir: str, name: str, command: str, config: dict) -> str
                   f"- Fast path vs forward_layers at the construction: loss {c['fast_vs_block_loss']:.2g}, gradient "
                   f"{c['fast_vs_block_grad']:.2g}, Hessian-vector product {c['fast_vs_block_hvp']:.2g} (max abs).",
                   f"- Descent from the construction (L-BFGS): train {c['descent']['train_loss']:.6g}, held-out "
-                  f"{c['descent']['heldout_loss']:.6g}, distance to the construction {c['descent']['to_construction']:.3g}"
+                  f"{c['descent']['heldout_loss']:.6g}, distance to the construction "
+                  f"{c['descent']['to_construction']:.3g}"
                   f", to the family {c['descent']['to_family']:.3g} (c = {c['descent']['family_c']:.4g}, alpha = "
                   f"{c['descent']['family_alpha']:.4g}).", "",
                   "| start | after Adam | train | held-out | held-out - J* (se) | dist. to construction | "
