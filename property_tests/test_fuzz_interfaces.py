@@ -86,6 +86,8 @@ TINY = {
     "protocols": ["--seeds", "1", "--mdps", "1", "--rounds", "2", "--eval-mdps", "1", "--eval-frames", "2",
                   "--threads", "1"],
     "claims": ["--only", "lemma-c1", "--workers", "1"],
+    "softmax-train": ["--mrps", "4", "--layers", "1", "--context", "2", "--features-dim", "2", "--states", "2",
+                      "--inits", "1", "--steps", "1", "--polish", "0", "--out", "out"],
     # A valid sweep starts a Dask cluster (seconds per case): the fuzzer feeds
     # it a broken sweep file, so its flags and values are fuzzed while every
     # case ends at validation; valid sweeps run in test_sweep.py.

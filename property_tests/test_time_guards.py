@@ -86,7 +86,7 @@ def cases(tmp: str, model: str) -> dict[str, list[str]]:
             if opt in NOT_SIZES:
                 continue
             argv = [command]
-            if opt in WANG:
+            if opt in WANG and command != "softmax-train":      # softmax-train's own --layers / --features-dim
                 argv += ["--algorithm", "td-preconditioned"]
             argv += COMPANIONS.get(opt, [])
             if command == "families":

@@ -40,6 +40,7 @@ COMMANDS = {
     "protocols": ("numerics.commands.protocols", "the paper's exact Algorithm 1 beside the minibatch variant: structure, loss, control"),
     "sweep": ("numerics.commands.sweep", "run a grid of one command (seeds, distributions, sizes) on Dask, resumable"),
     "families": ("numerics.commands.families", "write an MDP batch file; compare richness across MDP families (Boyan, Darkroom, yours)"),
+    "softmax-train": ("numerics.commands.softmax_train", "Theorem 3 of Xie et al. (2026): is the softmax construction a global minimiser? (readings, Hessian, training)"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
 }
 

@@ -495,3 +495,22 @@ SOFTMAX_TABULAR_RTOL = 1e-12
 #: ``[1; eps (psi - psibar)]`` must fall as ``eps^4`` (the kernel's expansion ``1 + eps^2 x + O(eps^4)``); the
 #: fitted log-log slope over ``eps = 0.4 .. 0.05`` must be within this of 4 (measured 4.005).
 SOFTMAX_LINEAR_SLOPE_ATOL = 0.5
+
+# ---- softmax-train: Theorem 3 of Xie et al. (2026) (docs/xie2026.md) ---------
+
+#: Sampling tolerance of the Theorem 3 verdict: a quantity estimated on the
+#: fixed sample of prompts is "zero" (gradient), "non-negative" (Hessian
+#: eigenvalue) or "not below" (held-out loss difference) when within this
+#: many standard errors over prompts.
+SOFTMAX_SIGMAS = 3.0
+
+#: Rounding part of every Theorem 3 verdict tolerance, relative to the
+#: quantity's scale (``J*``, ``J* / |theta*|``, ``lambda_max``): far above
+#: float64 rounding of these small programs (~1e-14 relative), far below any
+#: difference a reading decides on.
+SOFTMAX_ROUNDING_RTOL = 1e-9
+
+#: A Hessian eigenvalue at the construction is reported flat when below this
+#: relative to ``lambda_max``; a softmax symmetry is a null direction of its
+#: constraint Gram matrix below this relative to the largest eigenvalue.
+SOFTMAX_FLAT_RTOL = 1e-7
