@@ -49,6 +49,8 @@ from numerics.core.tolerances import SOFTMAX_ROUNDING_RTOL as ROUNDING_RTOL
 from numerics.core.tolerances import SOFTMAX_SIGMAS as SIGMAS
 from theory.errors import InputError
 
+#: --full: the sample and budget of the full run (docs/xie2026.md; `claims --full`).
+FULL = {"mrps": 512, "steps": 300, "polish": 150}
 READINGS = ("neu", "value")
 FEATURE_KINDS = ("random", "onehot")
 

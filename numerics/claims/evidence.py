@@ -31,7 +31,7 @@ HOLDS, QUALIFIED, FAILS, NOT_CHECKED = "holds", "holds with qualification", "fai
 #: The section modules of the papers, in report order: importing one
 #: registers its paper's claims.  A new paper adds its module here; a new
 #: claim of a paper touches its section module only.
-SECTIONS = ("numerics.claims.liang_lai", "numerics.claims.wang2025")
+SECTIONS = ("numerics.claims.liang_lai", "numerics.claims.wang2025", "numerics.claims.xie2026")
 
 
 @dataclass

@@ -38,8 +38,7 @@ from numerics.io.config import finite_float, positive_int
 from numerics.io.options import COUNT, SEED, Folder, Name, Path
 from numerics.render import softmax_train as render
 
-#: --full: the sample and budget of the full run (docs/xie2026.md).
-FULL = {"mrps": 512, "steps": 300, "polish": 150}
+FULL = st.FULL
 
 
 def add_arguments(p):
