@@ -41,6 +41,7 @@ COMMANDS = {
     "sweep": ("numerics.commands.sweep", "run a grid of one command (seeds, distributions, sizes) on Dask, resumable"),
     "families": ("numerics.commands.families", "write an MDP batch file; compare richness across MDP families (Boyan, Darkroom, yours)"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
+    "softmax-bound": ("numerics.commands.softmax_bound", "Theorem 2 of Xie et al. (2026): Assumption 5.1's margin, error vs depth and context beside the bound"),
 }
 
 
