@@ -43,10 +43,6 @@ DEFAULT = {"mrps": 50, "contexts": [25, 50, 100, 200]}
 FULL = {"mrps": 200, "contexts": [25, 50, 100, 200, 400, 800]}
 DEFAULT_FAMILIES = ["onehot", "boyan-orth", "dense", "aliased"]
 
-#: float64 multiply-adds per CPU second of this command's batched torch
-#: loop (the block's layers at n = 200, 50 MRPs, one thread: measured).
-THROUGHPUT_KIND = "batched"
-
 
 def add_arguments(p):
     p.add_argument("--family", nargs="+", choices=list(sb.FAMILIES), default=None, metavar="FAMILY",
@@ -122,12 +118,18 @@ def margin_only(args) -> int:
         emit(lines, result, args.json)
         return 0
     gamma = _gamma(args.gamma)
+    families = list(dict.fromkeys(args.family or DEFAULT_FAMILIES))
+    mrps = args.mrps or DEFAULT["mrps"]
+    budget.guard_time(budget.Work().add("margins (families x mrps x states^2 x (d + states))",
+                                        4.0 * len(families) * mrps * args.states ** 2 * (args.features_dim + args.states)),
+                      budget.max_time(args.max_time), f"margins of {len(families)} families x {mrps} MRPs",
+                      "use fewer --mrps or smaller --states/--features-dim")
     out, lines = {}, []
-    for name in args.family or DEFAULT_FAMILIES:
+    for name in families:
         fam = sb.family(name)
         tau = fam.tau if args.tau is None else args.tau
         gen = torch.Generator().manual_seed(args.seed)
-        mdp, F = sb.sample_family(fam, args.mrps or DEFAULT["mrps"], args.states, args.features_dim, tau, gamma, gen)
+        mdp, F = sb.sample_family(fam, mrps, args.states, args.features_dim, tau, gamma, gen)
         s = sb.margin_summary(sb.margin(mdp, F))
         out[name] = s
         lines.append(f"{name} (tau {tau:g}): {s['fraction_holds']:.1%} of {s['mrps']} MRPs meet Assumption 5.1; "
