@@ -72,6 +72,8 @@ def add_arguments(p):
     p.add_argument("--out", type=Folder(), default=os.path.join("reports", "softmax-bound"),
                    help="report folder (reports/softmax-bound)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result as the last line")
+    p.add_argument("--config", type=Path(), metavar="FILE.toml", default=None,
+                   help="read options from a TOML file (keys: the long option names; flags override)")
     add_max_time(p)
 
 
