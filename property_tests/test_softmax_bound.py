@@ -265,3 +265,22 @@ def test_cli_small_run_writes_the_report(tmp_path, capsys):
     assert names == ["theorem2.json", "theorem2.md", "theorem2.png"]
     md = (tmp_path / "theorem2.md").read_text()
     assert "Geometric part, rate 1 - C" in md and "bound not tested" not in md
+
+
+def test_window_limit_with_a_query_only_state_and_without_a_limit():
+    """A state seen only as the query makes the window's map singular (rank at most the number of distinct
+    source states): no unique fixed point, yet the iteration from 0 converges, to what the block reaches.
+    Faults: gamma = 1.2 makes the map expand (no limit, flagged NaN)."""
+    F = math.sqrt(6.0) * torch.eye(3, dtype=DTYPE).expand(3, 3, 3)
+    states = torch.tensor([[0, 1, 0, 0, 1, 0, 2], [0, 1, 1, 0, 0, 0, 2], [0, 1, 2, 0, 1, 2, 0]])
+    r = torch.tensor([[0.3, -0.2, 0.5, 0.1, -0.4, 0.7]] * 3, dtype=DTYPE)
+    g = torch.full((3,), 0.5, dtype=DTYPE)
+    fp = sb.window_fixed_point(F, states, r, g)
+    assert fp["limit"].all()
+    assert (fp["radius"][:2] - 1).abs().max() < 1e-12 and fp["radius"][2] < 1
+    X = F[torch.arange(3)[:, None], states]
+    V = sb.block_values(X, r, g, 2000)
+    b = torch.arange(3)[:, None]
+    assert (V[:, -1] - fp["v_inf"][b, states]).abs().max() < 1e-9
+    bad = sb.window_fixed_point(F, states, r, torch.full((3,), 1.2, dtype=DTYPE))
+    assert not bad["limit"].any() and torch.isnan(bad["v_inf"]).all()

@@ -49,8 +49,12 @@ RATE_FLOOR_RTOL = 1e-10
 #: from the margin: entries are O(1) sums of ``S`` terms, so rounding is ~1e-15; a wrong kernel or discount is O(1e-3+).
 OPERATOR_ATOL = 1e-10
 
-#: Condition number above which a window's affine map is taken as singular (its fixed point not unique).
-SINGULAR_COND = 1e10
+#: A window's limit: its affine map applied 2^DOUBLINGS (about 10^6) times by repeated squaring; it has one when
+#: the last doubling moved it by at most LIMIT_RTOL (relative).  A map with an eigenvalue 1 (a state seen only as
+#: the query) drifts by rounding linearly in the number of layers, ~3e-11 at 2^20 (measured), hence not more
+#: doublings; eigenvalues below 1 - 1e-4 are converged to e^-100.
+DOUBLINGS = 20
+LIMIT_RTOL = 1e-8
 
 #: Slack of "error <= bound" comparisons: rounding of the block's forward pass (``L`` layers of sums over
 #: ``n + 1`` columns of numbers the size of ``||v_pi||``) is far below it.
@@ -277,8 +281,10 @@ def window_fixed_point(features: torch.Tensor, states: torch.Tensor, r: torch.Te
     applies the same affine map, the paper's frozen empirical operator):
     ``v <- v + K (r + (gamma N' - N) v)`` with ``K[s, i]`` the softmax over
     the context ``i = 0..n-1`` of ``g(s, s_i)`` and ``N``, ``N'`` the
-    indicators of ``s_i`` and ``s_{i+1}``.  Returns its fixed point
-    ``v_inf`` (``B x S``; 0 on states not in the window), the empirical
+    indicators of ``s_i`` and ``s_{i+1}``.  Returns its limit
+    ``v_inf``, the limit of the iteration from ``v_0 = 0`` (``B x S``; 0 on
+    states not in the window; NaN where it has none: ``limit``; ``radius``
+    the spectral radius of the map on the window's states), the empirical
     ``M_n = K N`` diagonal margin ``C_n = min_s M_n(s, s) - (1+gamma)/2``
     over the window's states, the inf-norm of ``I - M_n + gamma P_n`` on
     them, and which states are in the window."""
@@ -297,16 +303,28 @@ def window_fixed_point(features: torch.Tensor, states: torch.Tensor, r: torch.Te
     bvec = (K @ r.unsqueeze(-1)).squeeze(-1)
     eye = torch.eye(S, dtype=DTYPE).expand(B, S, S)
     keep = (seen[:, :, None] & seen[:, None, :]).to(DTYPE)
-    A = Gmap * keep - eye * (~seen).to(DTYPE)[:, :, None]         # unseen states: v = 0, decoupled
-    v, info = torch.linalg.solve_ex(A, -(bvec * seen.to(DTYPE)).unsqueeze(-1))
-    v = v.squeeze(-1)
-    # no unique fixed point (e.g. two states with one feature vector): NaN, not a rounding-sized pivot's answer
-    v[(info != 0) | ~(torch.linalg.cond(A) < SINGULAR_COND)] = float("nan")
+    # The limit from v_0 = 0 of v <- (I + G) v + b on the window's states, by repeated squaring of the augmented
+    # map [[I + G, b], [0, 1]] (2^DOUBLINGS layers).  A solve of G v = -b would not do: G has rank at most the
+    # number of distinct source states, so a state seen only as the query makes it singular while the
+    # iteration from 0 still converges.  No limit (NaN): not finite, or still moving at the last doubling.
+    Aug = torch.zeros(B, S + 1, S + 1, dtype=DTYPE)
+    Aug[:, :S, :S] = (eye + Gmap) * keep
+    Aug[:, :S, S] = bvec * seen.to(DTYPE)
+    Aug[:, S, S] = 1.0
+    prev = None
+    for _ in range(DOUBLINGS):
+        prev, Aug = Aug[:, :S, S], Aug @ Aug
+    v = Aug[:, :S, S].clone()
+    moved = (v - prev).abs().amax(-1)
+    limit = torch.isfinite(v).all(-1) & (moved <= LIMIT_RTOL * (1 + v.abs().amax(-1)))
+    v[~limit] = float("nan")
+    radius = torch.linalg.eigvals((eye + Gmap) * keep).abs().amax(-1)
     big = torch.finfo(DTYPE).max
     diag = torch.where(seen, Mn.diagonal(dim1=-2, dim2=-1), torch.full_like(bvec, big))
     It = eye - Mn + gm * Pn
     rows = torch.where(seen, (It.abs() * keep).sum(-1), torch.zeros_like(bvec))
-    return {"v_inf": v, "C_n": diag.min(-1).values - (1 + gamma) / 2, "rho_n": rows.max(-1).values, "seen": seen}
+    return {"v_inf": v, "C_n": diag.min(-1).values - (1 + gamma) / 2, "rho_n": rows.max(-1).values, "seen": seen,
+            "radius": radius, "limit": limit}
 
 
 def block_values(X: torch.Tensor, r: torch.Tensor, gamma: torch.Tensor, layers: int, alpha: float = 1.0,
@@ -355,7 +373,7 @@ def measure(mdp: MDP, features: torch.Tensor, contexts, layers: int, gen: torch.
         floor = (vinf - want).abs().amax(-1)
         covered = torch.nn.functional.one_hot(S[:, :-1], mdp.states).sum(1).gt(0).all(-1)
         out.append({"n": n, "err": err, "dist": dist, "floor": floor, "e0": err[:, 0], "C_n": fp["C_n"],
-                    "rho_n": fp["rho_n"], "covered": covered})
+                    "rho_n": fp["rho_n"], "covered": covered, "limit": fp["limit"], "radius": fp["radius"]})
         if progress is not None:
             progress(1)
     return {"cells": out, "v_pi_inf": vpi.abs().amax(-1)}
@@ -456,6 +474,7 @@ def _group(cells: list, pick: torch.Tensor, gen: torch.Generator) -> dict:
                                **(quantiles(c["floor"][pick][fin], (0.5, 0.95)) if fin.any() else {})},
                      "diverged": int((~torch.isfinite(last) | (last > 1e6 * (1 + c["e0"][pick]))).sum()),
                      "coverage": _frac(c["covered"][pick]),
+                     "no_limit": int((~c["limit"][pick]).sum()),
                      "C_n": quantiles(c["C_n"][pick], (0.05, 0.5)),
                      "fraction_C_n_positive": _frac(c["C_n"][pick] > 0),
                      "rho_n": quantiles(c["rho_n"][pick], (0.5, 0.95, 1.0))})
@@ -483,10 +502,11 @@ def summarise(meas: dict, marg: dict, gen: torch.Generator, delta: float = DELTA
     that meet the assumption (``holding``, the theorem's premise), where the
     bound is tested.  The holding MRPs are split in two halves by index: the
     floor quantile ``floor_n`` and ``C'`` are fitted on the first
-    (calibration) and the bound with them is tested on the second.
+    (calibration; over the windows whose iteration has a limit) and the bound with them is tested on the second.
 
     Violation counts (``L >= 1``):
-    ``geometric``: ``err_L - floor > (1-C)^L e0`` with the window's own floor;
+    ``geometric``: ``err_L - floor > (1-C)^L e0`` with the window's own floor
+    (where its iteration has no limit: the error at the largest ``L``);
     ``geometric_1m2C``: the same with the derived rate ``1 - 2C``;
     ``floor_n``: ``err_L > (1-C)^L e0 + floor_n`` (held-out half);
     ``cprime``: ``err_L > (1-C)^L e0 + C' sqrt(log(C'/delta)/n)`` (held-out half)."""
@@ -503,14 +523,16 @@ def summarise(meas: dict, marg: dict, gen: torch.Generator, delta: float = DELTA
     ns = np.array([c["n"] for c in cells], float)
     q_cal = []
     for c, row in zip(cells, out["holding"]["cells"]):
-        e, e0, Ch, fl = c["err"][idx], c["e0"][idx], C[idx], c["floor"][idx]
+        e, e0, Ch = c["err"][idx], c["e0"][idx], C[idx]
+        fl = torch.where(torch.isfinite(c["floor"][idx]), c["floor"][idx], e[:, -1])   # no limit: the error at L max
         k = torch.arange(e.shape[1], dtype=DTYPE)
         geo = (1 - Ch).clamp(min=0)[:, None] ** k[None, :] * e0[:, None]
         gm, glo, ghi = bootstrap_mean(geo, gen)
         row["geometric"] = {"mean": gm, "lo": glo, "hi": ghi}
         gv = bound_violations(e, e0, Ch, fl)[:, 1:]
         gv2 = bound_violations(e, e0, Ch, fl, "1-2C")[:, 1:]
-        q = torch.quantile(c["floor"][cal], 1 - delta).item()
+        fc = c["floor"][cal]
+        q = torch.quantile(fc[torch.isfinite(fc)], 1 - delta).item() if torch.isfinite(fc).any() else float("nan")
         q_cal.append(q)
         fv = bound_violations(c["err"][test], c["e0"][test], C[test], q)[:, 1:]
         rate = measured_rate(c["dist"][idx])
