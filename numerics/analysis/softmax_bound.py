@@ -519,6 +519,7 @@ def summarise(meas: dict, marg: dict, gen: torch.Generator, delta: float = DELTA
         out["note"] = "fewer than 4 MRPs meet Assumption 5.1: the bound is not tested"
         return out
     out["holding"] = _group(cells, idx, gen)
+    out["holding"]["C"] = quantiles(C[idx], (0.05, 0.5, 0.95))
     cal, test = idx[: idx.numel() // 2], idx[idx.numel() // 2:]
     ns = np.array([c["n"] for c in cells], float)
     q_cal = []
