@@ -50,6 +50,7 @@ NOT_SIZES = {
     "--log-every": "a logging period",
     "--lr-every": "a learning-rate decay period",
     "--batch-mdps": "MDPs per Adam step, capped at --mdps: the work is --mdps x --frames either way",
+    "--rate-mrps": "softmax-bound: a cap, at most --mrps MRPs enter the population-rate loop",
     "--max-steps": "a cap; the flow's fixed schedule has at most numerics.analysis.flow.schedule_length_bound steps",
     "--benchmark-timeout": "families --benchmark: seconds each family may run before it is stopped (a limit, not work)",
 }
@@ -86,7 +87,7 @@ def cases(tmp: str, model: str) -> dict[str, list[str]]:
             if opt in NOT_SIZES:
                 continue
             argv = [command]
-            if opt in WANG and command != "softmax-train":      # softmax-train's own --layers / --features-dim
+            if opt in WANG and command not in ("softmax-train", "softmax-bound"):   # their own --layers / --features-dim
                 argv += ["--algorithm", "td-preconditioned"]
             argv += COMPANIONS.get(opt, [])
             if command == "families":

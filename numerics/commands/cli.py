@@ -42,6 +42,7 @@ COMMANDS = {
     "families": ("numerics.commands.families", "write an MDP batch file; compare richness across MDP families (Boyan, Darkroom, yours)"),
     "softmax-train": ("numerics.commands.softmax_train", "Theorem 3 of Xie et al. (2026): is the softmax construction a global minimiser? (readings, Hessian, training)"),
     "claims": ("numerics.commands.claims", "claim-by-claim verdict on the paper with evidence (the main job)"),
+    "softmax-bound": ("numerics.commands.softmax_bound", "Theorem 2 of Xie et al. (2026): Assumption 5.1's margin, error vs depth and context beside the bound"),
 }
 
 
