@@ -73,3 +73,23 @@ def test_reading_rule_never_says_plain_holds():
     assert decide(_one("check-xie-special-cases", True))[0] == QUALIFIED
     assert decide(_one("check-xie-special-cases", False))[0] == FAILS
     assert decide(_one("check-xie-special-cases", None))[0] == NOT_CHECKED
+
+
+def test_theorem_2_check_passes_small_and_fails_on_a_planted_geometric_violation(monkeypatch):
+    monkeypatch.setattr(xie2026.SB, "DEFAULT", {"mrps": 12, "contexts": [25, 50]})
+    monkeypatch.setattr(xie2026, "_BOUND", {})
+    s = Settings()
+    ev = xie2026.theorem_2.run(s)
+    rows = {r["family"]: r for r in ev.data["families"]}
+    assert ev.passed is True and all(rows[f]["tested"] for f in xie2026.BOUND_FAMILIES)
+    # plant: one window of a premise family above its geometric term
+    cell = xie2026._BOUND[s][0]["summary"]["holding"]["cells"][-1]
+    cell["violations"]["geometric"]["pairs"] = 1
+    ev = xie2026.theorem_2.run(s)
+    assert ev.passed is False
+    verdict, why = next(c for c in xie2026.CLAIMS if c.id == "xie-theorem-2").decide({"bound-xie-theorem-2": ev})
+    assert verdict == FAILS and "geometric" in why
+    # plant: a premise family whose draws do not meet the assumption is not a test of the bound
+    cell["violations"]["geometric"]["pairs"] = 0
+    xie2026._BOUND[s][0]["margin"]["fraction_holds"] = 0.5
+    assert xie2026.theorem_2.run(s).passed is False

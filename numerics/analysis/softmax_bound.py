@@ -36,6 +36,11 @@ from numerics.core.mrp import boyan_chains, random_mrps, stationary_distribution
 from numerics.core.tolerances import DTYPE, eps
 from theory.errors import InputError
 
+#: The default and --full sizes of `icrl-verify softmax-bound` (and of `claims --quick` / `--full`).
+DEFAULT = {"mrps": 50, "contexts": [25, 50, 100, 200]}
+FULL = {"mrps": 200, "contexts": [25, 50, 100, 200, 400, 800]}
+DEFAULT_FAMILIES = ["onehot", "boyan-orth", "dense", "aliased"]
+
 #: The failure probability of the bound's floor term when a ``C'`` is fitted.
 DELTA = 0.05
 

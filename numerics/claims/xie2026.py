@@ -17,6 +17,7 @@ from dataclasses import replace
 import torch
 
 from numerics.analysis import check_softmax as CS
+from numerics.analysis import softmax_bound as SB
 from numerics.analysis import softmax_train as ST
 from numerics.claims.evidence import FAILS, HOLDS, NOT_CHECKED, QUALIFIED, Claim, Evidence, Experiment, Settings, check, register
 from numerics.core.tolerances import WANG_CHECK_RTOL
@@ -139,6 +140,87 @@ def special_cases(s: Settings) -> Evidence:
                     "icrl-verify check --algorithm softmax-td-shift --case linear", data={"tabular": tab, "linear": lin})
 
 
+# =========================================================================== Theorem 2
+#: Families whose MRPs must meet Assumption 5.1 for the bound to be tested (issue 21: at least two), and the share
+#: of a family's draws that must meet it.
+BOUND_FAMILIES = ("onehot", "boyan-orth")
+BOUND_HOLDING_SHARE = 0.9
+BOUND_GAMMA = 0.5
+
+
+def _bound_fresh(s: Settings) -> list:
+    size = s.pick(SB.DEFAULT, SB.FULL)
+    out = []
+    for i, name in enumerate(SB.DEFAULT_FAMILIES):          # the command's families and seeds (seed + 1000 i)
+        fam = SB.family(name)
+        r = SB.experiment(fam, mrps=size["mrps"], states=5, dim=10, tau=fam.tau, gamma=BOUND_GAMMA,
+                          contexts=size["contexts"], layers=40, seed=s.seed + 1000 * i)
+        out.append({k: v for k, v in r.items() if not k.startswith("_")})
+    return out
+
+
+_BOUND: dict = {}
+
+
+def _bound(s: Settings) -> list:
+    if s not in _BOUND:
+        _BOUND[s] = _bound_fresh(s)
+    return _BOUND[s]
+
+
+BOUND = Experiment("bound-xie-theorem-2", _bound_fresh, lambda s, data: _BOUND.__setitem__(s, data))
+
+
+def _family_row(r: dict) -> dict:
+    s, rt = r["summary"], r["rate"]
+    row = {"family": r["family"], "meets_5_1": r["margin"]["fraction_holds"], "C_median": r["margin"]["C"]["q50"],
+           "rate_check_ok": bool(rt["ok"])}
+    if "holding" in s:
+        cells = s["holding"]["cells"]
+        last = cells[-1]
+        row.update(tested=True, n_max=last["n"], error_at_L=last["err_at_L"],
+                   geometric_violations=sum(c["violations"]["geometric"]["pairs"] for c in cells),
+                   geometric_pairs=sum(c["violations"]["geometric"]["of"] for c in cells),
+                   floor_slope=s["holding"].get("floor_fit", {}).get("slope"),
+                   floor_slope_ci=[s["holding"].get("floor_fit", {}).get("slope_lo"),
+                                   s["holding"].get("floor_fit", {}).get("slope_hi")],
+                   measured_rate_median=last["measured_rate"].get("q50"), cprime=s["cprime"]["value"],
+                   cprime_window_rate=s["bound_fails"]["cprime_rate"])
+    else:
+        row["tested"] = False
+    return row
+
+
+@check("bound-xie-theorem-2", "experiment", (BOUND,))
+def theorem_2(s: Settings) -> Evidence:
+    rows = [_family_row(r) for r in _bound(s)]
+    premise = [r for r in rows if r["family"] in BOUND_FAMILIES]
+    ok = (all(r["rate_check_ok"] for r in rows)
+          and all(r["tested"] and r["meets_5_1"] >= BOUND_HOLDING_SHARE and r["geometric_violations"] == 0
+                  for r in premise))
+    parts = []
+    for r in rows:
+        txt = (f"{r['family']}: {r['meets_5_1']:.0%} meet 5.1 (C median {r['C_median']:.3g}), population contraction "
+               f"within 1 - 2C: {'yes' if r['rate_check_ok'] else 'NO'}")
+        if r["tested"]:
+            e = r["error_at_L"]
+            slope = ("n/a" if r["floor_slope"] is None else
+                     f"{r['floor_slope']:.2f} [{r['floor_slope_ci'][0]:.2f}, {r['floor_slope_ci'][1]:.2f}]")
+            txt += (f"; error at L = 40, n = {r['n_max']}: {e['mean']:.3g} [{e['lo']:.3g}, {e['hi']:.3g}]; geometric "
+                    f"part violated {r['geometric_violations']}/{r['geometric_pairs']}; measured rate (median) "
+                    f"{r['measured_rate_median']:.3g}; floor slope in log n {slope}; fitted C' {r['cprime']:.3g}, "
+                    f"held-out windows over the bound {r['cprime_window_rate']:.1%} (delta {SB.DELTA:g})")
+        parts.append(txt)
+    size = s.pick(SB.DEFAULT, SB.FULL)
+    summ = (f"5 states, gamma {BOUND_GAMMA}, alpha 1, {size['mrps']} MRPs per family, n in {size['contexts']}, L = 0..40, "
+            f"95% percentile-bootstrap intervals; M_pi read as the large-n kernel mu(s') e^g(s,s') / sum_m mu(m) "
+            f"e^g(s,m): " + "; ".join(parts))
+    mode = " --full" if s.mode == "full" else ""
+    return Evidence("", "", bool(ok), summ, command=f"icrl-verify softmax-bound --seed {s.seed}{mode}",
+                    data={"families": rows})
+
+
+
 # =========================================================================== Theorem 3
 _TRAINED: dict = {}
 
@@ -206,6 +288,21 @@ def _decide_reading(what):
     return rule
 
 
+def _decide_theorem_2(ev):
+    e = ev[theorem_2.name]
+    if e.passed is None:
+        return NOT_CHECKED, f"not run: {theorem_2.name}"
+    rows = {r["family"]: r for r in e.data["families"]}
+    if not e.passed:
+        return FAILS, "the geometric part or the population contraction fails on an MRP meeting Assumption 5.1: " + e.summary
+    fams = ", ".join(BOUND_FAMILIES)
+    slopes = ", ".join(f"{f} {rows[f]['floor_slope']:.2f}" for f in BOUND_FAMILIES if rows[f].get("floor_slope") is not None)
+    return QUALIFIED, (f"on {fams} (MRPs meeting Assumption 5.1) the error never exceeds the geometric term above its "
+                       f"floor and the population iteration contracts within 1 - 2C <= 1 - C; the floor falls with n "
+                       f"(slope in log n: {slopes}; n^-1/2 is -0.5); qualified: M_pi is our reading of eq. 22, and C' "
+                       f"is fitted (the paper gives no value), so the full bound is tested only with a fitted C'")
+
+
 def _decide_theorem_3(ev):
     e = ev[theorem_3.name]
     if e.passed is None:
@@ -241,6 +338,11 @@ CLAIMS: list[Claim] = [
            "(read: one-hot features sqrt(tau) e_s give tabular TD as tau grows; features eps psi give linear TD with "
            "features [1; eps psi] up to O(eps^4) as eps -> 0).", (special_cases,),
            _decide_reading("one-hot features scaled by sqrt(tau); small features eps psi")),
+    _claim("xie-theorem-2", "Depth gives geometric convergence up to a floor in context length",
+           "Xie et al. 2026, Assumption 5.1 and Theorem 2 (eq. 23)",
+           "If some C in (0, (1-gamma)/2) has min_s M_pi(s,s) >= (1+gamma)/2 + C, then ||v_L - v_pi||_inf <= (1-C)^L "
+           "||v_0 - v_pi||_inf + C' sqrt(log(C'/delta)/n) with probability 1 - delta.", (theorem_2,),
+           _decide_theorem_2),
     _claim("xie-theorem-3", "The construction globally minimises the pretraining loss",
            "Xie et al. 2026, Theorem 3 (eqs. 26-27, App. F.2)",
            "The constructed (V, A) is a global minimiser of the pretraining (NEU) loss J_{L,n} on the class the "

@@ -39,9 +39,7 @@ from numerics.io.options import SEED, Folder, Name, Path
 from numerics.render import softmax_bound as render
 from theory.errors import InputError
 
-DEFAULT = {"mrps": 50, "contexts": [25, 50, 100, 200]}
-FULL = {"mrps": 200, "contexts": [25, 50, 100, 200, 400, 800]}
-DEFAULT_FAMILIES = ["onehot", "boyan-orth", "dense", "aliased"]
+DEFAULT, FULL, DEFAULT_FAMILIES = sb.DEFAULT, sb.FULL, sb.DEFAULT_FAMILIES
 
 
 def add_arguments(p):
