@@ -148,6 +148,9 @@ def _no_partial_files(folder):
     ("flow", ["flow", "--max-steps", "100000", "--trials", "2"]),
     ("control", ["control", "--states", "3", "--actions", "2", "--mdps", "5", "--seeds", "2",
                  "--rounds", "1000000"]),
+    ("softmax-bound", ["softmax-bound", "--family", "onehot", "--mrps", "400", "--contexts", "400", "800", "1600",
+                       "--max-time", "1d"]),
+    ("softmax-train", ["softmax-train", "--steps", "100000", "--max-time", "1d"]),
 ])
 def test_sigint_mid_run_leaves_no_report(name, argv, tmp_path):
     out = tmp_path / "out"

@@ -49,7 +49,8 @@ COMMANDS = {
 #: Commands that stop cleanly on SIGINT / SIGTERM (a flag checked at step
 #: boundaries, ``numerics.core.runtime``): exit 130 / 143, one line on
 #: stderr, no partly written file; ``train`` checkpoints first.
-INTERRUPTIBLE = ("train", "flow", "control", "richness", "claims", "ablation", "protocols", "families", "sweep")
+INTERRUPTIBLE = ("train", "flow", "control", "richness", "claims", "ablation", "protocols", "families", "sweep",
+                 "softmax-bound", "softmax-train")
 
 
 def add_max_memory(p):
