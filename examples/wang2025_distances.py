@@ -27,8 +27,9 @@ def _row(m: int, x: dict) -> str:
     iv = lambda k, src=x: (f"{src[k]['mean']:.3f} [{src[k]['ci95'][0]:.3f}, {src[k]['ci95'][1]:.3f}]"
                            if src[k]["ci95"] else "-")
     conv = x["split"]["converged"]
+    per = ", ".join(f"{d:.2f}" for d in conv["weight_distance"]["per_seed"])
     return (f"| {m} | {iv('weight_distance')} | {iv('function_distance')} | {len(conv['seeds'])} "
-            f"({', '.join(f'{d:.2f}' for d in conv['weight_distance']['per_seed'])}) | {x['seed_average']['distance']:.3f} "
+            f"({per}) | {x['seed_average']['distance']:.3f} "
             f"| {iv('diagonal_share', conv)} | {iv('zeroing_change_percent', conv)} |")
 
 
