@@ -69,3 +69,31 @@ def test_claims_cli_renders_both_papers(tmp_path, capsys):
     assert "## Liang & Lai (2026)" in text and "## Wang, Blaser, Daneshmand, Zhang (ICLR 2025)" in text
     assert "reproduce: `icrl-verify prove --stacked --algorithm q-learning`" in text
     capsys.readouterr()
+
+
+def test_training_claim_reports_every_distance_and_says_which_one_the_threshold_reads():
+    """With the distances of numerics.analysis.distances in the evidence, the
+    reasoning names the function-space distance, the split, the seed average
+    and the gamma phi' diagonals, and says the threshold reads the weight
+    distance; the verdict is still the weight distance's."""
+    import torch
+
+    from numerics.analysis import train as T
+    from numerics.analysis.distances import learned_distances
+
+    cfg = T.LayersTrainConfig(seeds=3, eval_mrps=4, steps=8, n=10)
+    gen = torch.Generator().manual_seed(0)
+    P = torch.randn(3, cfg.D, cfg.D, generator=gen, dtype=torch.float64)
+    V = torch.randn(3, cfg.D, cfg.D, generator=gen, dtype=torch.float64)
+    dist = learned_distances(cfg, P, V, torch.ones(3, dtype=torch.float64), T.heldout_draws(cfg))
+    json.dumps(dist)
+    decide = next(c for c in wang2025.CLAIMS if c.id == "wang-learned").decide
+    ev = _train_evidence(False, {"a": True})
+    ev["train-wang2025"].data["distances"] = dist
+    verdict, why = decide(ev)
+    assert verdict == QUALIFIED
+    for phrase in ("threshold applies to the weight distance", "function-space distance", "seeds converged",
+                   "seed-averaged weights", "gamma phi' diagonals"):
+        assert phrase in why, phrase
+    text = wang2025.distances_summary(dist)
+    assert "the threshold applies to the weight distance" in text and "function-space distance" in text

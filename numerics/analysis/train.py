@@ -712,17 +712,27 @@ def _summaries(per_seed: dict) -> dict:
 
 # ---- training ----------------------------------------------------------------------------------
 
-def train_layers(cfg: LayersTrainConfig, progress=None, threads: int | None = 1) -> dict:
+def train_layers(cfg: LayersTrainConfig, progress=None, threads: int | None = 1, snapshots=()) -> dict:
     """Train ``cfg.seeds`` seeds side by side; returns the weights, the fitted
-    step sizes, the curves and the final measures (per seed and 95% intervals)."""
+    step sizes, the curves and the final measures (per seed and 95% intervals).
+    ``snapshots``: MRP counts at which to keep a copy of ``P``, ``V`` and
+    ``alpha`` (returned under ``"snapshots"``, by count; the run itself is
+    unchanged, and the data are drawn ``LAYERS_CHUNK`` MRPs at a time, so a
+    snapshot at a multiple ``m`` of it is the run of ``mrps = m``)."""
     with torch_threads(threads):
-        return _train_layers(cfg, progress)
+        return _train_layers(cfg, progress, tuple(snapshots))
 
 
 def _heldout(cfg, stream: int, count: int, traj_len: int):
     gens = [torch.Generator().manual_seed(_seed_of(cfg, s, stream)) for s in range(cfg.seeds)]
     F, r, T, mu, states = draw_chunk(cfg, gens, count, traj_len, 1)
     return F, r, T, mu, states[:, :, 0]
+
+
+def heldout_draws(cfg: LayersTrainConfig):
+    """The held-out chains of the final measures (``cfg.eval_mrps`` per seed,
+    one trajectory each; the same draws for the same config)."""
+    return _heldout(cfg, 1, cfg.eval_mrps, cfg.n + 2 + cfg.steps)
 
 
 def _measure(cfg, P, V, alpha, held) -> dict:
@@ -755,7 +765,7 @@ def heldout_loss(cfg, P, V, alpha, held) -> dict:
     return {k: mstde(cfg, v, rq).numpy() for k, v in (("transformer", v_tf), ("batch_td", v_td), ("zero", zero))}
 
 
-def _train_layers(cfg: LayersTrainConfig, progress) -> dict:
+def _train_layers(cfg: LayersTrainConfig, progress, snapshots=()) -> dict:
     t0 = time.perf_counter()
     gens = [torch.Generator().manual_seed(_seed_of(cfg, s, 0)) for s in range(cfg.seeds)]
     P0, V0 = init_weights(cfg, [torch.Generator().manual_seed(_seed_of(cfg, s, 2)) for s in range(cfg.seeds)])
@@ -766,6 +776,7 @@ def _train_layers(cfg: LayersTrainConfig, progress) -> dict:
     traj_len = cfg.n + 2 + cfg.steps
     curve_held = _heldout(cfg, 3, cfg.curve_mrps, traj_len)
     curve, losses = [], []
+    snaps = {}
     done = 0
     while done < cfg.mrps:
         K = min(LAYERS_CHUNK, cfg.mrps - done)
@@ -786,6 +797,8 @@ def _train_layers(cfg: LayersTrainConfig, progress) -> dict:
                 opt_td.step()
                 losses.append(loss.detach().numpy())
             done += 1
+            if done in snapshots:
+                snaps[done] = dict(P=P.detach().clone(), V=V.detach().clone(), alpha=alpha.detach().clone())
             if done % cfg.log_every == 0 or done == cfg.mrps:
                 m_ = _measure(cfg, P.detach(), V.detach(), alpha.detach(), curve_held)
                 curve.append(dict(mrps=done, **{k: v.tolist() for k, v in m_.items()},
@@ -793,13 +806,14 @@ def _train_layers(cfg: LayersTrainConfig, progress) -> dict:
             if progress is not None:
                 progress(1)
     seconds = time.perf_counter() - t0
-    held = _heldout(cfg, 1, cfg.eval_mrps, traj_len)
+    held = heldout_draws(cfg)
     final = _measure(cfg, P.detach(), V.detach(), alpha.detach(), held)
     final.update({f"heldout_loss_{k}": v for k, v in heldout_loss(cfg, P.detach(), V.detach(), alpha.detach(),
                                                                    held).items()})
     summary = _summaries(final)
     upper = summary["distance"]["ci95"][1]
-    return dict(config=cfg.as_dict(), P=P.detach(), V=V.detach(), alpha=alpha.detach(), curve=curve,
+    extra = {"snapshots": snaps} if snapshots else {}
+    return dict(config=cfg.as_dict(), P=P.detach(), V=V.detach(), alpha=alpha.detach(), curve=curve, **extra,
                 final=summary, pattern=their_pattern(summary), recovered=bool(upper < WANG_RECOVERY_RTOL),
                 recovery_threshold=WANG_RECOVERY_RTOL,
                 distance_upper95=float(upper), seconds=seconds, adam_steps=cfg.adam_steps,
