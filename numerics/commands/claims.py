@@ -1,6 +1,7 @@
 """icrl-verify claims: a claim-by-claim verdict on Liang & Lai (2026) and on
-its referee's objections, and on Wang et al. (ICLR 2025), with the evidence
-and a command that reproduces each piece of it.
+its referee's objections, on Wang et al. (ICLR 2025) and on Xie et al. (2026,
+softmax attention), with the evidence and a command that reproduces each
+piece of it.
 
 Every claim names the checks that decide it (symbolic, numeric, property,
 experiment) and a rule from evidence to verdict: holds, holds with
