@@ -88,6 +88,8 @@ TINY = {
     "claims": ["--only", "lemma-c1", "--workers", "1"],
     "softmax-train": ["--mrps", "4", "--layers", "1", "--context", "2", "--features-dim", "2", "--states", "2",
                       "--inits", "1", "--steps", "1", "--polish", "0", "--out", "out"],
+    "softmax-bound": ["--family", "onehot", "--mrps", "4", "--layers", "2", "--contexts", "5", "--states", "2",
+                      "--features-dim", "2", "--rate-mrps", "2", "--out", "out"],
     # A valid sweep starts a Dask cluster (seconds per case): the fuzzer feeds
     # it a broken sweep file, so its flags and values are fuzzed while every
     # case ends at validation; valid sweeps run in test_sweep.py.

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from numerics import reference_softmax as REF
+from numerics.analysis.check import LayerCheckResult
 from numerics.core.block import forward_layers, layer
 from numerics.core.constructions import softmax_weights
 from numerics.core.mrp import Windows, sample_mrps, sample_trajectories, uniform_features
@@ -130,28 +131,13 @@ def untied_alphas(layers: int, alpha: float, gen: torch.Generator) -> list[float
 
 
 @dataclass
-class SoftmaxCheckResult:
-    algorithm: str
-    prompts: int
-    layers: int
-    tied: bool
-    mask: str
-    form: str
-    max_rel_error: float
-    errors: dict
-    tolerance: float
-    holds: bool
-    counterexample: dict | None
-    verdict: str = HOLDS
-    worst_error_over_bound: float = 0.0
-    undecidable: int = 0
-    undecidable_example: dict | None = None
-    divergence: dict | None = None
+class SoftmaxCheckResult(LayerCheckResult):
+    """:class:`numerics.analysis.check.LayerCheckResult` with the block's form,
+    each layer's step and the tolerance rule."""
+
+    form: str = ""
     alphas: list | None = None
     rule: str = RULE
-
-    def as_dict(self):
-        return dict(self.__dict__)
 
 
 def block_layers(record, sw: SoftmaxWindows, layers: int, tied: bool, alphas, weights=None, mask=None):
@@ -301,9 +287,9 @@ def check_softmax(algorithm, sw: SoftmaxWindows, alphas, *, layers: int, tied: b
         if progress is not None:
             progress(1)
     verdict = verdict_of(failed=failed, undecidable=undecidable > 0, diverged=divergence is not None)
-    return SoftmaxCheckResult(record.name, B, layers, spec.tied, spec.mask, record.form or "", max(errors.values()),
-                              errors, tol_at_worst, verdict == HOLDS, cex, verdict, worst_ratio, undecidable,
-                              und_example, divergence, alphas)
+    return SoftmaxCheckResult(record.name, B, layers, spec.tied, spec.mask, max(errors.values()), errors,
+                              tol_at_worst, verdict == HOLDS, cex, verdict, worst_ratio, undecidable, und_example,
+                              divergence, form=record.form or "", alphas=alphas)
 
 
 def _shift(x: np.ndarray) -> np.ndarray:

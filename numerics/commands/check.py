@@ -217,6 +217,18 @@ def _check_config(args, record) -> dict:
     return cfg
 
 
+def _command_line(parts, cfg) -> str:
+    """The reproduce command: ``parts`` and the options every layer-by-layer
+    check shares when they differ from their defaults (mask, features, weights)."""
+    if cfg["mask"] != "context":
+        parts += ["--mask", cfg["mask"]]
+    if cfg["features"] != "dense":
+        parts += ["--features", cfg["features"]]
+    if cfg["weights"]:
+        parts += ["--weights", cfg["weights"]]
+    return shlex.join(str(x) for x in parts)
+
+
 def _check_command(cfg) -> str:
     parts = ["icrl-verify", "check", *(["--construction", cfg["construction"]] if cfg["construction"] else
                                        ["--algorithm", cfg["algorithm"]]),
@@ -226,13 +238,7 @@ def _check_command(cfg) -> str:
     parts += ["--gamma-range", *cfg["gamma_range"]] if cfg["gamma_range"] else ["--gamma", cfg["gamma"]]
     if cfg["lam"] is not None:
         parts += ["--lam", cfg["lam"]]
-    if cfg["mask"] != "context":
-        parts += ["--mask", cfg["mask"]]
-    if cfg["features"] != "dense":
-        parts += ["--features", cfg["features"]]
-    if cfg["weights"]:
-        parts += ["--weights", cfg["weights"]]
-    return shlex.join(str(x) for x in parts)
+    return _command_line(parts, cfg)
 
 
 def _softmax_config(args, record) -> dict:
@@ -268,13 +274,7 @@ def _softmax_command(cfg) -> str:
                                             ["--eps", cfg["eps"]])
     if cfg["untied"]:
         parts.append("--untied")
-    if cfg["mask"] != "context":
-        parts += ["--mask", cfg["mask"]]
-    if cfg["features"] != "dense":
-        parts += ["--features", cfg["features"]]
-    if cfg["weights"]:
-        parts += ["--weights", cfg["weights"]]
-    return shlex.join(str(x) for x in parts)
+    return _command_line(parts, cfg)
 
 
 def run_softmax_check(args, record) -> int:
