@@ -72,6 +72,7 @@ from functools import lru_cache
 import sympy as sp
 from sympy import BlockMatrix, Identity, KroneckerDelta, MatrixSymbol, Sum, ZeroMatrix
 
+from theory import algorithms
 from theory.symbolic import residual_of
 from theory.symbols import alpha as ALPHA
 from theory.symbols import d, gamma, n
@@ -663,7 +664,6 @@ def matches_construction(record) -> bool:
     """True when the record is Theorem 1's construction in one of the two
     forms: layout, recipe, teacher, mask, shift 1, heads and post map, and
     every table entry equal (exactly) to :func:`theory.algorithms.softmax_construction`."""
-    from theory import algorithms   # the registry imports nothing from here
     form = record.form
     if form not in FORMS or record.spec.mask != "context" or record.spec.shift != 1:
         return False
