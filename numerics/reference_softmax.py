@@ -116,12 +116,14 @@ def tabular_batch_td(states, rewards, gamma: float, alphas, S: int) -> np.ndarra
     return np.array(out)
 
 
-def linear_td(psi: np.ndarray, states, rewards, gamma: float, alphas) -> np.ndarray:
+def linear_td(psi: np.ndarray, states, rewards, gamma: float, alphas, direction=None) -> np.ndarray:
     """Batch linear TD(0) on a window with features ``psi`` (``S x p``):
-    ``w <- w + (alpha/n) sum_k delta_k psi(s_{k-1})``, ``delta_k = r_k + gamma
-    w.psi(s_k) - w.psi(s_{k-1})``, ``w_0 = 0``; returns the values ``v[l, s] =
-    w_l . psi(s)``, ``l = 0..L``."""
+    ``w <- w + (alpha/n) sum_k delta_k h(s_{k-1})``, ``delta_k = r_k + gamma
+    w.psi(s_k) - w.psi(s_{k-1})``, ``w_0 = 0``, the update direction ``h`` the
+    features themselves unless ``direction`` (``S x p``) is given; returns the
+    values ``v[l, s] = w_l . psi(s)``, ``l = 0..L``."""
     psi = np.asarray(psi, dtype=np.float64)
+    h = psi if direction is None else np.asarray(direction, dtype=np.float64)
     states = [int(s) for s in states]
     r = np.asarray(rewards, dtype=np.float64)
     n = len(states) - 1
@@ -131,7 +133,7 @@ def linear_td(psi: np.ndarray, states, rewards, gamma: float, alphas) -> np.ndar
         step = np.zeros_like(w)
         for k in range(1, n + 1):
             delta = r[k - 1] + gamma * float(psi[states[k]] @ w) - float(psi[states[k - 1]] @ w)
-            step += delta * psi[states[k - 1]]
+            step += delta * h[states[k - 1]]
         w = w + float(a) * step / n
         out.append(psi @ w)
     return np.array(out)

@@ -5,7 +5,6 @@ planted faults from files, and a fault planted in the reference; the special
 cases (tabular, linear) hold and are sensitive; bad weights are one line."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 
@@ -17,26 +16,16 @@ from hypothesis import strategies as st
 
 from numerics import reference_softmax as REF
 from numerics.analysis import check_softmax as CS
-from numerics.commands.cli import main
 from numerics.core import softmax as SM
 from numerics.core.block import forward_layers
 from numerics.core.constructions import softmax_weights
+from property_tests.test_theory_prove import _json, _run
 from theory import algorithms as A
 from theory import construction_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULTS = os.path.join(ROOT, "examples", "softmax-faults")
 SMALL = ["--mdps", "4", "--context", "20", "--states", "6", "--json"]
-
-
-def _run(argv, capsys):
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _json(out):
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("name, form", [("softmax-td", "two-head"), ("softmax-td-shift", "one-head")])

@@ -5,21 +5,10 @@ options that do not apply exit 2 with one line."""
 from __future__ import annotations
 
 import glob
-import json
 
 import pytest
 
-from numerics.commands.cli import main
-
-
-def _run(argv, capsys):
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _json(out):
-    return json.loads(out.strip().splitlines()[-1])
+from property_tests.test_theory_prove import _json, _run
 
 
 @pytest.mark.parametrize("name,form", [("softmax-td", "two-head"), ("softmax-td-shift", "one-head")])

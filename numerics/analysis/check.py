@@ -48,6 +48,7 @@ from numerics.core.tolerances import (
     changed,
     decidable,
     exceeds,
+    layer_ratios,
     layer_depth,
     lemma_c1_depths,
     loop_depth,
@@ -376,11 +377,7 @@ def check_against_loop(algorithm, win: Windows, Cs, *, layers: int, tied: bool, 
                                                    np.atleast_1d(values[l, b]), np.atleast_1d(tr.value[l]),
                                                    np.atleast_1d(Mv_l))):
                 err = np.abs(got - want)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rel = np.where(err == 0.0, 0.0, err / np.maximum(mag, np.abs(want)))
-                    ratio = np.where(np.abs(R) == 0.0, 0.0, np.abs(R) / bound)
-                rel = np.nan_to_num(rel, nan=np.inf)
-                ratio = np.where(exceeds(np.abs(R), bound) & ~(ratio > 1.0), np.inf, ratio)
+                rel, ratio = layer_ratios(err, R, bound, np.maximum(mag, np.abs(want)))
                 errors[key] = max(errors[key], float(rel.max()))
                 i = int(ratio.argmax())
                 if ratio[i] > worst_ratio:

@@ -56,6 +56,7 @@ from numerics.core.tolerances import (
     changed,
     decidable,
     exceeds,
+    layer_ratios,
     rounding_bound,
 )
 from numerics.core.tolerances import verdict as verdict_of
@@ -260,11 +261,7 @@ def check_softmax(algorithm, sw: SoftmaxWindows, alphas, *, layers: int, tied: b
                 rows.append(("target", tgt, Rt, bt, got_t[l], want_t[l]))
             for key, row, R, bound, got, want in rows:
                 err = np.abs(got - want)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rel = np.where(err == 0.0, 0.0, err / np.maximum(np.abs(want), size))
-                    ratio = np.where(np.abs(R) == 0.0, 0.0, np.abs(R) / bound)
-                rel = np.nan_to_num(rel, nan=np.inf)
-                ratio = np.where(exceeds(np.abs(R), bound) & ~(ratio > 1.0), np.inf, ratio)
+                rel, ratio = layer_ratios(err, R, bound, np.maximum(np.abs(want), size))
                 errors[key] = max(errors[key], float(rel.max()))
                 j = int(ratio.argmax())
                 if ratio[j] > worst_ratio:
@@ -360,8 +357,8 @@ def linear_case(record, mrps: int, states: int, d: int, n: int, layers: int, gam
             one = np.ones((states, 1))
             got = Zs[:, b, cur, :].numpy()
             sym = REF.linear_td(np.hstack([one, eps * (P - pbar)]), st, sw.r[b].numpy(), gamma, alphas)[:, st]
-            cen = _linear_td_two_maps(np.hstack([one, eps * P]), np.hstack([one, eps * (P - pbar)]), st,
-                                      sw.r[b].numpy(), gamma, alphas)[:, st]
+            cen = REF.linear_td(np.hstack([one, eps * P]), st, sw.r[b].numpy(), gamma, alphas,
+                                direction=np.hstack([one, eps * (P - pbar)]))[:, st]
             worst["symmetric"] = max(worst["symmetric"], float(np.abs(got - sym).max()))
             worst["centered"] = max(worst["centered"], float(np.abs(got - cen).max()))
         for k in errs:
@@ -379,19 +376,3 @@ def linear_case(record, mrps: int, states: int, d: int, n: int, layers: int, gam
                             "(symmetric: O(eps^2), a constant eps^2 shift)")
     return out
 
-
-def _linear_td_two_maps(value_features, direction_features, states, rewards, gamma, alphas):
-    """Batch linear TD with values ``w . f(s)`` and the update direction
-    ``h(s_{k-1})``: ``w <- w + (alpha/n) sum_k delta_k h(s_{k-1})``."""
-    f, h = np.asarray(value_features), np.asarray(direction_features)
-    n = len(states) - 1
-    w = np.zeros(f.shape[1])
-    out = [f @ w]
-    for a in alphas:
-        step = np.zeros_like(w)
-        for k in range(1, n + 1):
-            delta = rewards[k - 1] + gamma * float(f[states[k]] @ w) - float(f[states[k - 1]] @ w)
-            step += delta * h[states[k - 1]]
-        w = w + a * step / n
-        out.append(f @ w)
-    return np.array(out)

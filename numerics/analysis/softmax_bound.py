@@ -32,7 +32,7 @@ import torch
 
 from numerics.core import softmax as sm
 from numerics.core.mdp import MDP
-from numerics.core.mrp import boyan_chains, random_mrps, stationary_distribution, uniform_features
+from numerics.core.mrp import boyan_chains, mrp_values, random_mrps, stationary_distribution, uniform_features
 from numerics.core.tolerances import DTYPE, eps
 from theory.errors import InputError
 
@@ -273,14 +273,6 @@ def rate_summary(rc: dict) -> dict:
 
 
 # ======================================================== the block, measured
-def values_pi(mdp: MDP) -> torch.Tensor:
-    """``v_pi`` of every MRP: ``(I - gamma T) v = r_bar`` (``B x S``)."""
-    T = mdp.T[:, :, 0, :]
-    rbar = mdp.expected_reward()[:, :, 0]
-    eye = torch.eye(mdp.states, dtype=DTYPE)
-    return torch.linalg.solve(eye - mdp.gamma[:, None, None] * T, rbar.unsqueeze(-1)).squeeze(-1)
-
-
 def window_fixed_point(features: torch.Tensor, states: torch.Tensor, r: torch.Tensor, gamma: torch.Tensor) -> dict:
     """The window's own weighted softmax TD in state space (every layer
     applies the same affine map, the paper's frozen empirical operator):
@@ -364,7 +356,7 @@ def measure(mdp: MDP, features: torch.Tensor, contexts, layers: int, gen: torch.
     window's own fixed point), the floor ``||v_inf - v_pi||_inf``, ``e0``,
     the empirical margin ``C_n`` and contraction ``rho_n``, and whether the
     context covers every state."""
-    vpi = values_pi(mdp)
+    vpi = mrp_values(mdp)
     out = []
     for n in contexts:
         X, r, S = sm.windows(mdp, features, n, gen)

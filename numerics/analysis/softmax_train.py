@@ -40,9 +40,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from numerics.analysis import budget
+from numerics.analysis.softmax_bound import margin as margin_of
 from numerics.core import softmax as sm
 from numerics.core.mdp import MDP
-from numerics.core.mrp import random_mrps, stationary_distribution
+from numerics.core.mrp import mrp_values, random_mrps
 from numerics.core.tolerances import DTYPE
 from numerics.core.tolerances import SOFTMAX_FLAT_RTOL as FLAT_RTOL
 from numerics.core.tolerances import SOFTMAX_ROUNDING_RTOL as ROUNDING_RTOL
@@ -142,26 +143,6 @@ def draw_features(kind: str, batch: int, states: int, d: int, tau: float, gen: t
     return math.sqrt(tau) * g / g.norm(dim=-1, keepdim=True)
 
 
-def assumption_margin(mdp: MDP, features: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Assumption 5.1's margin ``min_s M_pi(s, s) - (1 + gamma) / 2`` per MRP
-    (``B``), with our reading of the population kernel (eq. (22) was not
-    read): ``M_pi(s, s') = d_pi(s') exp<phi_s, phi_s'> / sum_s'' d_pi(s'')
-    exp<phi_s, phi_s''>``; positive iff the assumption holds with some ``C``."""
-    dpi = stationary_distribution(mdp)
-    logits = features @ features.transpose(-1, -2) + torch.log(dpi)[:, None, :]
-    M = torch.softmax(logits, dim=-1)
-    return M.diagonal(dim1=-2, dim2=-1).min(-1).values - (1 + gamma) / 2
-
-
-def true_values(mdp: MDP) -> torch.Tensor:
-    """``v_pi = (I - gamma T)^{-1} rbar`` per MRP (``B x S``)."""
-    T = mdp.T[:, :, 0, :]
-    rbar = (T * mdp.R[:, :, 0, :]).sum(-1)
-    S = T.shape[-1]
-    I = torch.eye(S, dtype=T.dtype)
-    return torch.linalg.solve(I - mdp.gamma[:, None, None] * T, rbar.unsqueeze(-1)).squeeze(-1)
-
-
 def sample(cfg: TrainConfig, gen: torch.Generator) -> Sample:
     """``cfg.mrps`` random MRPs whose features satisfy Assumption 5.1 (drawn
     in rounds, those with a positive margin kept, in draw order), one window
@@ -171,7 +152,7 @@ def sample(cfg: TrainConfig, gen: torch.Generator) -> Sample:
     for _ in range(REJECTION_ROUNDS):
         m = random_mrps(cfg.mrps, cfg.states, gen, cfg.gamma)
         f = draw_features(cfg.features, cfg.mrps, cfg.states, cfg.d, cfg.tau, gen)
-        margin = assumption_margin(m, f, cfg.gamma)
+        margin = margin_of(m, f, cfg.gamma)["C"]         # Assumption 5.1 (our reading of M_pi)
         ok = margin > 0
         kept_T.append(m.T[ok]), kept_R.append(m.R[ok]), kept_rho.append(m.rho0[ok])
         kept_f.append(f[ok]), kept_m.append(margin[ok])
@@ -186,7 +167,7 @@ def sample(cfg: TrainConfig, gen: torch.Generator) -> Sample:
     feats, margin = torch.cat(kept_f)[:B], torch.cat(kept_m)[:B]
     mdp = MDP(T, R, cfg.gamma, rho)
     X, r, S = sm.windows(mdp, feats, cfg.n, gen)
-    vpi = true_values(mdp)
+    vpi = mrp_values(mdp)
     vpi_q = vpi[torch.arange(B), S[:, -1]]
     return Sample(sm.prompt(X, r), X, r, vpi_q, margin, float(cfg.gamma), feats)
 

@@ -217,6 +217,24 @@ def _check_config(args, record) -> dict:
     return cfg
 
 
+def _divergence_lines(res) -> list[str]:
+    """The line of a layer-by-layer check whose iteration diverges (none if it does not)."""
+    v = res.divergence
+    if not v:
+        return []
+    return [f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: values {v['magnitude']:.3g} > "
+            f"{v['ratio_bound']:g} x the window's size {v['window_size']:.3g})"]
+
+
+def _undecidable_lines(res) -> list[str]:
+    """The line of a layer-by-layer check with an undecidable quantity (none if the verdict says more)."""
+    u = res.undecidable_example
+    if not u or res.verdict == "diverges":
+        return []
+    return [f"not decidable on {res.undecidable} quantities: window {u['prompt']}, layer {u['layer']}, rounding bound "
+            f"{u['bound']:.3e} vs the step's terms {u['signal']:.3e}; {u['suggestion']}"]
+
+
 def _command_line(parts, cfg) -> str:
     """The reproduce command: ``parts`` and the options every layer-by-layer
     check shares when they differ from their defaults (mask, features, weights)."""
@@ -334,19 +352,14 @@ def run_softmax_check(args, record) -> int:
                      f"{', '.join(f'{e:.2e}' for e in c['max_abs_error'])}, slope {c['slope']:.3f} "
                      f"({'O(eps^4)' if special['holds'] else 'NOT O(eps^4)'}); with centred features on both "
                      f"sides: slope {s_['slope']:.3f}")
-    if res.divergence:
-        v = res.divergence
-        lines.append(f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: values "
-                     f"{v['magnitude']:.3g} > {v['ratio_bound']:g} x the window's size {v['window_size']:.3g})")
+    lines += _divergence_lines(res)
     if res.counterexample:
         c = res.counterexample
         lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {c['quantity']} row "
                      f"{c['row']}, column {c['column']} (state {c['state']}): block {c['got']:.17g}, reference "
                      f"{c['want']:.17g} (bound {c['bound']:.3g}; {c['why']}); reproduce: {out['command']}")
-    elif res.undecidable_example and res.verdict != "diverges":
-        u = res.undecidable_example
-        lines.append(f"not decidable on {res.undecidable} quantities: window {u['prompt']}, layer {u['layer']}, "
-                     f"rounding bound {u['bound']:.3e} vs the step's terms {u['signal']:.3e}; {u['suggestion']}")
+    else:
+        lines += _undecidable_lines(res)
     emit(lines, out, args.json)
     special_ok = special is None or special["holds"]
     return 0 if res.holds and special_ok else 1
@@ -391,19 +404,14 @@ def run_layer_check(args, record) -> int:
              f"{res.max_rel_error:.3e}; each layer's own error at most {res.worst_error_over_bound:.3g} of its "
              f"rounding bound; untouched entries compared exactly (docs/check.md, Tolerances)",
              WANG_VERDICT_LINES[res.verdict]]
-    if res.divergence:
-        v = res.divergence
-        lines.append(f"the iteration diverges from layer {v['layer']} (window {v['prompt']}: values "
-                     f"{v['magnitude']:.3g} > {v['ratio_bound']:g} x the window's size {v['window_size']:.3g})")
+    lines += _divergence_lines(res)
     if res.counterexample:
         c = res.counterexample
         where = "read-out" if c["quantity"] == "value" else f"{c['quantity']} entry {c['entry']}"
         rows = f"rows changed: {c['rows']}" if c["quantity"] == "untouched" else f"row {c['rows'][0]}"
         lines.append(f"counterexample: window {c['prompt']}, after layer {c['layer']}, {where} ({rows}): block {c['block']:.17g}, loop {c['loop']:.17g} (relative error "
                      f"{c['relative_error']:.3g}; {c['why']}); reproduce: {out['command']}")
-    elif res.undecidable_example and res.verdict != "diverges":
-        u = res.undecidable_example
-        lines.append(f"not decidable on {res.undecidable} quantities: window {u['prompt']}, layer {u['layer']}, "
-                     f"rounding bound {u['bound']:.3e} vs the step's terms {u['signal']:.3e}; {u['suggestion']}")
+    else:
+        lines += _undecidable_lines(res)
     emit(lines, out, args.json)
     return 0 if res.holds else 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from numerics.core.mdp import MDP
+from numerics.core.mdp import MDP, evaluate_policy
 from numerics.core.tolerances import DTYPE
 from theory.errors import InputError
 
@@ -83,6 +83,14 @@ def sample_mrps(kind: str, batch: int, states: int, gen: torch.Generator, gamma=
     if kind not in MRP_KINDS:
         raise InputError("mrp", f"unknown {kind!r}; expected one of {', '.join(MRP_KINDS)}")
     return boyan_chains(batch, states, gen, gamma) if kind == "boyan" else random_mrps(batch, states, gen, gamma)
+
+
+def mrp_values(mdp: MDP) -> torch.Tensor:
+    """``v_pi`` of every MRP (``B x S``): ``(I - gamma T) v = r_bar``, the exact
+    policy evaluation of :func:`numerics.core.mdp.evaluate_policy` with the
+    MRP's one action."""
+    pi = torch.ones(mdp.batch, mdp.states, 1, dtype=mdp.T.dtype, device=mdp.T.device)
+    return evaluate_policy(mdp, pi)[0]
 
 
 def stationary_distribution(mdp: MDP) -> torch.Tensor:

@@ -175,6 +175,20 @@ def changed(got, want):
     return ~(np.asarray(got) == np.asarray(want))
 
 
+def layer_ratios(err, residual, bound, scale):
+    """Per entry of one layer (NumPy arrays): the relative error ``err /
+    scale`` (0 where ``err`` is 0, infinite where it is NaN) and the layer's
+    own error over its rounding bound, ``|residual| / bound`` (0 where the
+    residual is 0, infinite where :func:`exceeds` says the bound is exceeded
+    but the quotient does not show it: a zero or NaN bound)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(err == 0.0, 0.0, err / scale)
+        ratio = np.where(np.abs(residual) == 0.0, 0.0, np.abs(residual) / bound)
+    rel = np.nan_to_num(rel, nan=np.inf)
+    ratio = np.where(exceeds(np.abs(residual), bound) & ~(ratio > 1.0), np.inf, ratio)
+    return rel, ratio
+
+
 def verdict(*, failed: bool, undecidable: bool, diverged: bool = False) -> str:
     """One verdict for a check: ``fails`` (an error above its bound, or an entry
     that had to stay unchanged changed) before ``diverges`` before

@@ -157,23 +157,30 @@ def _finite(a, field):
     return torch.as_tensor(a, dtype=DTYPE)
 
 
+def _layered(arrays: dict, record, d: int, layers: int, first: str):
+    """``(first, V, tied)`` of a layer-by-layer record's arrays: ``first`` (``P``
+    or ``A``) of shape ``(D, D)`` (tied layers) or ``(L, D, D)`` (untied), ``V``
+    the same with a head axis before the last two for several heads; ``tied``
+    read from ``first``'s shape; a wrong shape names its array."""
+    W = arrays[first]
+    if W.ndim not in (2, 3):
+        raise InputError(f"weights.{first}", f"expected shape (D, D) (tied) or (L, D, D) (untied), got {W.shape}")
+    tied = W.ndim == 2
+    spec = record.spec_at(layers, tied)
+    for k, shape in ((first, spec.weight_shape(d)), ("V", spec.value_shape(d))):
+        if arrays[k].shape != tuple(shape):
+            kind = "tied" if tied else f"untied, L = {layers}"
+            raise InputError(f"weights.{k}", f"expected shape {tuple(shape)} ({kind}, d = {d}, layout "
+                                             f"{record.layout.name}), got {arrays[k].shape}")
+    return _finite(W, f"weights.{first}"), _finite(arrays["V"], "weights.V"), tied
+
+
 def load_layer_weights(path: str, record, d: int, layers: int):
     """``(P, V, tied)`` of a layer-by-layer record from ``path`` (arrays ``P``
     and ``V`` in our notation: ``P`` of shape ``(D, D)`` (tied layers) or
     ``(L, D, D)`` (untied), ``V`` the same with a head axis before the last
     two for a record with several heads); ``tied`` read from ``P``'s shape."""
-    arrays = _pv_arrays(path)
-    P = arrays["P"]
-    if P.ndim not in (2, 3):
-        raise InputError("weights.P", f"expected shape (D, D) (tied) or (L, D, D) (untied), got {P.shape}")
-    tied = P.ndim == 2
-    spec = record.spec_at(layers, tied)
-    for k, shape in (("P", spec.weight_shape(d)), ("V", spec.value_shape(d))):
-        if arrays[k].shape != tuple(shape):
-            kind = "tied" if tied else f"untied, L = {layers}"
-            raise InputError(f"weights.{k}", f"expected shape {tuple(shape)} ({kind}, d = {d}, layout "
-                                             f"{record.layout.name}), got {arrays[k].shape}")
-    return _finite(arrays["P"], "weights.P"), _finite(arrays["V"], "weights.V"), tied
+    return _layered(_pv_arrays(path), record, d, layers, "P")
 
 
 def load_softmax_weights(path: str, record, d: int, layers: int):
@@ -186,17 +193,7 @@ def load_softmax_weights(path: str, record, d: int, layers: int):
     if missing:
         raise InputError("weights", f"{path} lacks array(s) {', '.join(missing)}; a softmax record's weights are "
                                     f"A and V")
-    A = arrays["A"]
-    if A.ndim not in (2, 3):
-        raise InputError("weights.A", f"expected shape (D, D) (tied) or (L, D, D) (untied), got {A.shape}")
-    tied = A.ndim == 2
-    spec = record.spec_at(layers, tied)
-    for k, shape in (("A", spec.weight_shape(d)), ("V", spec.value_shape(d))):
-        if arrays[k].shape != tuple(shape):
-            kind = "tied" if tied else f"untied, L = {layers}"
-            raise InputError(f"weights.{k}", f"expected shape {tuple(shape)} ({kind}, d = {d}, layout "
-                                             f"{record.layout.name}), got {arrays[k].shape}")
-    return _finite(arrays["A"], "weights.A"), _finite(arrays["V"], "weights.V"), tied
+    return _layered(arrays, record, d, layers, "A")
 
 
 def load_preconditioner(path: str, d: int, layers: int):
