@@ -79,6 +79,10 @@ def integer_options(command: str) -> list[str]:
             if isinstance(a.type, Integer) and a.option_strings]
 
 
+def takes_algorithm(command: str) -> bool:
+    return any("--algorithm" in a.option_strings for a in command_parser(command)._actions)
+
+
 def cases(tmp: str, model: str) -> dict[str, list[str]]:
     """``command option`` -> argv with that option at 10^12."""
     out = {}
@@ -87,7 +91,7 @@ def cases(tmp: str, model: str) -> dict[str, list[str]]:
             if opt in NOT_SIZES:
                 continue
             argv = [command]
-            if opt in WANG and command not in ("softmax-train", "softmax-bound"):   # their own --layers / --features-dim
+            if opt in WANG and takes_algorithm(command):     # the layered records' sizes (softmax-*: their own)
                 argv += ["--algorithm", "td-preconditioned"]
             argv += COMPANIONS.get(opt, [])
             if command == "families":
