@@ -564,6 +564,19 @@ def _count(mask: torch.Tensor) -> dict:
             "of_mrps": int(mask.shape[0])}
 
 
+def experiments(families, *, mrps: int, states: int, dim: int, tau: float | None, gamma: float, contexts,
+                layers: int, seed: int, rate_mrps: int = 50, progress=None) -> list:
+    """:func:`experiment` of each family in turn, family ``i`` from seed
+    ``seed + 1000 i`` (its own stream), at its default ``tau`` unless one is given."""
+    out = []
+    for i, name in enumerate(families):
+        fam = family(name)
+        out.append(experiment(fam, mrps=mrps, states=states, dim=dim, tau=fam.tau if tau is None else tau,
+                              gamma=gamma, contexts=contexts, layers=layers, seed=seed + 1000 * i,
+                              rate_mrps=rate_mrps, progress=progress))
+    return out
+
+
 def experiment(fam: Family, *, mrps: int, states: int, dim: int, tau: float, gamma: float, contexts, layers: int,
                seed: int, alpha: float = 1.0, rate_mrps: int = 50, progress=None) -> dict:
     """One family: draw the MRPs, their margin, the population rate check

@@ -149,14 +149,10 @@ BOUND_GAMMA = 0.5
 
 
 def _bound_fresh(s: Settings) -> list:
-    size = s.pick(SB.DEFAULT, SB.FULL)
-    out = []
-    for i, name in enumerate(SB.DEFAULT_FAMILIES):          # the command's families and seeds (seed + 1000 i)
-        fam = SB.family(name)
-        r = SB.experiment(fam, mrps=size["mrps"], states=5, dim=10, tau=fam.tau, gamma=BOUND_GAMMA,
-                          contexts=size["contexts"], layers=40, seed=s.seed + 1000 * i)
-        out.append({k: v for k, v in r.items() if not k.startswith("_")})
-    return out
+    size = s.pick(SB.DEFAULT, SB.FULL)                      # the command's families, sizes and seeds
+    res = SB.experiments(SB.DEFAULT_FAMILIES, mrps=size["mrps"], states=5, dim=10, tau=None, gamma=BOUND_GAMMA,
+                         contexts=size["contexts"], layers=40, seed=s.seed)
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in res]
 
 
 _BOUND: dict = {}

@@ -158,15 +158,11 @@ def run(args) -> int:
                       budget.max_time(args.max_time), f"softmax-bound on {len(families)} families x {mrps} MRPs, "
                       f"contexts up to {max(contexts)}, {args.layers} layers",
                       "use fewer --mrps/--contexts/--layers/--family")
-    results = []
     with progress_bar(total=len(families) * len(contexts), desc="softmax-bound", disable=args.json,
                       unit="cell") as bar:
-        for i, name_f in enumerate(families):
-            fam = sb.family(name_f)
-            tau = fam.tau if args.tau is None else args.tau
-            results.append(sb.experiment(fam, mrps=mrps, states=args.states, dim=args.features_dim, tau=tau,
-                                         gamma=gamma, contexts=contexts, layers=args.layers, seed=args.seed + 1000 * i,
-                                         rate_mrps=args.rate_mrps, progress=at_boundary(bar.update)))
+        results = sb.experiments(families, mrps=mrps, states=args.states, dim=args.features_dim, tau=args.tau,
+                                 gamma=gamma, contexts=contexts, layers=args.layers, seed=args.seed,
+                                 rate_mrps=args.rate_mrps, progress=at_boundary(bar.update))
     check_interrupt()
     command = reproduce_command("softmax-bound", args, add_arguments)
     paths = render.write(results, args.out, name, command, config_of(args))
